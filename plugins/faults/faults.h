@@ -1,0 +1,53 @@
+// Misbehaving tasks, for tests of the pool's fault handling. Test-only.
+
+#ifndef PROCPOOL_PLUGINS_FAULTS_FAULTS_H_
+#define PROCPOOL_PLUGINS_FAULTS_FAULTS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "tasks/task.h"
+
+namespace procpool::faults {
+
+// Throws std::runtime_error(message).
+int Throw(const std::string& message);
+// Throws std::invalid_argument when x < 0, else returns x.
+int CheckNonNegative(int x);
+// Throws an int (not a std::exception).
+int ThrowInt(int x);
+// Calls abort() (SIGABRT).
+int Abort(int x);
+// Dereferences a null pointer (SIGSEGV).
+int Segfault(int x);
+// Calls _exit(code).
+int Exit(int code);
+// Sleeps `ms` milliseconds, then returns ms.
+int SleepMs(int ms);
+// Never returns.
+int Hang(int x);
+// Returns a string of `bytes` bytes.
+std::string Huge(int64_t bytes);
+// Returns x, but crashes with SIGSEGV when x == crash_on.
+int CrashOn(int x, int crash_on);
+// Writes to stderr, then returns x.
+int Chatter(int x);
+// Returns the worker's pid.
+int Pid(int x);
+
+inline constexpr TaskRef<int(std::string)> kThrow{"throw"};
+inline constexpr TaskRef<int(int)> kCheckNonNegative{"check_non_negative"};
+inline constexpr TaskRef<int(int)> kThrowInt{"throw_int"};
+inline constexpr TaskRef<int(int)> kAbort{"abort"};
+inline constexpr TaskRef<int(int)> kSegfault{"segfault"};
+inline constexpr TaskRef<int(int)> kExit{"exit"};
+inline constexpr TaskRef<int(int)> kSleepMs{"sleep_ms"};
+inline constexpr TaskRef<int(int)> kHang{"hang"};
+inline constexpr TaskRef<std::string(int64_t)> kHuge{"huge"};
+inline constexpr TaskRef<int(int, int)> kCrashOn{"crash_on"};
+inline constexpr TaskRef<int(int)> kChatter{"chatter"};
+inline constexpr TaskRef<int(int)> kPid{"pid"};
+
+}  // namespace procpool::faults
+
+#endif  // PROCPOOL_PLUGINS_FAULTS_FAULTS_H_

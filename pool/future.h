@@ -1,0 +1,358 @@
+// Future<R>: the eventual result of one task submitted to a ProcessPool.
+//
+// Every future resolves exactly once, whatever the workers do: with the
+// task's value, the task's exception, a worker crash, a cancellation, or a
+// pool shutdown. Nothing that happens to a worker leaves a future pending
+// forever.
+//
+// Two ways to read the outcome:
+//   absl::StatusOr<R> Result()  never throws;
+//   const R& Get()              throws procpool::TaskError, like Python's
+//                               Future.result() and std::future::get().
+//
+// Status codes a future can carry:
+//   kUnknown            the task threw; message has the type and what()
+//   kInvalidArgument    the arguments did not decode in the worker
+//   kAborted            the worker died while running the task (signal or
+//                       exit code named), or the pool broke (kBreakPool)
+//   kCancelled          cancelled before it ran, or the pool was destroyed
+//   kFailedPrecondition submitted after Shutdown()
+//   kNotFound           submitted through a TaskRef the plugins don't have
+//   kDataLoss           the result did not decode in the caller
+//
+// Futures are cheap to copy (they share state) and thread-safe: any number
+// of threads may wait on copies of one future.
+
+#ifndef PROCPOOL_POOL_FUTURE_H_
+#define PROCPOOL_POOL_FUTURE_H_
+
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "pool/internal/task_state.h"
+#include "tasks/serialize.h"
+
+namespace procpool {
+
+// Status payload keys set on a kUnknown status from a task's exception.
+inline constexpr char kExceptionTypePayload[] = "procpool/exception_type";
+inline constexpr char kExceptionWhatPayload[] = "procpool/exception_what";
+
+// What Future::Get() and range iteration throw when a task failed.
+class TaskError : public std::runtime_error {
+ public:
+  explicit TaskError(absl::Status status)
+      : std::runtime_error(status.ToString()), status_(std::move(status)) {}
+
+  const absl::Status& status() const { return status_; }
+  absl::StatusCode code() const { return status_.code(); }
+  // For a task that threw: the exception's type name (e.g.
+  // "std::invalid_argument") and what(); empty otherwise.
+  std::string exception_type() const {
+    return PayloadString(kExceptionTypePayload);
+  }
+  std::string exception_what() const {
+    return PayloadString(kExceptionWhatPayload);
+  }
+
+ private:
+  std::string PayloadString(const char* key) const {
+    auto p = status_.GetPayload(key);
+    return p ? std::string(*p) : std::string();
+  }
+  absl::Status status_;
+};
+
+template <class R>
+class Future {
+ public:
+  using value_type = R;
+
+  // An invalid future (valid() == false); only assignment and valid() may
+  // be called on it.
+  Future() = default;
+
+  bool valid() const { return state_ != nullptr; }
+
+  // True once the outcome is known. Never blocks.
+  bool Done() const { return state_->Done(); }
+
+  // Blocks until the outcome is known.
+  void Wait() const { state_->Wait(); }
+
+  // Blocks for at most `timeout`; true if the outcome is known.
+  bool WaitFor(absl::Duration timeout) const { return state_->WaitFor(timeout); }
+
+  // Blocks until done; the value, or the failure as a Status. Never throws.
+  absl::StatusOr<R> Result() const { return state_->Decoded(); }
+
+  // Blocks until done (at most `timeout`: kDeadlineExceeded after it; the
+  // task itself keeps going).
+  absl::StatusOr<R> Result(absl::Duration timeout) const {
+    if (!WaitFor(timeout)) {
+      return absl::DeadlineExceededError(
+          "the task did not finish within the wait's timeout");
+    }
+    return Result();
+  }
+
+  // Blocks until done; the value, which lives as long as any copy of this
+  // future. Throws TaskError if the task failed.
+  const R& Get() const {
+    const absl::StatusOr<R>& r = state_->Decoded();
+    if (!r.ok()) throw TaskError(r.status());
+    return *r;
+  }
+
+  // Blocks for at most `timeout`; throws TaskError (kDeadlineExceeded) when
+  // it runs out, like Python's result(timeout).
+  const R& Get(absl::Duration timeout) const {
+    if (!WaitFor(timeout)) {
+      throw TaskError(absl::DeadlineExceededError(
+          "the task did not finish within the wait's timeout"));
+    }
+    return Get();
+  }
+
+  // Blocks until done; OK, or the failure. Never throws.
+  absl::Status status() const {
+    Wait();
+    return state_->status();
+  }
+
+  // Cancels the task if it has not been sent to a worker yet; then the
+  // future resolves with kCancelled and this returns true. Returns false if
+  // the task is running or finished. Never blocks.
+  bool Cancel() {
+    return state_->Cancel(absl::CancelledError("cancelled before it ran"));
+  }
+
+  // True if the future resolved with kCancelled. Never blocks.
+  bool Cancelled() const {
+    return Done() && state_->status().code() == absl::StatusCode::kCancelled;
+  }
+
+  // The position of this task's input: its index in a Map, or the
+  // submission's sequence number in its pool for Submit.
+  size_t index() const { return state_->index(); }
+
+  // Calls `fn(*this)` once the future is done: at once on this thread if it
+  // already is, otherwise on the pool's I/O thread (so `fn` must be quick
+  // and must not block or wait on other futures).
+  void AddDoneCallback(std::function<void(const Future<R>&)> fn) const {
+    Future<R> self = *this;
+    state_->OnDone([self, fn = std::move(fn)] { fn(self); });
+  }
+
+  // For the pool's implementation.
+  explicit Future(std::shared_ptr<internal::TypedTaskState<R>> state)
+      : state_(std::move(state)) {}
+  internal::TaskState* state_for_internal_use() const { return state_.get(); }
+
+ private:
+  std::shared_ptr<internal::TypedTaskState<R>> state_;
+};
+
+// ---- Waiting on many futures ----
+
+enum class WaitMode { kFirstCompleted, kFirstException, kAllCompleted };
+inline constexpr WaitMode FIRST_COMPLETED = WaitMode::kFirstCompleted;
+inline constexpr WaitMode FIRST_EXCEPTION = WaitMode::kFirstException;
+inline constexpr WaitMode ALL_COMPLETED = WaitMode::kAllCompleted;
+
+// Indices into the futures passed to Wait().
+struct WaitResult {
+  std::vector<size_t> done;
+  std::vector<size_t> not_done;
+};
+
+namespace internal {
+
+// Collects completions of a set of futures, in completion order.
+class CompletionQueue {
+ public:
+  void Push(size_t index, bool failed) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    ready_.push_back(index);
+    if (failed) ++failed_;
+  }
+  // Blocks until an index is ready or `deadline`; nullopt on timeout.
+  std::optional<size_t> Pop(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !ready_.empty();
+    };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&ready), deadline)) {
+      return std::nullopt;
+    }
+    size_t i = ready_.front();
+    ready_.pop_front();
+    return i;
+  }
+  // Blocks until `pred(done_count, failed_count)` holds or `deadline`.
+  template <class Pred>
+  void AwaitCounts(size_t popped_base, Pred pred, absl::Time deadline)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    auto cond = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return pred(popped_base + ready_.size(), failed_);
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&cond), deadline);
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::deque<size_t> ready_ ABSL_GUARDED_BY(mu_);
+  size_t failed_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+template <class R>
+std::shared_ptr<CompletionQueue> WatchAll(const std::vector<Future<R>>& fs) {
+  auto q = std::make_shared<CompletionQueue>();
+  for (size_t i = 0; i < fs.size(); ++i) {
+    TaskState* s = fs[i].state_for_internal_use();
+    s->OnDone([q, i, s] { q->Push(i, !s->status().ok()); });
+  }
+  return q;
+}
+
+}  // namespace internal
+
+// Blocks until the condition `mode` holds for `futures` or `timeout` passes
+// (like concurrent.futures.wait). Never throws.
+template <class R>
+WaitResult Wait(const std::vector<Future<R>>& futures,
+                WaitMode mode = ALL_COMPLETED,
+                absl::Duration timeout = absl::InfiniteDuration()) {
+  absl::Time deadline = absl::Now() + timeout;
+  auto q = internal::WatchAll(futures);
+  size_t n = futures.size();
+  q->AwaitCounts(
+      0,
+      [&](size_t done, size_t failed) {
+        switch (mode) {
+          case WaitMode::kFirstCompleted:
+            return done >= 1 || n == 0;
+          case WaitMode::kFirstException:
+            return failed >= 1 || done == n;
+          case WaitMode::kAllCompleted:
+            return done == n;
+        }
+        return true;
+      },
+      deadline);
+  WaitResult out;
+  for (size_t i = 0; i < n; ++i) {
+    (futures[i].Done() ? out.done : out.not_done).push_back(i);
+  }
+  return out;
+}
+
+// One finished future, and which one it was.
+template <class R>
+struct Completed {
+  size_t index;      // position in the vector given to AsCompleted
+  Future<R> future;  // Done() is true
+};
+
+// Yields futures as they finish (like concurrent.futures.as_completed), each
+// with its position in `futures`, so no future-to-input map is needed.
+// An input range; iterating blocks until the next future finishes. With a
+// timeout, advancing past the deadline with futures still pending throws
+// TaskError(kDeadlineExceeded), as Python raises TimeoutError.
+template <class R>
+class AsCompletedRange {
+ public:
+  AsCompletedRange(std::vector<Future<R>> futures, absl::Duration timeout)
+      : futures_(std::move(futures)),
+        deadline_(absl::Now() + timeout),
+        queue_(internal::WatchAll(futures_)) {}
+
+  class iterator {
+   public:
+    using value_type = Completed<R>;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(AsCompletedRange* r) : r_(r) { Advance(); }
+    const Completed<R>& operator*() const { return *current_; }
+    const Completed<R>* operator->() const { return &*current_; }
+    iterator& operator++() {
+      Advance();
+      return *this;
+    }
+    void operator++(int) { Advance(); }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) {
+      return !it.current_.has_value();
+    }
+
+   private:
+    void Advance() {
+      current_.reset();
+      if (r_->yielded_ == r_->futures_.size()) return;
+      std::optional<size_t> i = r_->queue_->Pop(r_->deadline_);
+      if (!i) {
+        throw TaskError(absl::DeadlineExceededError(
+            "AsCompleted: futures still pending at the deadline"));
+      }
+      ++r_->yielded_;
+      current_.emplace(Completed<R>{*i, r_->futures_[*i]});
+    }
+    AsCompletedRange* r_ = nullptr;
+    std::optional<Completed<R>> current_;
+  };
+
+  // Call once.
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  std::vector<Future<R>> futures_;
+  absl::Time deadline_;
+  std::shared_ptr<internal::CompletionQueue> queue_;
+  size_t yielded_ = 0;
+};
+
+template <class R>
+AsCompletedRange<R> AsCompleted(std::vector<Future<R>> futures,
+                                absl::Duration timeout = absl::InfiniteDuration()) {
+  return AsCompletedRange<R>(std::move(futures), timeout);
+}
+
+// ---- Implementation ----
+
+template <class R>
+const absl::StatusOr<R>& internal::TypedTaskState<R>::Decoded() {
+  Wait();
+  absl::call_once(once_, [this] {
+    if (!status().ok()) {
+      decoded_ = status();
+      return;
+    }
+    try {
+      decoded_ = serialize_internal::DecodeArchive<R>(payload());
+    } catch (const std::exception& e) {
+      decoded_ = absl::DataLossError(
+          std::string("the task's result does not decode: ") + e.what());
+    }
+    ReleasePayload();
+  });
+  return decoded_;
+}
+
+}  // namespace procpool
+
+#endif  // PROCPOOL_POOL_FUTURE_H_

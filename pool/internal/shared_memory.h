@@ -1,0 +1,62 @@
+// SharedMemory: an anonymous shared memory file (memfd) and its mapping.
+//
+// The pool gives each worker one small page through which the worker
+// publishes which task it is running, so that when it dies the pool knows
+// which task to blame without a round trip per task.
+//
+// Move-only. The destructor unmaps and closes. Not thread-safe itself; the
+// bytes are shared and accessed through atomics.
+
+#ifndef PROCPOOL_POOL_INTERNAL_SHARED_MEMORY_H_
+#define PROCPOOL_POOL_INTERNAL_SHARED_MEMORY_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "pool/internal/unique_fd.h"
+
+namespace procpool::internal {
+
+class SharedMemory {
+ public:
+  // Creates a close-on-exec memfd of `size` bytes and maps it.
+  static absl::StatusOr<SharedMemory> Create(size_t size);
+  // Maps an existing memfd (the worker's side).
+  static absl::StatusOr<SharedMemory> Map(UniqueFd fd, size_t size);
+
+  SharedMemory(SharedMemory&& other) noexcept;
+  SharedMemory& operator=(SharedMemory&& other) noexcept;
+  SharedMemory(const SharedMemory&) = delete;
+  SharedMemory& operator=(const SharedMemory&) = delete;
+  ~SharedMemory();
+
+  int fd() const { return fd_.get(); }
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  SharedMemory(UniqueFd fd, void* data, size_t size)
+      : fd_(std::move(fd)), data_(data), size_(size) {}
+  void Unmap();
+
+  UniqueFd fd_;
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// The layout of a worker's status page.
+struct WorkerStatusPage {
+  // Id of the task the worker is running, 0 between tasks.
+  std::atomic<uint64_t> running_task;
+  // Tasks the worker has finished since it started.
+  std::atomic<uint64_t> tasks_done;
+};
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+inline constexpr size_t kWorkerStatusPageSize = 4096;
+
+}  // namespace procpool::internal
+
+#endif  // PROCPOOL_POOL_INTERNAL_SHARED_MEMORY_H_

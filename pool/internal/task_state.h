@@ -1,0 +1,111 @@
+// TaskState: the shared state behind a Future.
+//
+// Created by the submitting thread, queued and dispatched by the pool's I/O
+// thread, completed exactly once (by the I/O thread, or by a caller that
+// cancels a task before it is dispatched). Thread-safe.
+
+#ifndef PROCPOOL_POOL_INTERNAL_TASK_STATE_H_
+#define PROCPOOL_POOL_INTERNAL_TASK_STATE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/base/call_once.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace procpool::internal {
+
+class TaskState {
+ public:
+  enum Phase : int { kQueued = 0, kDispatched = 1, kFinished = 2 };
+
+  TaskState(uint32_t task, size_t index) : task_(task), index_(index) {}
+  virtual ~TaskState() = default;
+  TaskState(const TaskState&) = delete;
+  TaskState& operator=(const TaskState&) = delete;
+
+  uint32_t task() const { return task_; }
+  size_t index() const { return index_; }
+
+  // Serialized arguments. Written by the submitter before the task is
+  // queued; read by the I/O thread afterwards (the queue's mutex orders the
+  // two). Released when the task finishes.
+  std::string& args() { return args_; }
+
+  // Pool-assigned id; set under the pool's mutex when queued.
+  uint64_t id() const { return id_; }
+  void set_id(uint64_t id) { id_ = id; }
+
+  // Queued -> dispatched. False if the task was cancelled meanwhile.
+  bool TryDispatch() {
+    int expected = kQueued;
+    return phase_.compare_exchange_strong(expected, kDispatched);
+  }
+  // Dispatched -> queued, when a worker died before running it.
+  void Requeue() { phase_.store(kQueued); }
+  bool queued() const { return phase_.load() == kQueued; }
+
+  // Cancels a task that is still queued: completes it with kCancelled and
+  // returns true. Returns false once it was dispatched or finished.
+  bool Cancel(absl::Status why);
+
+  // Records the outcome; true the first time, false (and no effect) after.
+  // Runs the done-callbacks on the calling thread, outside any lock.
+  bool Complete(absl::Status status, std::string payload = {})
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  bool Done() const { return done_flag_.load(std::memory_order_acquire); }
+  void Wait() const ABSL_LOCKS_EXCLUDED(mu_);
+  // True if done within `timeout`.
+  bool WaitFor(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Valid once Done(). The payload is the result's archive when OK.
+  const absl::Status& status() const { return status_; }
+  const std::string& payload() const { return payload_; }
+  void ReleasePayload() { std::string().swap(payload_); }
+
+  // Runs `fn` once the task is done: now, on this thread, if it already is;
+  // otherwise on the thread that completes it. `fn` must not block.
+  void OnDone(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  const uint32_t task_;
+  const size_t index_;
+  uint64_t id_ = 0;
+  std::string args_;
+  std::atomic<int> phase_{kQueued};
+
+  mutable absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::function<void()>> callbacks_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> done_flag_{false};
+  // Written once under mu_ before done_flag_ is set; read-only afterwards.
+  absl::Status status_;
+  std::string payload_;
+};
+
+// A TaskState that also caches the decoded result.
+template <class R>
+class TypedTaskState final : public TaskState {
+ public:
+  using TaskState::TaskState;
+
+  // Blocks until done; decodes the payload once.
+  const absl::StatusOr<R>& Decoded();
+
+ private:
+  absl::once_flag once_;
+  absl::StatusOr<R> decoded_{absl::UnknownError("not decoded")};
+};
+
+}  // namespace procpool::internal
+
+#endif  // PROCPOOL_POOL_INTERNAL_TASK_STATE_H_

@@ -1,0 +1,196 @@
+// The wire between the pool and a worker: length-prefixed frames over a
+// stream socket, each payload a cereal binary archive of one message.
+//
+//   frame := u32 payload_length (little endian)
+//            u16 magic 0x7070 ("pp")
+//            u8  type (FrameType)
+//            u8  reserved (0)
+//            payload_length bytes
+//
+// The decoder trusts nothing: it checks magic, type and the length against a
+// hard limit before buffering a payload.
+//
+// Not thread-safe: each decoder and buffer belongs to one connection owner.
+
+#ifndef PROCPOOL_POOL_INTERNAL_WIRE_H_
+#define PROCPOOL_POOL_INTERNAL_WIRE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tasks/serialize.h"
+
+namespace procpool::internal {
+
+inline constexpr size_t kFrameHeaderSize = 8;
+inline constexpr uint16_t kFrameMagic = 0x7070;
+inline constexpr size_t kDefaultMaxFrameBytes = size_t{1} << 30;
+
+enum class FrameType : uint8_t {
+  kHello = 1,    // worker -> pool: HelloMsg
+  kCalls = 2,    // pool -> worker: std::vector<CallMsg>
+  kResults = 3,  // worker -> pool: std::vector<ResultMsg>
+};
+
+// ---- Messages ----
+
+struct TaskManifest {
+  std::string name;
+  uint64_t fingerprint = 0;
+  std::string signature;
+  template <class A>
+  void serialize(A& ar) {
+    ar(name, fingerprint, signature);
+  }
+};
+
+struct PluginManifest {
+  std::string path;
+  std::string name;
+  uint32_t abi_version = 0;
+  std::vector<TaskManifest> tasks;
+  template <class A>
+  void serialize(A& ar) {
+    ar(path, name, abi_version, tasks);
+  }
+};
+
+// First frame a worker sends. `error` is non-empty when the worker could not
+// load its plugins; the worker exits right after sending it.
+struct HelloMsg {
+  int32_t pid = 0;
+  uint32_t error_code = 0;  // absl::StatusCode when error is set
+  std::string error;
+  std::vector<PluginManifest> plugins;
+  template <class A>
+  void serialize(A& ar) {
+    ar(pid, error_code, error, plugins);
+  }
+};
+
+// One task to run. `task` indexes the tasks of all plugins, in load order.
+struct CallMsg {
+  uint64_t id = 0;
+  uint32_t task = 0;
+  std::string args;  // cereal archive of the argument tuple
+  template <class A>
+  void serialize(A& ar) {
+    ar(id, task, args);
+  }
+};
+
+enum class ResultCode : uint8_t {
+  kOk = 0,          // payload: archive of the result
+  kBadArgs = 1,     // payload: message
+  kException = 2,   // payload: archive of (type, what)
+  kUnknownTask = 3, // payload: message
+};
+
+struct ResultMsg {
+  uint64_t id = 0;
+  uint8_t code = 0;  // ResultCode
+  uint64_t run_ns = 0;
+  std::string payload;
+  template <class A>
+  void serialize(A& ar) {
+    ar(id, code, run_ns, payload);
+  }
+};
+
+// ---- Encoding ----
+
+// Appends a frame header for a payload of `payload_size` bytes.
+void AppendFrameHeader(std::string* out, FrameType type, size_t payload_size);
+
+// Appends a whole frame holding the archive of `msg`.
+template <class Msg>
+void AppendFrame(std::string* out, FrameType type, const Msg& msg) {
+  size_t start = out->size();
+  AppendFrameHeader(out, type, 0);
+  serialize_internal::AppendArchive(out, msg);
+  size_t len = out->size() - start - kFrameHeaderSize;
+  uint32_t le = static_cast<uint32_t>(len);
+  for (int i = 0; i < 4; ++i) (*out)[start + i] = static_cast<char>(le >> (8 * i));
+}
+
+// Incrementally builds a kCalls frame without materialising CallMsg objects;
+// the bytes are those of AppendFrame(kCalls, std::vector<CallMsg>).
+class CallsFrameBuilder {
+ public:
+  explicit CallsFrameBuilder(std::string* out);
+  void Add(uint64_t id, uint32_t task, std::string_view args);
+  // Patches the header. Returns the number of calls added.
+  size_t Finish();
+
+ private:
+  std::string* out_;
+  size_t start_;
+  uint64_t count_ = 0;
+};
+
+// Decodes the archive of a message; errors are kDataLoss naming `what`.
+template <class Msg>
+absl::StatusOr<Msg> DecodeMessage(std::string_view payload, std::string_view what) {
+  try {
+    return serialize_internal::DecodeArchive<Msg>(payload);
+  } catch (const std::exception& e) {
+    return absl::DataLossError(
+        std::string(what) + " message does not decode: " + e.what());
+  }
+}
+
+// ---- Decoding ----
+
+struct Frame {
+  FrameType type;
+  std::string_view payload;  // valid until the next call on the decoder
+};
+
+// Splits a byte stream into frames.
+class FrameDecoder {
+ public:
+  explicit FrameDecoder(size_t max_frame_bytes = kDefaultMaxFrameBytes)
+      : max_frame_bytes_(max_frame_bytes) {}
+
+  // Space to read into: at least `min_size` bytes at the returned pointer.
+  char* WritableSpace(size_t min_size);
+  // Bytes that may be written at the WritableSpace() pointer.
+  size_t writable() const { return buf_.size() - end_; }
+  // Records that `n` bytes were written into WritableSpace().
+  void Commit(size_t n) { end_ += n; }
+  // Convenience for tests and fuzzers.
+  void Append(std::string_view bytes);
+
+  // The next complete frame, std::nullopt if more bytes are needed, or
+  // kDataLoss for a malformed header (bad magic, unknown type, length over
+  // the limit). After an error the stream is unusable.
+  absl::StatusOr<std::optional<Frame>> Next();
+
+  // Bytes buffered but not yet returned as frames.
+  size_t buffered() const { return end_ - begin_; }
+
+ private:
+  size_t max_frame_bytes_;
+  std::string buf_;
+  size_t begin_ = 0;
+  size_t end_ = 0;
+};
+
+// ---- Blocking I/O (the worker's side) ----
+
+// Writes all of `data`, retrying on EINTR and short writes.
+absl::Status WriteAll(int fd, std::string_view data);
+
+// Reads one frame into `decoder`, blocking. Returns std::nullopt on a clean
+// EOF at a frame boundary; kDataLoss on EOF inside a frame.
+absl::StatusOr<std::optional<Frame>> ReadFrame(int fd, FrameDecoder& decoder);
+
+}  // namespace procpool::internal
+
+#endif  // PROCPOOL_POOL_INTERNAL_WIRE_H_

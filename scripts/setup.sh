@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what procpool needs to build and test on Debian 12, offline from
+# anything but Debian's archive. Idempotent: prints nothing and changes nothing
+# when everything is already installed.
+set -euo pipefail
+
+packages=(
+  bazel-bootstrap   # Bazel 4.2.3 (WORKSPACE-based)
+  g++
+  libabsl-dev       # Abseil 20220623
+  libcereal-dev     # cereal 1.3.2 (header-only)
+  libgtest-dev      # GoogleTest 1.12.1 (static)
+  libgmock-dev
+  libbenchmark-dev  # Google Benchmark 1.7.1
+  python3           # bench/compare runs Python's pools side by side
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: missing packages: ${missing[*]}; run as root (or install them)" >&2
+    exit 1
+  fi
+  echo "setup.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
