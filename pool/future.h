@@ -43,6 +43,7 @@
 #include "absl/strings/cord.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/time/clock.h"
 #include "pool/internal/task_state.h"
 #include "tasks/serialize.h"
 
@@ -128,17 +129,30 @@ class Future {
     return Get();
   }
 
+  // Blocks until done; the failure as a TaskError, or std::nullopt if the
+  // task succeeded (Python's Future.exception()).
+  std::optional<TaskError> Exception() const {
+    absl::Status s = status();
+    if (s.ok()) return std::nullopt;
+    return TaskError(std::move(s));
+  }
+
   // Blocks until done; OK, or the failure. Never throws.
   absl::Status status() const {
     Wait();
     return state_->status();
   }
 
-  // Cancels the task if it has not been sent to a worker yet; then the
-  // future resolves with kCancelled and this returns true. Returns false if
-  // the task is running or finished. Never blocks.
+  // Cancels the task. A task not yet running resolves with kCancelled at
+  // once. A running task's worker is stopped (SIGTERM, then SIGKILL after
+  // PoolOptions::kill_grace) and replaced, and the future resolves with
+  // kCancelled (Python cannot cancel a running task). Returns false if the
+  // future was already done (or the pool is gone). Never blocks.
   bool Cancel() {
-    return state_->Cancel(absl::CancelledError("cancelled before it ran"));
+    if (state_->Cancel(absl::CancelledError("cancelled before it ran"))) {
+      return true;
+    }
+    return state_->RequestCancelRunning();
   }
 
   // True if the future resolved with kCancelled. Never blocks.

@@ -4,10 +4,15 @@
 #define PROCPOOL_POOL_OPTIONS_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "tasks/serialize.h"
+#include "tasks/signature.h"
+#include "tasks/task.h"
 
 namespace procpool {
 
@@ -20,6 +25,27 @@ enum class WorkerDeathPolicy {
   // Python's BrokenProcessPool: fail every pending and running task with
   // kAborted and refuse new work.
   kBreakPool,
+};
+
+// A plugin task each worker runs once, after loading the plugins and before
+// taking work (Python's initializer/initargs). Its result is discarded; if
+// it throws, the worker reports the failure: Create() fails with it, and a
+// replacement worker whose initializer keeps failing breaks the pool.
+struct Initializer {
+  std::string task;          // empty: none
+  uint64_t fingerprint = 0;  // 0: not checked
+  std::string args;          // cereal archive of the arguments
+
+  template <class R, class... A, class... U>
+  static Initializer Of(TaskRef<R(A...)> ref, U&&... args) {
+    static_assert(sizeof...(A) == sizeof...(U), "wrong number of arguments");
+    Initializer init;
+    init.task = std::string(ref.name());
+    init.fingerprint = Signature<R(A...)>::Fingerprint();
+    serialize_internal::AppendArchive(&init.args,
+                                      std::decay_t<A>(std::forward<U>(args))...);
+    return init;
+  }
 };
 
 struct PoolOptions {
@@ -36,6 +62,25 @@ struct PoolOptions {
   std::string worker_path;
 
   WorkerDeathPolicy on_worker_death = WorkerDeathPolicy::kReplaceWorker;
+
+  // Run once in each worker before it takes work.
+  Initializer initializer;
+
+  // Replace a worker after it has run this many tasks (0: never), like
+  // Python's maxtasksperchild.
+  uint64_t max_tasks_per_child = 0;
+
+  // Replace a worker once its resident memory, read after each task,
+  // exceeds this many bytes (0: no limit).
+  uint64_t max_worker_rss_bytes = 0;
+
+  // Defaults for tasks that do not set their own (see SubmitOptions).
+  absl::Duration task_timeout = absl::InfiniteDuration();
+  int retries = 0;
+
+  // When the pool stops a worker (deadline, cancellation, destruction) it
+  // sends SIGTERM, then SIGKILL after this long.
+  absl::Duration kill_grace = absl::Milliseconds(500);
 
   // How long Create() waits for every worker to load its plugins.
   absl::Duration start_timeout = absl::Seconds(30);

@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -46,9 +47,11 @@
 #include "absl/status/statusor.h"
 #include "pool/future.h"
 #include "pool/internal/pool_core.h"
+#include "pool/internal/progress.h"
 #include "pool/internal/status_macros.h"
 #include "pool/internal/task_state.h"
 #include "pool/options.h"
+#include "pool/stats.h"
 #include "tasks/serialize.h"
 #include "tasks/signature.h"
 #include "tasks/task.h"
@@ -86,15 +89,47 @@ struct TaskDescription {
   std::string signature;  // e.g. "int(int, int)"
 };
 
+// Per-call policy for Submit / Apply / ApplyAsync.
+struct SubmitOptions {
+  // Longest the task may run once a worker starts it. When it runs out the
+  // future fails with kDeadlineExceeded at once and the worker is stopped
+  // (SIGTERM, then SIGKILL after PoolOptions::kill_grace) and replaced.
+  // Infinite: PoolOptions::task_timeout.
+  absl::Duration timeout = absl::InfiniteDuration();
+  // Re-run the task on another worker when its worker dies under it, up to
+  // this many times; after retries + 1 deaths the task fails as a "poison
+  // task" with every crash's reason. -1: PoolOptions::retries.
+  int retries = -1;
+};
+
 struct MapOptions {
   // How many items Map reads ahead of the item being consumed (and so how
   // many run at once). 0: automatic, from the measured task duration — a
   // few per worker for slow tasks, up to thousands for tiny ones.
   size_t window = 0;
+  // Tasks sent to a worker in one batch (Python's chunksize). 0: automatic
+  // batching, adapted to measured task durations and payload sizes.
+  int chunksize = 0;
   // With unequal input lengths, Map stops at the shortest. With `strict`,
   // it then reports the mismatch: iteration throws TaskError
   // (kInvalidArgument), and TryMap yields that error as its last element.
   bool strict = false;
+  // Like Python's Executor.map(timeout=...): counted from the call; an item
+  // not finished by then throws TaskError(kDeadlineExceeded) from Map (TryMap
+  // and MapUnordered yield that status), and what is still queued is
+  // cancelled.
+  absl::Duration timeout = absl::InfiniteDuration();
+  // Per-item policy, as in SubmitOptions.
+  absl::Duration task_timeout = absl::InfiniteDuration();
+  int retries = -1;
+  // Draw a progress bar on `progress_fd` (stderr) while iterating, if it is
+  // a terminal: done/total (total when every input range has a size), rate,
+  // ETA, failures.
+  bool progress = false;
+  int progress_fd = 2;
+  // Called on the iterating thread about every 100 ms and once at the end,
+  // for programs that draw their own progress.
+  std::function<void(const Progress&)> on_progress;
 };
 
 // An element of MapUnordered: which input it was, its arguments, and its
@@ -119,29 +154,45 @@ decltype(auto) AsArg(U&& u) {
 
 enum class MapMode { kOrdered, kTry, kUnordered };
 
-template <MapMode Mode, class R, class ArgsTuple, class... Views>
+// kZip: one range per argument. kStar: one range of argument tuples.
+enum class InputShape { kZip, kStar };
+
+template <MapMode Mode, InputShape Shape, class R, class ArgsTuple, class... Views>
 class MapRange;
+
+inline internal::TaskPolicy PolicyFor(const internal::TaskPolicy& defaults,
+                                      absl::Duration timeout, int retries,
+                                      int chunksize) {
+  internal::TaskPolicy p = defaults;
+  if (timeout != absl::InfiniteDuration()) p.timeout = timeout;
+  if (retries >= 0) p.retries = retries;
+  p.chunksize = chunksize;
+  return p;
+}
 
 }  // namespace pool_internal
 
 class ProcessPool {
  public:
   // Starts `options.max_workers` workers and waits until each has loaded
-  // the plugins (at most options.start_timeout). Blocks.
-  // Errors name the file: kNotFound (plugin or worker executable missing),
-  // kPermissionDenied (worker not executable), kInvalidArgument (not a
-  // shared object, or no procpool entry point), kFailedPrecondition (plugin
-  // built for another ABI version), kAlreadyExists (two tasks of one name),
-  // kDeadlineExceeded (workers too slow to start).
+  // the plugins (and run the initializer) — at most options.start_timeout.
+  // Blocks. Errors name the file: kNotFound (plugin or worker executable
+  // missing), kPermissionDenied (worker not executable), kInvalidArgument
+  // (not a shared object, or no procpool entry point), kFailedPrecondition
+  // (plugin built for another ABI version), kAlreadyExists (two tasks of one
+  // name), kUnknown (the initializer threw), kDeadlineExceeded (workers too
+  // slow to start).
   static absl::StatusOr<ProcessPool> Create(PoolOptions options);
 
   ProcessPool(ProcessPool&&) noexcept;
   ProcessPool& operator=(ProcessPool&&) noexcept;
-  // Cancels queued tasks, stops the workers (SIGTERM, then SIGKILL after a
-  // short grace period; tasks still running fail with kCancelled), reaps
-  // them and returns. Never waits for a running task: call Shutdown() first
-  // to let queued work finish.
+  // Cancels queued tasks, stops the workers (SIGTERM, then SIGKILL after
+  // kill_grace; tasks still running fail with kCancelled), reaps them and
+  // returns. Never waits for a running task: call Shutdown() first to let
+  // queued work finish.
   ~ProcessPool();
+
+  // ---- Tasks ----
 
   // The task `name` with signature `Sig`. Never blocks.
   // kNotFound: no plugin registers `name` (the message lists the tasks).
@@ -159,16 +210,28 @@ class ProcessPool {
     return Task<Sig>(ref.name());
   }
 
+  // The tasks the plugins register, in load order.
+  std::vector<TaskDescription> Tasks() const;
+
+  // ---- One task (concurrent.futures: submit) ----
+
   // Queues one call of `task` with `args` (converted to the task's argument
   // types and serialized here, on the calling thread). Never blocks on
   // workers and never throws for pool reasons: a task submitted after
   // Shutdown() resolves with kFailedPrecondition.
   template <class R, class... Args, class... U>
   Future<std::decay_t<R>> Submit(const TaskHandle<R(Args...)>& task, U&&... args) {
+    return Submit(SubmitOptions{}, task, std::forward<U>(args)...);
+  }
+  template <class R, class... Args, class... U>
+  Future<std::decay_t<R>> Submit(const SubmitOptions& options,
+                                 const TaskHandle<R(Args...)>& task, U&&... args) {
     static_assert(sizeof...(U) == sizeof...(Args),
                   "Submit: wrong number of arguments for this task");
     auto state = MakeState<R, Args...>(task.index_, core_->NextSubmissionIndex(),
                                        std::forward<U>(args)...);
+    state->mutable_policy() = pool_internal::PolicyFor(
+        core_->DefaultPolicy(), options.timeout, options.retries, 0);
     core_->Enqueue(state);
     return Future<std::decay_t<R>>(std::move(state));
   }
@@ -177,6 +240,11 @@ class ProcessPool {
   // resolves the future with that error (kNotFound, kInvalidArgument).
   template <class R, class... Args, class... U>
   Future<std::decay_t<R>> Submit(TaskRef<R(Args...)> ref, U&&... args) {
+    return Submit(SubmitOptions{}, ref, std::forward<U>(args)...);
+  }
+  template <class R, class... Args, class... U>
+  Future<std::decay_t<R>> Submit(const SubmitOptions& options,
+                                 TaskRef<R(Args...)> ref, U&&... args) {
     absl::StatusOr<TaskHandle<R(Args...)>> task = Task(ref);
     if (!task.ok()) {
       auto state = std::make_shared<internal::TypedTaskState<std::decay_t<R>>>(
@@ -184,8 +252,44 @@ class ProcessPool {
       state->Cancel(task.status());
       return Future<std::decay_t<R>>(std::move(state));
     }
-    return Submit(*task, std::forward<U>(args)...);
+    return Submit(options, *task, std::forward<U>(args)...);
   }
+
+  // ---- One task (multiprocessing.Pool: apply, apply_async) ----
+
+  // Runs one call and blocks for its outcome. Never throws.
+  template <class R, class... Args, class... U>
+  absl::StatusOr<std::decay_t<R>> Apply(const TaskHandle<R(Args...)>& task,
+                                        U&&... args) {
+    return Submit(task, std::forward<U>(args)...).Result();
+  }
+
+  // Submit with callbacks: `callback(value)` on success or
+  // `error_callback(status)` on failure, run once on the pool's I/O thread
+  // (keep them quick; they must not block).
+  template <class R, class... Args>
+  Future<std::decay_t<R>> ApplyAsync(
+      const TaskHandle<R(Args...)>& task, std::tuple<std::decay_t<Args>...> args,
+      std::function<void(const std::decay_t<R>&)> callback = {},
+      std::function<void(const absl::Status&)> error_callback = {}) {
+    Future<std::decay_t<R>> f = std::apply(
+        [&](auto&... a) { return Submit(task, std::move(a)...); }, args);
+    if (callback || error_callback) {
+      f.AddDoneCallback([callback = std::move(callback),
+                         error_callback = std::move(error_callback)](
+                            const Future<std::decay_t<R>>& done) {
+        const absl::StatusOr<std::decay_t<R>> r = done.Result();
+        if (r.ok()) {
+          if (callback) callback(*r);
+        } else if (error_callback) {
+          error_callback(r.status());
+        }
+      });
+    }
+    return f;
+  }
+
+  // ---- Lazy maps ----
 
   // Applies `task` to the elements of `ranges` taken in parallel (the i-th
   // call gets the i-th element of each range; no zip), stopping at the
@@ -197,7 +301,7 @@ class ProcessPool {
   // blocks until the next result is in; an item whose task failed throws
   // TaskError when dereferenced (use TryMap to get a Status instead). The
   // ranges are read on the consuming thread. Abandoning the range cancels
-  // what it queued and has not started.
+  // what it queued and has not started. Python: Executor.map, Pool.imap.
   template <class R, class... Args, class... Ranges>
   auto Map(const TaskHandle<R(Args...)>& task, Ranges&&... ranges) {
     return Map(MapOptions{}, task, std::forward<Ranges>(ranges)...);
@@ -236,6 +340,59 @@ class ProcessPool {
         options, task, std::forward<Ranges>(ranges)...);
   }
 
+  // Python's Pool.imap and Pool.imap_unordered, for people porting code:
+  // the same as Map and MapUnordered over one range.
+  template <class R, class A, class Range>
+  auto Imap(const TaskHandle<R(A)>& task, Range&& range, MapOptions options = {}) {
+    return Map(options, task, std::forward<Range>(range));
+  }
+  template <class R, class A, class Range>
+  auto ImapUnordered(const TaskHandle<R(A)>& task, Range&& range,
+                     MapOptions options = {}) {
+    return MapUnordered(options, task, std::forward<Range>(range));
+  }
+
+  // The lazy starmap Python never had: `range` yields argument tuples (or
+  // pairs, or anything std::apply takes) and results come in input order.
+  template <class R, class... Args, class Range>
+  auto Istarmap(const TaskHandle<R(Args...)>& task, Range&& range,
+                MapOptions options = {}) {
+    return MakeStarRange<pool_internal::MapMode::kOrdered>(options, task,
+                                                           std::forward<Range>(range));
+  }
+  template <class R, class... Args, class Range>
+  auto TryIstarmap(const TaskHandle<R(Args...)>& task, Range&& range,
+                   MapOptions options = {}) {
+    return MakeStarRange<pool_internal::MapMode::kTry>(options, task,
+                                                       std::forward<Range>(range));
+  }
+
+  // ---- Eager maps (multiprocessing.Pool: map, starmap) ----
+
+  // Runs the whole map and returns every result in input order, or the
+  // first failure (by input order). Blocks. Like Python's Pool.map, but
+  // zip-free and never throws.
+  template <class R, class... Args, class... Ranges>
+  absl::StatusOr<std::vector<std::decay_t<R>>> MapAll(
+      const TaskHandle<R(Args...)>& task, Ranges&&... ranges) {
+    return MapAll(MapOptions{}, task, std::forward<Ranges>(ranges)...);
+  }
+  template <class R, class... Args, class... Ranges>
+  absl::StatusOr<std::vector<std::decay_t<R>>> MapAll(
+      const MapOptions& options, const TaskHandle<R(Args...)>& task,
+      Ranges&&... ranges) {
+    return Collect(TryMap(options, task, std::forward<Ranges>(ranges)...));
+  }
+
+  // Python's Pool.starmap: `range` yields argument tuples.
+  template <class R, class... Args, class Range>
+  absl::StatusOr<std::vector<std::decay_t<R>>> Starmap(
+      const TaskHandle<R(Args...)>& task, Range&& range, MapOptions options = {}) {
+    return Collect(TryIstarmap(task, std::forward<Range>(range), options));
+  }
+
+  // ---- Lifecycle and insight ----
+
   // Stops accepting tasks (later submissions resolve with
   // kFailedPrecondition). With `cancel_pending`, tasks not yet sent to a
   // worker resolve with kCancelled. With `wait`, blocks until every
@@ -251,8 +408,10 @@ class ProcessPool {
   // demonstrating what happens when one is killed). Never blocks on workers.
   std::vector<int> WorkerPids() const { return core_->WorkerPids(); }
 
-  // The tasks the plugins register, in load order.
-  std::vector<TaskDescription> Tasks() const;
+  // Per-worker counters (tasks done, busy and idle time, time spent
+  // serializing, resident memory, restarts and why) and pool-wide totals.
+  // Never blocks on workers.
+  PoolStats Stats() const { return core_->Stats(); }
 
   // For the implementation of the ranges.
   internal::PoolCore& core_for_internal_use() const { return *core_; }
@@ -272,15 +431,37 @@ class ProcessPool {
   explicit ProcessPool(std::unique_ptr<internal::PoolCore> core)
       : core_(std::move(core)) {}
 
+  template <class Range>
+  static auto Collect(Range&& range)
+      -> absl::StatusOr<std::vector<typename std::decay_t<
+          decltype(*std::ranges::begin(range))>::value_type>> {
+    using R = typename std::decay_t<decltype(*std::ranges::begin(range))>::value_type;
+    std::vector<R> out;
+    for (const absl::StatusOr<R>& r : range) {
+      if (!r.ok()) return r.status();
+      out.push_back(*r);
+    }
+    return out;
+  }
+
   template <pool_internal::MapMode Mode, class R, class... Args, class... Ranges>
   auto MakeRange(const MapOptions& options, const TaskHandle<R(Args...)>& task,
                  Ranges&&... ranges) {
     static_assert(sizeof...(Ranges) == sizeof...(Args),
                   "Map: pass one range per task argument");
-    return pool_internal::MapRange<Mode, std::decay_t<R>,
-                                   std::tuple<std::decay_t<Args>...>,
+    return pool_internal::MapRange<Mode, pool_internal::InputShape::kZip,
+                                   std::decay_t<R>, std::tuple<std::decay_t<Args>...>,
                                    std::views::all_t<Ranges>...>(
         this, task.index_, options, std::views::all(std::forward<Ranges>(ranges))...);
+  }
+
+  template <pool_internal::MapMode Mode, class R, class... Args, class Range>
+  auto MakeStarRange(const MapOptions& options, const TaskHandle<R(Args...)>& task,
+                     Range&& range) {
+    return pool_internal::MapRange<Mode, pool_internal::InputShape::kStar,
+                                   std::decay_t<R>, std::tuple<std::decay_t<Args>...>,
+                                   std::views::all_t<Range>>(
+        this, task.index_, options, std::views::all(std::forward<Range>(range)));
   }
 
   std::unique_ptr<internal::PoolCore> core_;
@@ -288,8 +469,23 @@ class ProcessPool {
 
 namespace pool_internal {
 
-// The range behind Map, TryMap and MapUnordered.
-template <MapMode Mode, class R, class ArgsTuple, class... Views>
+template <class... Views>
+uint64_t KnownTotal(const std::tuple<Views...>& views) {
+  if constexpr ((std::ranges::sized_range<const Views> && ...)) {
+    uint64_t total = UINT64_MAX;
+    std::apply(
+        [&](const auto&... v) {
+          ((total = std::min<uint64_t>(total, std::ranges::size(v))), ...);
+        },
+        views);
+    return total;
+  } else {
+    return 0;
+  }
+}
+
+// The range behind Map, TryMap, MapUnordered and Istarmap.
+template <MapMode Mode, InputShape Shape, class R, class ArgsTuple, class... Views>
 class MapRange : public std::ranges::view_base {
  public:
   using Item = std::conditional_t<
@@ -298,19 +494,21 @@ class MapRange : public std::ranges::view_base {
                           Unordered<R, ArgsTuple>>>;
 
   MapRange(ProcessPool* pool, uint32_t task, MapOptions options, Views... views)
-      : pool_(pool), task_(task), options_(options), views_(std::move(views)...) {}
+      : pool_(pool),
+        task_(task),
+        options_(std::move(options)),
+        policy_(PolicyFor(pool->core_for_internal_use().DefaultPolicy(),
+                          options_.task_timeout, options_.retries,
+                          options_.chunksize)),
+        deadline_(options_.timeout == absl::InfiniteDuration()
+                      ? absl::InfiniteFuture()
+                      : absl::Now() + options_.timeout),
+        views_(std::move(views)...) {}
 
   MapRange(MapRange&&) = default;
   MapRange& operator=(MapRange&&) = default;
 
-  ~MapRange() {
-    for (auto& f : window_) {
-      if (f.valid()) f.Cancel();
-    }
-    for (auto& [i, entry] : unordered_) {
-      if (entry.first.valid()) entry.first.Cancel();
-    }
-  }
+  ~MapRange() { CancelOutstanding(); }
 
   class iterator {
    public:
@@ -341,6 +539,11 @@ class MapRange : public std::ranges::view_base {
   iterator begin() {
     std::apply([this](auto&... v) { its_.emplace(std::ranges::begin(v)...); },
                views_);
+    if (options_.progress || options_.on_progress) {
+      progress_ = std::make_unique<internal::ProgressReporter>(
+          KnownTotal(views_), options_.progress, options_.progress_fd,
+          options_.on_progress);
+    }
     return iterator(this);
   }
   std::default_sentinel_t end() { return {}; }
@@ -369,12 +572,33 @@ class MapRange : public std::ranges::view_base {
 
   size_t Window() const {
     if (options_.window > 0) return options_.window;
-    return pool_->core_for_internal_use().SuggestedWindow();
+    size_t w = pool_->core_for_internal_use().SuggestedWindow();
+    if (options_.chunksize > 0) {
+      w = std::max<size_t>(w, 2 * static_cast<size_t>(options_.chunksize) *
+                                  static_cast<size_t>(pool_->num_workers()));
+    }
+    return w;
+  }
+
+  ArgsTuple ReadArgs() {
+    if constexpr (Shape == InputShape::kZip) {
+      ArgsTuple args =
+          std::apply([](auto&... it) { return ArgsTuple(*it...); }, *its_);
+      std::apply([](auto&... it) { (++it, ...); }, *its_);
+      return args;
+    } else {
+      auto& it = std::get<0>(*its_);
+      ArgsTuple args = std::apply(
+          [](auto&&... a) { return ArgsTuple(std::forward<decltype(a)>(a)...); },
+          *it);
+      ++it;
+      return args;
+    }
   }
 
   // Reads inputs until `Window()` tasks are outstanding or inputs run out.
   void Fill() {
-    if (inputs_done_) return;
+    if (inputs_done_ || expired_) return;
     size_t window = Window();
     std::vector<std::shared_ptr<internal::TaskState>> batch;
     while (Outstanding() + batch.size() < window) {
@@ -383,16 +607,23 @@ class MapRange : public std::ranges::view_base {
         if (options_.strict && !AllAtEnd()) length_mismatch_ = true;
         break;
       }
-      ArgsTuple args = std::apply(
-          [](auto&... it) { return ArgsTuple(*it...); }, *its_);
-      std::apply([](auto&... it) { (++it, ...); }, *its_);
+      ArgsTuple args = ReadArgs();
       auto state = std::make_shared<internal::TypedTaskState<R>>(task_, next_index_);
+      state->mutable_policy() = policy_;
       std::apply(
           [&](const auto&... a) {
             serialize_internal::AppendArchive(&state->args(), a...);
           },
           args);
       Future<R> f(state);
+      if (progress_ != nullptr) {
+        f.AddDoneCallback([c = progress_->shared_counters()](const Future<R>& d) {
+          c->done.fetch_add(1, std::memory_order_relaxed);
+          if (!d.state_for_internal_use()->status().ok()) {
+            c->failed.fetch_add(1, std::memory_order_relaxed);
+          }
+        });
+      }
       if constexpr (Mode == MapMode::kUnordered) {
         f.AddDoneCallback(
             [q = queue_, i = next_index_](const Future<R>&) { q->Push(i, false); });
@@ -414,24 +645,71 @@ class MapRange : public std::ranges::view_base {
     }
   }
 
+  absl::Status DeadlineError() const {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "the map's timeout of ", absl::FormatDuration(options_.timeout),
+        " passed before this item finished"));
+  }
+
+  void CancelOutstanding() {
+    for (auto& f : window_) {
+      if (f.valid()) f.Cancel();
+    }
+    for (auto& [i, entry] : unordered_) {
+      if (entry.first.valid()) entry.first.Cancel();
+    }
+  }
+
   void Advance() {
     Fill();
+    if (progress_ != nullptr) progress_->Tick();
     if constexpr (Mode == MapMode::kUnordered) {
       if (unordered_.empty()) return Finish();
-      std::optional<size_t> i = queue_->Pop(absl::InfiniteFuture());
+      std::optional<size_t> i = queue_->Pop(deadline_);
+      if (!i) {
+        // Timed out: report the oldest outstanding item as expired.
+        Expire();
+        auto node = unordered_.extract(unordered_.begin());
+        current_.emplace(Item{node.key(), std::move(node.mapped().second),
+                              absl::StatusOr<R>(DeadlineError())});
+        return;
+      }
       auto node = unordered_.extract(*i);
       auto& [f, args] = node.mapped();
       current_.emplace(Item{*i, std::move(args), f.Result()});
+      if (progress_ != nullptr) progress_->Consumed(!current_->result.ok());
     } else {
       if (window_.empty()) return Finish();
       current_future_ = std::move(window_.front());
       window_.pop_front();
+      if (!current_future_.WaitFor(deadline_ - absl::Now())) {
+        Expire();
+        if constexpr (Mode == MapMode::kOrdered) {
+          finished_ = true;
+          throw TaskError(DeadlineError());
+        } else {
+          current_.emplace(DeadlineError());
+          return;
+        }
+      }
       if constexpr (Mode == MapMode::kTry) current_.emplace(current_future_.Result());
+      if (progress_ != nullptr) {
+        progress_->Consumed(!current_future_.state_for_internal_use()->status().ok());
+      }
     }
     Fill();  // keep the workers busy while the caller looks at this item
   }
 
+  // The map's timeout passed: stop reading inputs and cancel what is queued.
+  void Expire() {
+    expired_ = true;
+    inputs_done_ = true;
+    if (current_future_.valid()) current_future_.Cancel();
+    CancelOutstanding();
+  }
+
   void Finish() {
+    if (progress_ != nullptr) progress_.reset();  // final report
     if (length_mismatch_ && !mismatch_reported_) {
       mismatch_reported_ = true;
       absl::Status s = absl::InvalidArgumentError(
@@ -461,9 +739,12 @@ class MapRange : public std::ranges::view_base {
   ProcessPool* pool_;
   uint32_t task_;
   MapOptions options_;
+  internal::TaskPolicy policy_;
+  absl::Time deadline_;
   std::tuple<Views...> views_;
   std::optional<Its> its_;
   bool inputs_done_ = false;
+  bool expired_ = false;
   bool length_mismatch_ = false;
   bool mismatch_reported_ = false;
   bool finished_ = false;
@@ -471,6 +752,7 @@ class MapRange : public std::ranges::view_base {
   std::deque<Future<R>> window_;
   Future<R> current_future_;
   std::optional<Item> current_;
+  std::unique_ptr<internal::ProgressReporter> progress_;
   // MapUnordered: outstanding items by input index, and completion order.
   absl::flat_hash_map<size_t, std::pair<Future<R>, ArgsTuple>> unordered_;
   std::shared_ptr<internal::CompletionQueue> queue_ =

@@ -1,5 +1,6 @@
 #include "plugins/faults/faults.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -7,6 +8,7 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 namespace procpool::faults {
 
@@ -51,5 +53,36 @@ int Chatter(int x) {
 }
 
 int Pid(int) { return static_cast<int>(::getpid()); }
+
+namespace {
+std::vector<std::string>& Hoard() {
+  static std::vector<std::string> hoard;
+  return hoard;
+}
+std::string& Marker() {
+  static std::string marker;
+  return marker;
+}
+}  // namespace
+
+int Hog(int mib) {
+  for (int i = 0; i < mib; ++i) Hoard().emplace_back(size_t{1} << 20, 'h');
+  return static_cast<int>(Hoard().size());
+}
+
+int CrashFirstTime(const std::string& path) {
+  int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return 1;  // a previous run created it
+  ::close(fd);
+  return Segfault(0);
+}
+
+int SetMarker(const std::string& value) {
+  if (value == "fail") throw std::runtime_error("initializer refused: fail");
+  Marker() = value;
+  return 0;
+}
+
+std::string GetMarker(int) { return Marker(); }
 
 }  // namespace procpool::faults

@@ -34,6 +34,15 @@ int CrashOn(int x, int crash_on);
 int Chatter(int x);
 // Returns the worker's pid.
 int Pid(int x);
+// Keeps `mib` more MiB of touched memory alive in the worker; returns the
+// total held.
+int Hog(int mib);
+// Creates `path` and crashes (SIGSEGV) if it did not exist; returns 1 if it
+// did. With retries, the first run crashes and the second succeeds.
+int CrashFirstTime(const std::string& path);
+// Sets / reads a per-process value (for initializer tests).
+int SetMarker(const std::string& value);
+std::string GetMarker(int unused);
 
 inline constexpr TaskRef<int(std::string)> kThrow{"throw"};
 inline constexpr TaskRef<int(int)> kCheckNonNegative{"check_non_negative"};
@@ -47,6 +56,10 @@ inline constexpr TaskRef<std::string(int64_t)> kHuge{"huge"};
 inline constexpr TaskRef<int(int, int)> kCrashOn{"crash_on"};
 inline constexpr TaskRef<int(int)> kChatter{"chatter"};
 inline constexpr TaskRef<int(int)> kPid{"pid"};
+inline constexpr TaskRef<int(int)> kHog{"hog"};
+inline constexpr TaskRef<int(std::string)> kCrashFirstTime{"crash_first_time"};
+inline constexpr TaskRef<int(std::string)> kSetMarker{"set_marker"};
+inline constexpr TaskRef<std::string(int)> kGetMarker{"get_marker"};
 
 }  // namespace procpool::faults
 

@@ -16,6 +16,10 @@ PROCPOOL_TASK("huge", Huge);
 PROCPOOL_TASK("crash_on", CrashOn);
 PROCPOOL_TASK("chatter", Chatter);
 PROCPOOL_TASK("pid", Pid);
+PROCPOOL_TASK("hog", Hog);
+PROCPOOL_TASK("crash_first_time", CrashFirstTime);
+PROCPOOL_TASK("set_marker", SetMarker);
+PROCPOOL_TASK("get_marker", GetMarker);
 
 }  // namespace procpool::faults
 

@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/strings/str_join.h"
 #include "pool/internal/child_process.h"
 #include "pool/internal/shared_memory.h"
@@ -24,7 +26,8 @@ namespace procpool::internal {
 class WorkerConnection {
  public:
   WorkerConnection(size_t slot, uint32_t generation, ChildProcess proc,
-                   UniqueFd sock, SharedMemory status, size_t max_frame)
+                   UniqueFd sock, std::shared_ptr<SharedMemory> status,
+                   size_t max_frame)
       : slot(slot),
         generation(generation),
         proc(std::move(proc)),
@@ -33,7 +36,7 @@ class WorkerConnection {
         decoder(max_frame) {}
 
   const WorkerStatusPage& page() const {
-    return *static_cast<const WorkerStatusPage*>(status.data());
+    return *static_cast<const WorkerStatusPage*>(status->data());
   }
   uint64_t epoll_tag() const { return (uint64_t{slot} << 32) | generation; }
 
@@ -41,14 +44,19 @@ class WorkerConnection {
   const uint32_t generation;
   ChildProcess proc;
   UniqueFd sock;
-  SharedMemory status;
+  std::shared_ptr<SharedMemory> status;
   FrameDecoder decoder;
   std::string out;       // bytes not yet written to the socket
   size_t out_off = 0;
   bool want_write = false;
   bool ready = false;    // hello received
   bool dead = false;
+  // Being stopped by the pool: SIGTERM sent, SIGKILL due at kill_at.
+  bool stopping = false;
+  absl::Time kill_at;
   absl::Status hello_error;
+  uint64_t dispatched = 0;   // tasks sent, for max_tasks_per_child
+  size_t timed_inflight = 0; // in-flight tasks that have a timeout
   // Sent and not yet answered, in the order the worker runs them.
   std::deque<std::shared_ptr<TaskState>> inflight;
 };
@@ -59,6 +67,8 @@ constexpr uint64_t kWakeTag = ~uint64_t{0};
 constexpr size_t kMaxBatch = 4096;
 constexpr uint64_t kTargetBatchNs = 1'000'000;   // 1 ms of work per batch
 constexpr size_t kMaxBatchBytes = size_t{1} << 20;
+constexpr int kTimerTickMs = 1;                  // deadline checks
+constexpr size_t kMaxRestartReasons = 16;
 
 size_t BatchSize(uint64_t avg_ns) {
   if (avg_ns == 0) return 1;  // nothing measured yet: one at a time
@@ -72,8 +82,34 @@ std::string AbsolutePath(const std::string& path) {
   return absl::StrCat(cwd, "/", path);
 }
 
-absl::Status TaskFailure(absl::StatusCode code, std::string message) {
-  return absl::Status(code, message);
+uint64_t MonotonicNowNs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+}
+
+std::string HexEncode(const std::string& bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+void AddInto(WorkerStats& into, const WorkerStatusPage& page, absl::Duration alive) {
+  into.tasks_done += page.tasks_done.load(std::memory_order_relaxed);
+  absl::Duration busy =
+      absl::Nanoseconds(page.busy_ns.load(std::memory_order_relaxed));
+  into.busy += busy;
+  into.idle += std::max(absl::ZeroDuration(), alive - busy);
+  into.serialize +=
+      absl::Nanoseconds(page.codec_ns.load(std::memory_order_relaxed));
+  into.peak_rss_bytes = std::max<uint64_t>(
+      into.peak_rss_bytes, page.peak_rss_bytes.load(std::memory_order_relaxed));
 }
 
 }  // namespace
@@ -98,21 +134,28 @@ absl::StatusOr<std::unique_ptr<PoolCore>> PoolCore::Start(PoolOptions options) {
     }
   }
   std::unique_ptr<PoolCore> core(new PoolCore(std::move(options)));
-  core->epoll_fd_.Reset(::epoll_create1(EPOLL_CLOEXEC));
-  if (!core->epoll_fd_) return ErrnoToStatus("epoll_create1", errno);
-  core->wake_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!core->wake_fd_) return ErrnoToStatus("eventfd", errno);
+  PoolCore* c = core.get();
+  c->cancel_channel_ = std::make_shared<CancelChannel>([c](uint64_t id) {
+    {
+      absl::MutexLock l(&c->mu_);
+      c->cancel_requests_.push_back(id);
+    }
+    c->Wake();
+  });
+  c->epoll_fd_.Reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!c->epoll_fd_) return ErrnoToStatus("epoll_create1", errno);
+  c->wake_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!c->wake_fd_) return ErrnoToStatus("eventfd", errno);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kWakeTag;
-  if (::epoll_ctl(core->epoll_fd_.get(), EPOLL_CTL_ADD, core->wake_fd_.get(),
-                  &ev) != 0) {
+  if (::epoll_ctl(c->epoll_fd_.get(), EPOLL_CTL_ADD, c->wake_fd_.get(), &ev) !=
+      0) {
     return ErrnoToStatus("epoll_ctl(eventfd)", errno);
   }
 
-  core->io_thread_ = std::thread([c = core.get()] { c->IoLoop(); });
+  c->io_thread_ = std::thread([c] { c->IoLoop(); });
 
-  PoolCore* c = core.get();
   const size_t n = static_cast<size_t>(c->options_.max_workers);
   absl::Status error;
   {
@@ -134,6 +177,7 @@ absl::StatusOr<std::unique_ptr<PoolCore>> PoolCore::Start(PoolOptions options) {
 }
 
 PoolCore::~PoolCore() {
+  if (cancel_channel_) cancel_channel_->Detach();
   Shutdown(/*wait=*/false, /*cancel_pending=*/true);
   {
     absl::MutexLock l(&mu_);
@@ -185,10 +229,9 @@ absl::StatusOr<uint32_t> PoolCore::FindTask(absl::string_view name,
   if (it == task_index_.end()) {
     std::vector<std::string> names;
     for (const TaskInfo& t : tasks_) names.push_back(t.name);
-    std::vector<std::string> plugins = options_.plugins;
     return absl::NotFoundError(absl::StrCat(
-        "unknown task '", name, "': the plugins (", absl::StrJoin(plugins, ", "),
-        ") register ",
+        "unknown task '", name, "': the plugins (",
+        absl::StrJoin(options_.plugins, ", "), ") register ",
         names.empty() ? std::string("no tasks")
                       : absl::StrCat("[", absl::StrJoin(names, ", "), "]")));
   }
@@ -202,25 +245,14 @@ absl::StatusOr<uint32_t> PoolCore::FindTask(absl::string_view name,
 }
 
 void PoolCore::Enqueue(std::shared_ptr<TaskState> task) {
-  absl::Status refused;
-  {
-    absl::MutexLock l(&mu_);
-    if (accepting_) {
-      task->set_id(next_id_++);
-      pending_.push_back(std::move(task));
-    } else {
-      refused = refuse_reason_;
-    }
-  }
-  if (!refused.ok()) {
-    task->Cancel(refused);
-    return;
-  }
-  Wake();
+  std::vector<std::shared_ptr<TaskState>> one;
+  one.push_back(std::move(task));
+  EnqueueMany(one);
 }
 
 void PoolCore::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
   absl::Status refused;
+  for (auto& t : tasks) t->set_cancel_channel(cancel_channel_);
   {
     absl::MutexLock l(&mu_);
     if (accepting_) {
@@ -228,6 +260,7 @@ void PoolCore::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
         t->set_id(next_id_++);
         pending_.push_back(std::move(t));
       }
+      submitted_ += tasks.size();
       tasks.clear();
     } else {
       refused = refuse_reason_;
@@ -255,6 +288,48 @@ void PoolCore::Wake() {
 std::string PoolCore::DescribeTask(const TaskState& t) const {
   return absl::StrCat("task '", tasks_[t.task()].name, "' (input #", t.index(),
                       ")");
+}
+
+std::vector<int> PoolCore::WorkerPids() const {
+  absl::MutexLock l(&mu_);
+  std::vector<int> out;
+  for (const SlotRecord& s : slots_) {
+    if (s.pid > 0) out.push_back(s.pid);
+  }
+  return out;
+}
+
+PoolStats PoolCore::Stats() const {
+  PoolStats out;
+  absl::Time now = absl::Now();
+  absl::MutexLock l(&mu_);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const SlotRecord& s = slots_[i];
+    WorkerStats w = s.past;
+    w.slot = static_cast<int>(i);
+    w.pid = s.pid;
+    if (s.page != nullptr && s.pid > 0) {
+      const auto& page = *static_cast<const WorkerStatusPage*>(s.page->data());
+      AddInto(w, page, now - s.started);
+      w.rss_bytes = page.rss_bytes.load(std::memory_order_relaxed);
+    }
+    out.workers.push_back(std::move(w));
+  }
+  out.submitted = submitted_;
+  out.succeeded = succeeded_.load(std::memory_order_relaxed);
+  out.failed = failed_.load(std::memory_order_relaxed);
+  out.pending = pending_.size();
+  out.in_flight = in_flight_;
+  return out;
+}
+
+void PoolCore::Finish(TaskState& t, absl::Status status, std::string payload) {
+  // Only the I/O thread finishes tasks it has dispatched, so nothing can
+  // complete `t` between this check and Complete(); counting first means a
+  // caller woken by the completion sees the counters already updated.
+  if (t.Done()) return;
+  (status.ok() ? succeeded_ : failed_).fetch_add(1, std::memory_order_relaxed);
+  t.Complete(std::move(status), std::move(payload));
 }
 
 // ---------------------------------------------------------------------------
@@ -292,6 +367,19 @@ void PoolCore::SpawnWorker(size_t slot) {
       options_.worker_path, "--fd=3", "--status-fd=4",
       absl::StrCat("--parent=", ::getpid()),
       absl::StrCat("--max-frame=", options_.max_frame_bytes)};
+  if (options_.max_tasks_per_child > 0) {
+    argv.push_back(absl::StrCat("--max-tasks=", options_.max_tasks_per_child));
+  }
+  if (options_.max_worker_rss_bytes > 0) {
+    argv.push_back(absl::StrCat("--max-rss=", options_.max_worker_rss_bytes));
+  }
+  if (!options_.initializer.task.empty()) {
+    argv.push_back(absl::StrCat("--init-task=", options_.initializer.task));
+    argv.push_back(
+        absl::StrCat("--init-fingerprint=", options_.initializer.fingerprint));
+    argv.push_back(
+        absl::StrCat("--init-args=", HexEncode(options_.initializer.args)));
+  }
   argv.insert(argv.end(), options_.plugins.begin(), options_.plugins.end());
   auto proc = ChildProcess::Spawn(
       options_.worker_path, argv,
@@ -303,31 +391,25 @@ void PoolCore::SpawnWorker(size_t slot) {
   if (absl::Status s = SetNonBlocking(sock.get(), true); !s.ok()) {
     return fail(s);
   }
+  auto page = std::make_shared<SharedMemory>(*std::move(status));
   auto w = std::make_unique<WorkerConnection>(
       slot, generation.fetch_add(1) + 1, *std::move(proc), std::move(sock),
-      *std::move(status), options_.max_frame_bytes);
+      page, options_.max_frame_bytes);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLRDHUP;
   ev.data.u64 = w->epoll_tag();
   if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, w->sock.get(), &ev) != 0) {
     return fail(ErrnoToStatus("epoll_ctl(worker)", errno));
   }
-  if (slot >= workers_.size()) workers_.resize(slot + 1);
   {
     absl::MutexLock l(&mu_);
-    if (slot >= worker_pids_.size()) worker_pids_.resize(slot + 1);
-    worker_pids_[slot] = w->proc.pid();
+    if (slot >= slots_.size()) slots_.resize(slot + 1);
+    slots_[slot].pid = w->proc.pid();
+    slots_[slot].page = std::move(page);
+    slots_[slot].started = absl::Now();
   }
+  if (slot >= workers_.size()) workers_.resize(slot + 1);
   workers_[slot] = std::move(w);
-}
-
-std::vector<int> PoolCore::WorkerPids() const {
-  absl::MutexLock l(&mu_);
-  std::vector<int> out;
-  for (int pid : worker_pids_) {
-    if (pid > 0) out.push_back(pid);
-  }
-  return out;
 }
 
 void PoolCore::IoLoop() {
@@ -337,8 +419,9 @@ void PoolCore::IoLoop() {
 
   epoll_event events[64];
   Stop stop = Stop::kNo;
+  int timeout_ms = -1;
   while (true) {
-    int ready = ::epoll_wait(epoll_fd_.get(), events, 64, -1);
+    int ready = ::epoll_wait(epoll_fd_.get(), events, 64, timeout_ms);
     if (ready < 0 && errno != EINTR) {
       BreakPool(ErrnoToStatus("epoll_wait", errno));
       break;
@@ -361,23 +444,20 @@ void PoolCore::IoLoop() {
       if (!w.dead && (events[i].events & EPOLLOUT)) OnWritable(w);
     }
     wake_pending_.store(false);
+    HandleCancelRequests();
 
-    bool started;
+    bool started, broken;
     {
       absl::MutexLock l(&mu_);
       stop = stop_;
       started = hellos_ >= n;
+      broken = broken_;
       if (stop == Stop::kForce ||
           (stop == Stop::kGraceful && pending_.empty() && in_flight_ == 0)) {
         break;
       }
     }
     // Replace workers that died; during startup a death is an error instead.
-    bool broken;
-    {
-      absl::MutexLock l(&mu_);
-      broken = broken_;
-    }
     for (size_t i = 0; i < workers_.size(); ++i) {
       if (workers_[i] != nullptr && workers_[i]->dead && started && !broken) {
         workers_[i].reset();
@@ -385,10 +465,85 @@ void PoolCore::IoLoop() {
       }
     }
     Dispatch();
+    // After Dispatch, so tasks just sent with a timeout are watched.
+    timeout_ms = CheckTimers();
   }
   StopWorkers(/*graceful=*/stop == Stop::kGraceful);
   absl::MutexLock l(&mu_);
   io_done_ = true;
+}
+
+int PoolCore::CheckTimers() {
+  bool need_tick = false;
+  absl::Time now = absl::Now();
+  uint64_t now_ns = MonotonicNowNs();
+  for (auto& wp : workers_) {
+    if (wp == nullptr || wp->dead) continue;
+    WorkerConnection& w = *wp;
+    if (w.stopping) {
+      if (now >= w.kill_at) w.proc.Kill(SIGKILL);
+      need_tick = true;
+      continue;
+    }
+    if (w.timed_inflight == 0) continue;
+    need_tick = true;
+    const WorkerStatusPage& page = w.page();
+    uint64_t running = page.running_task.load(std::memory_order_acquire);
+    if (running == 0) continue;
+    uint64_t since = page.running_since_ns.load(std::memory_order_relaxed);
+    for (auto& t : w.inflight) {
+      if (t->id() != running) continue;
+      absl::Duration timeout = t->policy().timeout;
+      if (timeout != absl::InfiniteDuration() && now_ns > since &&
+          absl::Nanoseconds(now_ns - since) >= timeout) {
+        Finish(*t, absl::DeadlineExceededError(absl::StrCat(
+                       DescribeTask(*t), " exceeded its timeout of ",
+                       absl::FormatDuration(timeout), "; worker pid ",
+                       w.proc.pid(), " was stopped")));
+        StopWorker(w);
+      }
+      break;
+    }
+  }
+  return need_tick ? kTimerTickMs : -1;
+}
+
+void PoolCore::HandleCancelRequests() {
+  std::vector<uint64_t> ids;
+  {
+    absl::MutexLock l(&mu_);
+    ids.swap(cancel_requests_);
+  }
+  for (uint64_t id : ids) {
+    for (auto& wp : workers_) {
+      if (wp == nullptr || wp->dead) continue;
+      WorkerConnection& w = *wp;
+      auto it = std::find_if(w.inflight.begin(), w.inflight.end(),
+                             [id](const auto& t) { return t->id() == id; });
+      if (it == w.inflight.end()) continue;
+      TaskState& t = **it;
+      bool running =
+          w.page().running_task.load(std::memory_order_acquire) == id;
+      if (running && !w.stopping) {
+        Finish(t, absl::CancelledError(absl::StrCat(
+                      DescribeTask(t), " was cancelled while running; worker pid ",
+                      w.proc.pid(), " was stopped")));
+        StopWorker(w);
+      } else {
+        // Not started yet: resolve now; the worker's answer will be ignored.
+        Finish(t, absl::CancelledError(
+                      absl::StrCat(DescribeTask(t), " was cancelled before it ran")));
+      }
+      break;
+    }
+  }
+}
+
+void PoolCore::StopWorker(WorkerConnection& w) {
+  if (w.stopping || w.dead) return;
+  w.stopping = true;
+  w.kill_at = absl::Now() + options_.kill_grace;
+  w.proc.Kill(SIGTERM);
 }
 
 void PoolCore::OnReadable(WorkerConnection& w) {
@@ -398,7 +553,11 @@ void PoolCore::OnReadable(WorkerConnection& w) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      HandleWorkerLoss(w, ErrnoToStatus("read from worker", errno));
+      // ECONNRESET: the worker exited with calls unread; its exit status
+      // tells the story, as for a plain EOF.
+      HandleWorkerLoss(w, errno == ECONNRESET
+                              ? absl::OkStatus()
+                              : ErrnoToStatus("read from worker", errno));
       return;
     }
     if (n == 0) {
@@ -484,23 +643,33 @@ void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
   absl::StatusOr<std::vector<ResultMsg>> results =
       DecodeMessage<std::vector<ResultMsg>>(payload, "results");
   if (!results.ok()) return HandleWorkerLoss(w, results.status());
-  uint64_t total_ns = 0;
-  size_t completed = 0;
+  // Match answers to tasks first, so the in-flight count is right before
+  // any caller is woken.
+  std::vector<std::shared_ptr<TaskState>> answered;
+  answered.reserve(results->size());
+  absl::Status protocol_error;
   for (ResultMsg& r : *results) {
     if (w.inflight.empty() || w.inflight.front()->id() != r.id) {
-      {
-        absl::MutexLock l(&mu_);
-        in_flight_ -= completed;
-      }
-      return HandleWorkerLoss(
-          w, absl::DataLossError(absl::StrCat(
-                 "protocol error from worker: it answered task id ", r.id,
-                 " out of order")));
+      protocol_error = absl::DataLossError(
+          absl::StrCat("protocol error from worker: it answered task id ", r.id,
+                       " out of order"));
+      break;
     }
-    std::shared_ptr<TaskState> t = std::move(w.inflight.front());
+    answered.push_back(std::move(w.inflight.front()));
     w.inflight.pop_front();
+    if (answered.back()->policy().timeout != absl::InfiniteDuration()) {
+      --w.timed_inflight;
+    }
+  }
+  if (!answered.empty()) {
+    absl::MutexLock l(&mu_);
+    in_flight_ -= answered.size();
+  }
+  uint64_t total_ns = 0;
+  for (size_t i = 0; i < answered.size(); ++i) {
+    ResultMsg& r = (*results)[i];
+    TaskState* t = answered[i].get();
     total_ns += r.run_ns;
-    ++completed;
     absl::Status status;
     switch (static_cast<ResultCode>(r.code)) {
       case ResultCode::kOk:
@@ -533,19 +702,18 @@ void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
         break;
     }
     if (status.ok()) {
-      t->Complete(absl::OkStatus(), std::move(r.payload));
+      Finish(*t, absl::OkStatus(), std::move(r.payload));
     } else {
-      t->Complete(std::move(status));
+      Finish(*t, std::move(status));
     }
   }
-  if (completed > 0) {
-    uint64_t batch_avg = std::max<uint64_t>(1, total_ns / completed);
+  if (!answered.empty()) {
+    uint64_t batch_avg = std::max<uint64_t>(1, total_ns / answered.size());
     uint64_t avg = avg_task_ns_.load(std::memory_order_relaxed);
     avg_task_ns_.store(avg == 0 ? batch_avg : (avg * 7 + batch_avg) / 8,
                        std::memory_order_relaxed);
-    absl::MutexLock l(&mu_);
-    in_flight_ -= completed;
   }
+  if (!protocol_error.ok()) HandleWorkerLoss(w, protocol_error);
 }
 
 void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
@@ -553,15 +721,18 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
   w.dead = true;
   ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, w.sock.get(), nullptr);
   w.sock.Reset();
-  {
-    absl::MutexLock l(&mu_);
-    worker_pids_[w.slot] = 0;
+  // EOF means the process is exiting (or retiring): give it a moment to end
+  // on its own so its real exit status is reported. Otherwise (garbage on
+  // the wire) it is stopped at once. SIGKILL cannot change how a process
+  // that already died ended.
+  if (!reason.ok() || !w.proc.WaitFor(absl::Milliseconds(200))) {
+    w.proc.Kill(SIGKILL);
   }
-  // EOF means the process is exiting: SIGKILL cannot change how it ended.
-  // Otherwise (garbage on the wire) it is stopped here.
-  w.proc.Kill(SIGKILL);
   ExitStatus exit = w.proc.Wait();
-  const uint64_t running = w.page().running_task.load(std::memory_order_acquire);
+  const WorkerStatusPage& page = w.page();
+  const uint64_t running = page.running_task.load(std::memory_order_acquire);
+  const auto retired =
+      static_cast<RetireReason>(page.retire_reason.load(std::memory_order_acquire));
   const pid_t pid = w.proc.pid();
 
   std::string how =
@@ -569,6 +740,32 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
           ? absl::StrCat("worker pid ", pid, " ", exit.ToString())
           : absl::StrCat("worker pid ", pid, " was stopped (", reason.message(),
                          ")");
+  if (retired == RetireReason::kMaxTasks && exit.exited() && exit.exit_code() == 0) {
+    how = absl::StrCat("worker pid ", pid, " retired after ",
+                       page.tasks_done.load(), " tasks (max_tasks_per_child)");
+  } else if (retired == RetireReason::kMaxMemory && exit.exited() &&
+             exit.exit_code() == 0) {
+    how = absl::StrCat("worker pid ", pid, " retired: resident memory ",
+                       page.rss_bytes.load() >> 20, " MiB over the limit of ",
+                       options_.max_worker_rss_bytes >> 20, " MiB");
+  } else if (w.stopping) {
+    how = absl::StrCat("worker pid ", pid, " stopped by the pool (", exit.ToString(), ")");
+  }
+
+  {
+    absl::MutexLock l(&mu_);
+    SlotRecord& s = slots_[w.slot];
+    AddInto(s.past, page, absl::Now() - s.started);
+    s.pid = 0;
+    s.page = nullptr;
+    if (w.ready) {
+      ++s.past.restarts;
+      s.past.restart_reasons.push_back(how);
+      if (s.past.restart_reasons.size() > kMaxRestartReasons) {
+        s.past.restart_reasons.erase(s.past.restart_reasons.begin());
+      }
+    }
+  }
 
   if (!w.ready) {
     // Died before saying hello: a startup failure, not a task failure.
@@ -594,13 +791,25 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
 
   std::deque<std::shared_ptr<TaskState>> inflight = std::move(w.inflight);
   w.inflight.clear();
+  w.timed_inflight = 0;
   std::shared_ptr<TaskState> victim;
   std::vector<std::shared_ptr<TaskState>> requeue;
   for (auto& t : inflight) {
-    if (t->id() == running && running != 0) {
+    if (t->Done()) continue;  // cancelled or timed out already
+    if (running != 0 && t->id() == running) {
       victim = std::move(t);
     } else {
       requeue.push_back(std::move(t));
+    }
+  }
+  const bool break_pool =
+      options_.on_worker_death == WorkerDeathPolicy::kBreakPool && !w.stopping &&
+      retired == RetireReason::kNone;
+  if (victim) {
+    victim->crashes().push_back(how);
+    if (!break_pool &&
+        static_cast<int>(victim->crashes().size()) <= victim->policy().retries) {
+      requeue.insert(requeue.begin(), std::move(victim));  // run it again
     }
   }
   {
@@ -612,10 +821,22 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
     }
   }
   if (victim) {
-    victim->Complete(absl::AbortedError(absl::StrCat(
-        DescribeTask(*victim), " failed: ", how, " while running it")));
+    const auto& crashes = victim->crashes();
+    std::string message;
+    if (crashes.size() == 1) {
+      message = absl::StrCat(DescribeTask(*victim), " failed: ", how,
+                             " while running it");
+    } else {
+      message = absl::StrCat("poison task: ", DescribeTask(*victim), " killed ",
+                             crashes.size(), " workers and is not retried again:");
+      for (size_t i = 0; i < crashes.size(); ++i) {
+        absl::StrAppend(&message, " [", i + 1, "] ", crashes[i], ";");
+      }
+      message.pop_back();
+    }
+    Finish(*victim, absl::AbortedError(message));
   }
-  if (options_.on_worker_death == WorkerDeathPolicy::kBreakPool) {
+  if (break_pool) {
     BreakPool(absl::AbortedError(absl::StrCat(
         "BrokenPool: ", how,
         "; the pool is broken (WorkerDeathPolicy::kBreakPool)")));
@@ -632,7 +853,7 @@ void PoolCore::BreakPool(absl::Status why) {
     pending.swap(pending_);
   }
   for (auto& t : pending) {
-    if (t->TryDispatch()) t->Complete(why);
+    if (t->TryDispatch()) Finish(*t, why);
   }
   size_t failed = 0;
   for (auto& w : workers_) {
@@ -644,12 +865,10 @@ void PoolCore::BreakPool(absl::Status why) {
     w->proc.Wait();
     {
       absl::MutexLock l(&mu_);
-      worker_pids_[w->slot] = 0;
+      slots_[w->slot].pid = 0;
     }
-    for (auto& t : w->inflight) {
-      t->Complete(why);
-      ++failed;
-    }
+    for (auto& t : w->inflight) Finish(*t, why);
+    failed += w->inflight.size();
     w->inflight.clear();
   }
   absl::MutexLock l(&mu_);
@@ -662,11 +881,13 @@ void PoolCore::BreakPool(absl::Status why) {
 void PoolCore::Dispatch() {
   std::vector<WorkerConnection*> ready;
   for (auto& w : workers_) {
-    if (w != nullptr && w->ready && !w->dead) ready.push_back(w.get());
+    if (w != nullptr && w->ready && !w->dead && !w->stopping) {
+      ready.push_back(w.get());
+    }
   }
   if (ready.empty()) return;
-  const size_t batch = BatchSize(avg_task_ns_.load(std::memory_order_relaxed));
-  const size_t window = 2 * batch;
+  const size_t auto_batch = BatchSize(avg_task_ns_.load(std::memory_order_relaxed));
+  const uint64_t quota = options_.max_tasks_per_child;
   {
     absl::MutexLock l(&mu_);
     bool progress = true;
@@ -674,10 +895,22 @@ void PoolCore::Dispatch() {
       progress = false;
       for (size_t k = 0; k < ready.size() && !pending_.empty(); ++k) {
         WorkerConnection& w = *ready[(rr_next_ + k) % ready.size()];
+        // An explicit chunksize on the task at the head of the queue wins.
+        int chunk = pending_.front()->policy().chunksize;
+        size_t batch = chunk > 0 ? static_cast<size_t>(chunk) : auto_batch;
+        size_t window = 2 * batch;
         if (w.inflight.size() >= window) continue;
-        // Spread a short queue evenly instead of filling the first worker.
-        size_t fair = (pending_.size() + ready.size() - 1) / ready.size();
-        size_t take = std::min({batch, window - w.inflight.size(), fair});
+        size_t take = window - w.inflight.size();
+        take = std::min(take, batch);
+        if (chunk <= 0) {
+          // Spread a short queue evenly instead of filling the first worker.
+          take = std::min(take, (pending_.size() + ready.size() - 1) / ready.size());
+        }
+        if (quota > 0) {
+          // A worker retires after `quota` tasks: send it no more than that.
+          if (w.dispatched >= quota) continue;
+          take = std::min<size_t>(take, quota - w.dispatched);
+        }
         size_t mark = w.out.size();
         CallsFrameBuilder frame(&w.out);
         size_t bytes = 0;
@@ -687,7 +920,9 @@ void PoolCore::Dispatch() {
           if (!t->TryDispatch()) continue;  // cancelled while queued
           frame.Add(t->id(), t->task(), t->args());
           bytes += t->args().size();
+          if (t->policy().timeout != absl::InfiniteDuration()) ++w.timed_inflight;
           w.inflight.push_back(std::move(t));
+          ++w.dispatched;
           --take;
           ++in_flight_;
           progress = true;
@@ -711,7 +946,7 @@ void PoolCore::Flush(WorkerConnection& w) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      // The worker is gone; its EOF (or this error) tells us how.
+      // The worker is gone; its exit status tells how.
       HandleWorkerLoss(w, absl::OkStatus());
       return;
     }
@@ -736,26 +971,25 @@ void PoolCore::UpdateInterest(WorkerConnection& w) {
 }
 
 void PoolCore::StopWorkers(bool graceful) {
-  // Closing our end is the request to exit: a worker finishes the task it is
-  // running, reads EOF and exits.
+  // Closing our end is the request to exit: an idle worker reads EOF and
+  // exits; a busy one is stopped.
   for (auto& w : workers_) {
     if (w == nullptr || w->dead) continue;
     ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, w->sock.get(), nullptr);
     w->sock.Reset();
-    if (w->inflight.empty()) w->proc.Kill(SIGTERM);
+    if (!w->inflight.empty()) w->proc.Kill(SIGTERM);
   }
   size_t cancelled = 0;
   for (auto& w : workers_) {
     if (w == nullptr || w->dead) continue;
     w->dead = true;
-    if (graceful && w->inflight.empty()) {
-      if (!w->proc.WaitFor(absl::Seconds(2))) w->proc.TerminateOrKill(absl::Milliseconds(100));
-    } else {
-      w->proc.TerminateOrKill(absl::Milliseconds(100));
-    }
+    absl::Duration wait = graceful && w->inflight.empty() ? absl::Seconds(2)
+                                                          : options_.kill_grace;
+    if (!w->proc.WaitFor(wait)) w->proc.TerminateOrKill(absl::Milliseconds(100));
     for (auto& t : w->inflight) {
-      t->Complete(absl::CancelledError(absl::StrCat(
-          DescribeTask(*t), " was cancelled: the pool was destroyed while it ran")));
+      Finish(*t, absl::CancelledError(absl::StrCat(
+                     DescribeTask(*t),
+                     " was cancelled: the pool was destroyed while it ran")));
       ++cancelled;
     }
     w->inflight.clear();
@@ -765,7 +999,7 @@ void PoolCore::StopWorkers(bool graceful) {
     absl::MutexLock l(&mu_);
     in_flight_ -= cancelled;
     pending.swap(pending_);
-    worker_pids_.clear();
+    for (SlotRecord& s : slots_) s.pid = 0;
   }
   for (auto& t : pending) {
     t->Cancel(absl::CancelledError("the pool was destroyed before the task ran"));

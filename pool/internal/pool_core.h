@@ -33,6 +33,7 @@
 #include "pool/internal/task_state.h"
 #include "pool/internal/unique_fd.h"
 #include "pool/options.h"
+#include "pool/stats.h"
 
 namespace procpool::internal {
 
@@ -44,6 +45,7 @@ struct TaskInfo {
 };
 
 class WorkerConnection;  // pool_core.cc
+class SharedMemory;
 
 class PoolCore {
  public:
@@ -85,6 +87,15 @@ class PoolCore {
   // Process ids of the live workers (started, not yet known dead).
   std::vector<int> WorkerPids() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // A snapshot of per-worker and pool-wide counters. Never blocks on
+  // workers.
+  PoolStats Stats() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Pool-wide defaults for a task's policy.
+  TaskPolicy DefaultPolicy() const {
+    return TaskPolicy{options_.task_timeout, options_.retries, 0};
+  }
+
   // How far ahead a lazy map should read: enough to keep every worker's
   // batches full at the current batch size, and no more.
   size_t SuggestedWindow() const;
@@ -103,6 +114,15 @@ class PoolCore {
   // Tears down a worker that died or misbehaved; `reason` says why when the
   // process itself did not die of its own accord.
   void HandleWorkerLoss(WorkerConnection& w, absl::Status reason);
+  // Starts stopping a worker (SIGTERM now, SIGKILL after kill_grace); its
+  // death is then handled like any other.
+  void StopWorker(WorkerConnection& w);
+  // Deadlines, cancellation requests and stop grace periods. Returns the
+  // epoll timeout in ms until the next check is due (-1: none).
+  int CheckTimers();
+  void HandleCancelRequests();
+  // Finishes a task and counts the outcome.
+  void Finish(TaskState& t, absl::Status status, std::string payload = {});
   void Dispatch();
   void Flush(WorkerConnection& w);
   void StopWorkers(bool graceful);
@@ -144,8 +164,20 @@ class PoolCore {
   size_t hellos_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status start_error_ ABSL_GUARDED_BY(mu_);
   bool io_done_ ABSL_GUARDED_BY(mu_) = false;
-  // Mirror of workers_' pids (by slot; 0 for none) for other threads.
-  std::vector<int> worker_pids_ ABSL_GUARDED_BY(mu_);
+  // Per-slot view of the workers for other threads: the live worker's pid
+  // and status page, and what earlier workers in the slot left behind.
+  struct SlotRecord {
+    int pid = 0;
+    std::shared_ptr<SharedMemory> page;
+    absl::Time started;
+    WorkerStats past;  // totals of the slot's dead workers
+  };
+  std::vector<SlotRecord> slots_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> cancel_requests_ ABSL_GUARDED_BY(mu_);
+  uint64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> succeeded_{0};
+  std::atomic<uint64_t> failed_{0};
+  std::shared_ptr<CancelChannel> cancel_channel_;
 
   std::thread io_thread_;
 };

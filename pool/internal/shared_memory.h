@@ -46,12 +46,33 @@ class SharedMemory {
   size_t size_ = 0;
 };
 
-// The layout of a worker's status page.
+// Why a worker left on its own, in WorkerStatusPage::retire_reason.
+enum class RetireReason : uint32_t {
+  kNone = 0,
+  kMaxTasks = 1,   // ran PoolOptions::max_tasks_per_child tasks
+  kMaxMemory = 2,  // resident memory crossed PoolOptions::max_worker_rss_bytes
+};
+
+// The layout of a worker's status page. Written by the worker, read by the
+// pool (at any time for statistics and deadlines, and after the worker died
+// to learn which task it was running).
 struct WorkerStatusPage {
   // Id of the task the worker is running, 0 between tasks.
   std::atomic<uint64_t> running_task;
+  // CLOCK_MONOTONIC (steady_clock) time the running task started, in ns;
+  // written before running_task.
+  std::atomic<uint64_t> running_since_ns;
   // Tasks the worker has finished since it started.
   std::atomic<uint64_t> tasks_done;
+  // Total time spent running tasks, and decoding calls / encoding results.
+  std::atomic<uint64_t> busy_ns;
+  std::atomic<uint64_t> codec_ns;
+  // Resident set size after the latest task (only with a memory limit) and
+  // peak resident set size after the latest batch.
+  std::atomic<uint64_t> rss_bytes;
+  std::atomic<uint64_t> peak_rss_bytes;
+  // A RetireReason, set before a worker exits of its own accord.
+  std::atomic<uint32_t> retire_reason;
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,40 @@
 #include "absl/time/time.h"
 
 namespace procpool::internal {
+
+// Lets a future ask its pool to stop the worker running its task. The pool
+// detaches it when it goes away, after which requests are ignored.
+class CancelChannel {
+ public:
+  using Sink = std::function<void(uint64_t task_id)>;
+  explicit CancelChannel(Sink sink) : sink_(std::move(sink)) {}
+  // True if the pool took the request.
+  bool Request(uint64_t task_id) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    if (!sink_) return false;
+    sink_(task_id);
+    return true;
+  }
+  void Detach() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    sink_ = nullptr;
+  }
+
+ private:
+  absl::Mutex mu_;
+  Sink sink_ ABSL_GUARDED_BY(mu_);
+};
+
+// Per-task policy, set by the submitter before the task is queued and
+// read-only afterwards.
+struct TaskPolicy {
+  // Longest the task may run once a worker starts it.
+  absl::Duration timeout = absl::InfiniteDuration();
+  // How many times to re-run the task when its worker dies under it.
+  int retries = 0;
+  // Tasks per batch sent to a worker; 0 lets the pool choose.
+  int chunksize = 0;
+};
 
 class TaskState {
  public:
@@ -43,6 +78,26 @@ class TaskState {
   // Pool-assigned id; set under the pool's mutex when queued.
   uint64_t id() const { return id_; }
   void set_id(uint64_t id) { id_ = id; }
+
+  const TaskPolicy& policy() const { return policy_; }
+  TaskPolicy& mutable_policy() { return policy_; }
+
+  // Why the workers that ran this task died, oldest first. I/O thread only.
+  std::vector<std::string>& crashes() { return crashes_; }
+
+  // Set by the pool when queued; used by RequestCancelRunning().
+  void set_cancel_channel(std::shared_ptr<CancelChannel> c) {
+    cancel_channel_ = std::move(c);
+  }
+  // Asks the pool to stop the worker running this (dispatched) task. True
+  // if the request was taken; the future then resolves with kCancelled
+  // unless the task finishes first.
+  bool RequestCancelRunning() {
+    if (Done() || phase_.load() != kDispatched || cancel_channel_ == nullptr) {
+      return false;
+    }
+    return cancel_channel_->Request(id_);
+  }
 
   // Queued -> dispatched. False if the task was cancelled meanwhile.
   bool TryDispatch() {
@@ -81,6 +136,9 @@ class TaskState {
   const size_t index_;
   uint64_t id_ = 0;
   std::string args_;
+  TaskPolicy policy_;
+  std::vector<std::string> crashes_;
+  std::shared_ptr<CancelChannel> cancel_channel_;
   std::atomic<int> phase_{kQueued};
 
   mutable absl::Mutex mu_;

@@ -87,7 +87,7 @@ absl::StatusOr<std::optional<Frame>> FrameDecoder::Next() {
     return absl::DataLossError(absl::StrCat("unknown frame type ", type));
   }
   if (len > max_frame_bytes_) {
-    return absl::ResourceExhaustedError(
+    return absl::DataLossError(
         absl::StrCat("frame of ", len, " bytes exceeds the limit of ",
                      max_frame_bytes_, " bytes"));
   }

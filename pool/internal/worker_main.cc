@@ -1,6 +1,8 @@
 // procpool_worker: the process a pool spawns for each worker.
 //
 //   procpool_worker --fd=N --status-fd=M --parent=PID --max-frame=BYTES
+//                   [--max-tasks=N] [--max-rss=BYTES]
+//                   [--init-task=NAME --init-fingerprint=FP --init-args=HEX]
 //                   [plugin.so ...]
 //
 // Loads the plugins, says hello with their manifests on fd N, then runs the
@@ -9,9 +11,17 @@
 // page (fd M), so that if the task kills the process the pool knows which
 // task to blame. Exits on EOF (the pool closed its end or died) and, through
 // PR_SET_PDEATHSIG, when the pool process dies while a task is running.
+//
+// With --max-tasks or --max-rss the worker retires itself (records why in
+// the status page, sends its results and exits 0) after that many tasks or
+// once its resident memory crosses the limit; the pool starts a new one.
+// With --init-task it runs that task once after loading the plugins and
+// before saying hello; a failure is reported in the hello.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -38,8 +48,29 @@ struct Args {
   int status_fd = -1;
   pid_t parent = 0;
   size_t max_frame = kDefaultMaxFrameBytes;
+  uint64_t max_tasks = 0;
+  uint64_t max_rss = 0;
+  std::string init_task;
+  uint64_t init_fingerprint = 0;
+  std::string init_args;  // raw bytes (hex on the command line)
   std::vector<std::string> plugins;
 };
+
+bool HexDecode(absl::string_view hex, std::string* out) {
+  if (hex.size() % 2 != 0) return false;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  out->clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return true;
+}
 
 bool ParseArgs(int argc, char** argv, Args* out) {
   for (int i = 1; i < argc; ++i) {
@@ -50,7 +81,18 @@ bool ParseArgs(int argc, char** argv, Args* out) {
     };
     int64_t parent = 0;
     if (value("--fd=", &out->fd) || value("--status-fd=", &out->status_fd) ||
-        value("--max-frame=", &out->max_frame)) {
+        value("--max-frame=", &out->max_frame) ||
+        value("--max-tasks=", &out->max_tasks) ||
+        value("--max-rss=", &out->max_rss) ||
+        value("--init-fingerprint=", &out->init_fingerprint)) {
+      continue;
+    }
+    if (absl::StartsWith(a, "--init-task=")) {
+      out->init_task = std::string(a.substr(12));
+      continue;
+    }
+    if (absl::StartsWith(a, "--init-args=")) {
+      if (!HexDecode(a.substr(12), &out->init_args)) return false;
       continue;
     }
     if (value("--parent=", &parent)) {
@@ -74,16 +116,39 @@ uint64_t NowNs() {
           .count());
 }
 
+// Current resident set size, from /proc/self/statm.
+uint64_t CurrentRss(int statm_fd) {
+  char buf[128];
+  ssize_t n = ::pread(statm_fd, buf, sizeof(buf) - 1, 0);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  unsigned long long size = 0, resident = 0;
+  if (std::sscanf(buf, "%llu %llu", &size, &resident) != 2) return 0;
+  return resident * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+uint64_t PeakRss() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
+}
+
 class Worker {
  public:
   Worker(UniqueFd sock, SharedMemory status, PluginSet plugins,
-         size_t max_frame)
+         const Args& args)
       : sock_(std::move(sock)),
         status_mem_(std::move(status)),
         page_(static_cast<WorkerStatusPage*>(status_mem_.data())),
         plugins_(std::move(plugins)),
-        max_frame_(max_frame),
-        decoder_(max_frame) {}
+        max_frame_(args.max_frame),
+        max_tasks_(args.max_tasks),
+        max_rss_(args.max_rss),
+        decoder_(args.max_frame) {
+    if (max_rss_ > 0) {
+      statm_.Reset(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
+    }
+  }
 
   int Serve() {
     while (true) {
@@ -94,6 +159,7 @@ class Worker {
         return 2;
       }
       if (!frame->has_value()) return 0;  // the pool closed the connection
+      uint64_t t0 = NowNs();
       if ((*frame)->type != FrameType::kCalls) {
         std::fprintf(stderr, "procpool_worker: unexpected frame type %d\n",
                      static_cast<int>((*frame)->type));
@@ -106,7 +172,14 @@ class Worker {
                      calls.status().ToString().c_str());
         return 2;
       }
+      page_->codec_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
       if (!RunBatch(*calls)) return 2;
+      page_->peak_rss_bytes.store(PeakRss(), std::memory_order_relaxed);
+      if (retire_ != RetireReason::kNone) {
+        page_->retire_reason.store(static_cast<uint32_t>(retire_),
+                                   std::memory_order_release);
+        return 0;
+      }
     }
   }
 
@@ -117,10 +190,12 @@ class Worker {
   bool RunBatch(std::vector<CallMsg>& calls) {
     uint64_t last_flush = NowNs();
     for (CallMsg& call : calls) {
+      if (retire_ != RetireReason::kNone) break;  // the pool re-queues the rest
       ResultMsg& r = results_.emplace_back();
       r.id = call.id;
-      page_->running_task.store(call.id, std::memory_order_release);
       uint64_t t0 = NowNs();
+      page_->running_since_ns.store(t0, std::memory_order_relaxed);
+      page_->running_task.store(call.id, std::memory_order_release);
       if (call.task >= plugins_.num_tasks()) {
         r.code = static_cast<uint8_t>(ResultCode::kUnknownTask);
         r.payload = absl::StrCat("worker has no task #", call.task);
@@ -133,7 +208,14 @@ class Worker {
       uint64_t t1 = NowNs();
       r.run_ns = t1 - t0;
       page_->running_task.store(0, std::memory_order_release);
-      page_->tasks_done.fetch_add(1, std::memory_order_relaxed);
+      page_->busy_ns.fetch_add(r.run_ns, std::memory_order_relaxed);
+      uint64_t done = page_->tasks_done.fetch_add(1, std::memory_order_relaxed) + 1;
+      if (max_tasks_ > 0 && done >= max_tasks_) retire_ = RetireReason::kMaxTasks;
+      if (max_rss_ > 0 && statm_.valid()) {
+        uint64_t rss = CurrentRss(statm_.get());
+        page_->rss_bytes.store(rss, std::memory_order_relaxed);
+        if (rss > max_rss_) retire_ = RetireReason::kMaxMemory;
+      }
       if (r.payload.size() + 64 > max_frame_) {
         size_t size = r.payload.size();
         r.code = static_cast<uint8_t>(ResultCode::kException);
@@ -157,8 +239,10 @@ class Worker {
 
   bool Flush() {
     if (results_.empty()) return true;
+    uint64_t t0 = NowNs();
     out_.clear();
     AppendFrame(&out_, FrameType::kResults, results_);
+    page_->codec_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
     results_.clear();
     results_bytes_ = 0;
     absl::Status s = WriteAll(sock_.get(), out_);
@@ -175,11 +259,50 @@ class Worker {
   WorkerStatusPage* page_;
   PluginSet plugins_;
   size_t max_frame_;
+  uint64_t max_tasks_;
+  uint64_t max_rss_;
+  UniqueFd statm_;
+  RetireReason retire_ = RetireReason::kNone;
   FrameDecoder decoder_;
   std::vector<ResultMsg> results_;
   size_t results_bytes_ = 0;
   std::string out_;
 };
+
+// Runs the --init-task once. Errors name the task and what went wrong.
+absl::Status RunInitializer(const PluginSet& plugins, const Args& args) {
+  if (args.init_task.empty()) return absl::OkStatus();
+  const procpool_task_v1* task = nullptr;
+  for (size_t i = 0; i < plugins.num_tasks(); ++i) {
+    if (args.init_task == plugins.task(i).name) task = &plugins.task(i);
+  }
+  std::string where = absl::StrCat("initializer '", args.init_task,
+                                   "' in worker pid ", ::getpid());
+  if (task == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat(where, ": no plugin registers a task of that name"));
+  }
+  if (args.init_fingerprint != 0 && args.init_fingerprint != task->fingerprint) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": signature mismatch: the plugin defines ", task->signature));
+  }
+  std::string out;
+  int code = task->invoke(task->ctx, args.init_args.data(), args.init_args.size(),
+                          &out, &AppendToString);
+  if (code == PROCPOOL_INVOKE_OK) return absl::OkStatus();
+  if (code == PROCPOOL_INVOKE_BAD_ARGS) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", out));
+  }
+  std::string type = "unknown exception", what;
+  try {
+    serialize_internal::ViewStreambuf buf(out.data(), out.size());
+    std::istream is(&buf);
+    cereal::BinaryInputArchive ar(is);
+    ar(type, what);
+  } catch (...) {
+  }
+  return absl::UnknownError(absl::StrCat(where, " raised ", type, ": ", what));
+}
 
 int Main(int argc, char** argv) {
   Args args;
@@ -214,14 +337,23 @@ int Main(int argc, char** argv) {
     hello.error = std::string(plugins.status().message());
   } else {
     hello.plugins = plugins->manifests();
+    if (absl::Status s = RunInitializer(*plugins, args); !s.ok()) {
+      hello.error_code = static_cast<uint32_t>(s.code());
+      hello.error = std::string(s.message());
+      hello.plugins.clear();
+    }
   }
   std::string out;
   AppendFrame(&out, FrameType::kHello, hello);
-  if (!WriteAll(sock.get(), out).ok() || !plugins.ok()) return 1;
+  if (!WriteAll(sock.get(), out).ok() || !hello.error.empty()) return 1;
 
-  Worker worker(std::move(sock), *std::move(status), *std::move(plugins),
-                args.max_frame);
-  return worker.Serve();
+  Worker worker(std::move(sock), *std::move(status), *std::move(plugins), args);
+  int code = worker.Serve();
+  // Leave without running plugins' static destructors or dlclose(): the
+  // pool reads our exit status, and a plugin's teardown must not change it.
+  std::fflush(stdout);
+  std::fflush(stderr);
+  ::_exit(code);
 }
 
 }  // namespace

@@ -1,0 +1,49 @@
+// Insights into a running pool: ProcessPool::Stats().
+
+#ifndef PROCPOOL_POOL_STATS_H_
+#define PROCPOOL_POOL_STATS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace procpool {
+
+// One worker slot: the worker now serving it and those before it.
+struct WorkerStats {
+  int slot = 0;
+  int pid = 0;                 // 0 while no worker is alive in the slot
+  uint64_t tasks_done = 0;     // by every worker that served the slot
+  absl::Duration busy;         // running tasks
+  absl::Duration idle;         // alive and not running a task
+  absl::Duration serialize;    // decoding calls and encoding results (worker)
+  uint64_t rss_bytes = 0;      // after the latest task (with a memory limit)
+  uint64_t peak_rss_bytes = 0; // highest of any worker in the slot
+  int restarts = 0;            // workers replaced in this slot
+  std::vector<std::string> restart_reasons;  // the latest 16, oldest first
+};
+
+struct PoolStats {
+  std::vector<WorkerStats> workers;
+  uint64_t submitted = 0;  // tasks queued since the pool started
+  uint64_t succeeded = 0;
+  uint64_t failed = 0;     // errors, crashes, deadlines (not cancellations)
+  uint64_t pending = 0;    // queued, not yet sent to a worker
+  uint64_t in_flight = 0;  // sent to a worker, not yet finished
+};
+
+// Where a map is, for progress callbacks (MapOptions::on_progress).
+struct Progress {
+  uint64_t done = 0;    // items finished (successfully or not)
+  uint64_t failed = 0;  // of which failed
+  uint64_t total = 0;   // 0 when the input's size is not known
+  absl::Duration elapsed;
+  double items_per_second = 0;
+  absl::Duration eta = absl::InfiniteDuration();  // infinite when unknown
+};
+
+}  // namespace procpool
+
+#endif  // PROCPOOL_POOL_STATS_H_
