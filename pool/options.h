@@ -82,6 +82,14 @@ struct PoolOptions {
   // sends SIGTERM, then SIGKILL after this long.
   absl::Duration kill_grace = absl::Milliseconds(500);
 
+  // Workers' stderr is captured through a pipe per worker. Each line is
+  // copied to this process's stderr, prefixed with "[procpool worker
+  // <slot> pid <pid>] ", unless this is false; the last
+  // `stderr_tail_lines` lines are kept and quoted in the error of a task
+  // whose worker crashed.
+  bool forward_worker_stderr = true;
+  int stderr_tail_lines = 8;
+
   // How long Create() waits for every worker to load its plugins.
   absl::Duration start_timeout = absl::Seconds(30);
 

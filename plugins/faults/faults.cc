@@ -65,6 +65,19 @@ std::string& Marker() {
 }
 }  // namespace
 
+int ChatterThenCrash(int lines) {
+  for (int i = 1; i <= lines; ++i) std::fprintf(stderr, "chatter line %d\n", i);
+  std::fflush(stderr);
+  return Segfault(lines);
+}
+
+int Scribble(int x) {
+  const char garbage[] = "this is not a procpool frame, not even close";
+  ssize_t r = ::write(3, garbage, sizeof(garbage));
+  (void)r;
+  return x;
+}
+
 int Hog(int mib) {
   for (int i = 0; i < mib; ++i) Hoard().emplace_back(size_t{1} << 20, 'h');
   return static_cast<int>(Hoard().size());

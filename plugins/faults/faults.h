@@ -40,6 +40,10 @@ int Hog(int mib);
 // Creates `path` and crashes (SIGSEGV) if it did not exist; returns 1 if it
 // did. With retries, the first run crashes and the second succeeds.
 int CrashFirstTime(const std::string& path);
+// Writes `lines` numbered lines to stderr, then crashes (SIGSEGV).
+int ChatterThenCrash(int lines);
+// Writes garbage to the worker's protocol socket (fd 3), then returns x.
+int Scribble(int x);
 // Sets / reads a per-process value (for initializer tests).
 int SetMarker(const std::string& value);
 std::string GetMarker(int unused);
@@ -57,6 +61,8 @@ inline constexpr TaskRef<int(int, int)> kCrashOn{"crash_on"};
 inline constexpr TaskRef<int(int)> kChatter{"chatter"};
 inline constexpr TaskRef<int(int)> kPid{"pid"};
 inline constexpr TaskRef<int(int)> kHog{"hog"};
+inline constexpr TaskRef<int(int)> kChatterThenCrash{"chatter_then_crash"};
+inline constexpr TaskRef<int(int)> kScribble{"scribble"};
 inline constexpr TaskRef<int(std::string)> kCrashFirstTime{"crash_first_time"};
 inline constexpr TaskRef<int(std::string)> kSetMarker{"set_marker"};
 inline constexpr TaskRef<std::string(int)> kGetMarker{"get_marker"};

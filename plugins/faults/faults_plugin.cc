@@ -17,6 +17,8 @@ PROCPOOL_TASK("crash_on", CrashOn);
 PROCPOOL_TASK("chatter", Chatter);
 PROCPOOL_TASK("pid", Pid);
 PROCPOOL_TASK("hog", Hog);
+PROCPOOL_TASK("chatter_then_crash", ChatterThenCrash);
+PROCPOOL_TASK("scribble", Scribble);
 PROCPOOL_TASK("crash_first_time", CrashFirstTime);
 PROCPOOL_TASK("set_marker", SetMarker);
 PROCPOOL_TASK("get_marker", GetMarker);

@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -38,12 +39,18 @@ class WorkerConnection {
   const WorkerStatusPage& page() const {
     return *static_cast<const WorkerStatusPage*>(status->data());
   }
-  uint64_t epoll_tag() const { return (uint64_t{slot} << 32) | generation; }
+  // Bit 0 tells the protocol socket (0) from the stderr pipe (1).
+  uint64_t epoll_tag() const {
+    return (uint64_t{slot} << 32) | (uint64_t{generation} << 1);
+  }
 
   const size_t slot;
   const uint32_t generation;
   ChildProcess proc;
   UniqueFd sock;
+  UniqueFd err;              // read end of the worker's stderr pipe
+  std::string err_partial;   // an unfinished last line
+  std::deque<std::string> err_tail;  // the latest complete lines
   std::shared_ptr<SharedMemory> status;
   FrameDecoder decoder;
   std::string out;       // bytes not yet written to the socket
@@ -362,6 +369,13 @@ void PoolCore::SpawnWorker(size_t slot) {
   if (!status.ok()) return fail(status.status());
   auto status_fd = DupCloseOnExec(status->fd(), 10);
   if (!status_fd.ok()) return fail(status_fd.status());
+  int err_fds[2];
+  if (::pipe2(err_fds, O_CLOEXEC) != 0) return fail(ErrnoToStatus("pipe2", errno));
+  UniqueFd err_read(err_fds[0]);
+  UniqueFd err_write_low(err_fds[1]);
+  auto err_write = DupCloseOnExec(err_write_low.get(), 10);
+  if (!err_write.ok()) return fail(err_write.status());
+  err_write_low.Reset();
 
   std::vector<std::string> argv = {
       options_.worker_path, "--fd=3", "--status-fd=4",
@@ -383,23 +397,33 @@ void PoolCore::SpawnWorker(size_t slot) {
   argv.insert(argv.end(), options_.plugins.begin(), options_.plugins.end());
   auto proc = ChildProcess::Spawn(
       options_.worker_path, argv,
-      {{child_sock->get(), 3}, {status_fd->get(), 4}},
+      {{child_sock->get(), 3}, {status_fd->get(), 4}, {err_write->get(), 2}},
       /*new_process_group=*/true);
   if (!proc.ok()) return fail(proc.status());
 
   UniqueFd sock = std::move(pair->first);
+  err_write->Reset();  // the child has its copy
   if (absl::Status s = SetNonBlocking(sock.get(), true); !s.ok()) {
+    return fail(s);
+  }
+  if (absl::Status s = SetNonBlocking(err_read.get(), true); !s.ok()) {
     return fail(s);
   }
   auto page = std::make_shared<SharedMemory>(*std::move(status));
   auto w = std::make_unique<WorkerConnection>(
       slot, generation.fetch_add(1) + 1, *std::move(proc), std::move(sock),
       page, options_.max_frame_bytes);
+  w->err = std::move(err_read);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLRDHUP;
   ev.data.u64 = w->epoll_tag();
   if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, w->sock.get(), &ev) != 0) {
     return fail(ErrnoToStatus("epoll_ctl(worker)", errno));
+  }
+  ev.events = EPOLLIN;
+  ev.data.u64 = w->epoll_tag() | 1;
+  if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, w->err.get(), &ev) != 0) {
+    return fail(ErrnoToStatus("epoll_ctl(worker stderr)", errno));
   }
   {
     absl::MutexLock l(&mu_);
@@ -437,7 +461,11 @@ void PoolCore::IoLoop() {
       size_t slot = static_cast<size_t>(tag >> 32);
       if (slot >= workers_.size() || workers_[slot] == nullptr) continue;
       WorkerConnection& w = *workers_[slot];
-      if (w.epoll_tag() != tag || w.dead) continue;
+      if (w.epoll_tag() != (tag & ~uint64_t{1}) || w.dead) continue;
+      if (tag & 1) {
+        ReadStderr(w);
+        continue;
+      }
       if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
         OnReadable(w);
       }
@@ -546,7 +574,60 @@ void PoolCore::StopWorker(WorkerConnection& w) {
   w.proc.Kill(SIGTERM);
 }
 
+void PoolCore::ReadStderr(WorkerConnection& w) {
+  if (!w.err) return;
+  char buf[16 * 1024];
+  while (true) {
+    ssize_t n = ::read(w.err.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        // EOF: the worker (and anything it forked) closed its stderr.
+        ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, w.err.get(), nullptr);
+        w.err.Reset();
+        if (!w.err_partial.empty()) TakeStderrLine(w, std::move(w.err_partial));
+        w.err_partial.clear();
+      }
+      return;
+    }
+    absl::string_view chunk(buf, static_cast<size_t>(n));
+    while (!chunk.empty()) {
+      size_t nl = chunk.find('\n');
+      if (nl == absl::string_view::npos) {
+        w.err_partial.append(chunk.data(), chunk.size());
+        // A runaway line without newlines is cut, not buffered forever.
+        if (w.err_partial.size() > 4096) {
+          TakeStderrLine(w, std::move(w.err_partial));
+          w.err_partial.clear();
+        }
+        break;
+      }
+      w.err_partial.append(chunk.data(), nl);
+      TakeStderrLine(w, std::move(w.err_partial));
+      w.err_partial.clear();
+      chunk.remove_prefix(nl + 1);
+    }
+  }
+}
+
+void PoolCore::TakeStderrLine(WorkerConnection& w, std::string line) {
+  if (options_.forward_worker_stderr) {
+    std::string out = absl::StrCat("[procpool worker ", w.slot, " pid ",
+                                   w.proc.pid(), "] ", line, "\n");
+    ssize_t r = ::write(STDERR_FILENO, out.data(), out.size());
+    (void)r;
+  }
+  if (options_.stderr_tail_lines <= 0) return;
+  if (line.size() > 512) line = absl::StrCat(line.substr(0, 509), "...");
+  w.err_tail.push_back(std::move(line));
+  while (w.err_tail.size() > static_cast<size_t>(options_.stderr_tail_lines)) {
+    w.err_tail.pop_front();
+  }
+}
+
 void PoolCore::OnReadable(WorkerConnection& w) {
+  // What a task wrote to stderr is forwarded before its future resolves.
+  ReadStderr(w);
   while (!w.dead) {
     char* space = w.decoder.WritableSpace(64 * 1024);
     ssize_t n = ::read(w.sock.get(), space, w.decoder.writable());
@@ -729,6 +810,17 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
     w.proc.Kill(SIGKILL);
   }
   ExitStatus exit = w.proc.Wait();
+  // Everything the worker wrote is in the pipe now; take it before reporting.
+  ReadStderr(w);
+  if (w.err) {
+    ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, w.err.get(), nullptr);
+    w.err.Reset();
+  }
+  std::string tail;
+  if (!w.err_tail.empty()) {
+    tail = "; its last stderr lines:";
+    for (const std::string& l : w.err_tail) absl::StrAppend(&tail, "\n  | ", l);
+  }
   const WorkerStatusPage& page = w.page();
   const uint64_t running = page.running_task.load(std::memory_order_acquire);
   const auto retired =
@@ -772,7 +864,7 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
     absl::Status s = w.hello_error.ok()
                          ? absl::InternalError(absl::StrCat(
                                how, " before it was ready (", options_.worker_path,
-                               ")"))
+                               ")", tail))
                          : w.hello_error;
     ++consecutive_start_failures_;
     bool started;
@@ -794,9 +886,13 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
   w.timed_inflight = 0;
   std::shared_ptr<TaskState> victim;
   std::vector<std::shared_ptr<TaskState>> requeue;
+  // A worker that broke the protocol is blamed on the task it was running,
+  // or else the oldest one it had not answered.
+  const bool protocol_error = !reason.ok() && !w.stopping;
   for (auto& t : inflight) {
     if (t->Done()) continue;  // cancelled or timed out already
-    if (running != 0 && t->id() == running) {
+    bool blamed = running != 0 ? t->id() == running : protocol_error && !victim;
+    if (blamed) {
       victim = std::move(t);
     } else {
       requeue.push_back(std::move(t));
@@ -807,7 +903,7 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
       retired == RetireReason::kNone;
   if (victim) {
     victim->crashes().push_back(how);
-    if (!break_pool &&
+    if (!break_pool && !protocol_error &&
         static_cast<int>(victim->crashes().size()) <= victim->policy().retries) {
       requeue.insert(requeue.begin(), std::move(victim));  // run it again
     }
@@ -825,7 +921,7 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
     std::string message;
     if (crashes.size() == 1) {
       message = absl::StrCat(DescribeTask(*victim), " failed: ", how,
-                             " while running it");
+                             " while running it", tail);
     } else {
       message = absl::StrCat("poison task: ", DescribeTask(*victim), " killed ",
                              crashes.size(), " workers and is not retried again:");
@@ -833,8 +929,11 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
         absl::StrAppend(&message, " [", i + 1, "] ", crashes[i], ";");
       }
       message.pop_back();
+      message += tail;
     }
-    Finish(*victim, absl::AbortedError(message));
+    Finish(*victim, absl::Status(protocol_error ? reason.code()
+                                                : absl::StatusCode::kAborted,
+                                 message));
   }
   if (break_pool) {
     BreakPool(absl::AbortedError(absl::StrCat(

@@ -107,6 +107,8 @@ class PoolCore {
   void IoLoop();
   void SpawnWorker(size_t slot);
   void OnReadable(WorkerConnection& w);
+  void ReadStderr(WorkerConnection& w);
+  void TakeStderrLine(WorkerConnection& w, std::string line);
   void OnWritable(WorkerConnection& w);
   void HandleFrame(WorkerConnection& w, uint8_t type, std::string_view payload);
   void HandleHello(WorkerConnection& w, std::string_view payload);
