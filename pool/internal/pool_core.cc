@@ -678,7 +678,7 @@ void PoolCore::HandleFrame(WorkerConnection& w, uint8_t type,
 }
 
 void PoolCore::HandleHello(WorkerConnection& w, std::string_view payload) {
-  absl::StatusOr<HelloMsg> hello = DecodeMessage<HelloMsg>(payload, "hello");
+  absl::StatusOr<HelloMsg> hello = DecodeHello(payload);
   if (!hello.ok()) return HandleWorkerLoss(w, hello.status());
   if (!hello->error.empty()) {
     w.hello_error = absl::Status(static_cast<absl::StatusCode>(hello->error_code),
@@ -722,7 +722,7 @@ void PoolCore::HandleHello(WorkerConnection& w, std::string_view payload) {
 
 void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
   absl::StatusOr<std::vector<ResultMsg>> results =
-      DecodeMessage<std::vector<ResultMsg>>(payload, "results");
+      DecodeResults(payload);
   if (!results.ok()) return HandleWorkerLoss(w, results.status());
   // Match answers to tasks first, so the in-flight count is right before
   // any caller is woken.

@@ -4,11 +4,139 @@
 
 #include <cerrno>
 #include <cstring>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "pool/internal/status_macros.h"
 
 namespace procpool::internal {
+
+namespace {
+
+// Reads cereal's binary layout (little-endian fixed-width fields; strings
+// and vectors as a u64 count followed by the elements) without trusting it.
+class CheckedReader {
+ public:
+  CheckedReader(std::string_view data, const char* message)
+      : data_(data), message_(message) {}
+
+  template <class T>
+  bool Fixed(T* out, const char* field) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    if (data_.size() < sizeof(T)) return Fail(field, "truncated");
+    std::memcpy(out, data_.data(), sizeof(T));
+    data_.remove_prefix(sizeof(T));
+    return true;
+  }
+
+  bool String(std::string* out, const char* field) {
+    uint64_t n;
+    if (!Fixed(&n, field)) return false;
+    if (n > data_.size()) return Fail(field, "length runs past the frame");
+    out->assign(data_.data(), static_cast<size_t>(n));
+    data_.remove_prefix(static_cast<size_t>(n));
+    return true;
+  }
+
+  // A element count; each element takes at least `min_size` bytes.
+  bool Count(uint64_t* n, size_t min_size, const char* field) {
+    if (!Fixed(n, field)) return false;
+    if (*n > data_.size() / min_size) {
+      return Fail(field, "count is larger than the frame can hold");
+    }
+    return true;
+  }
+
+  absl::Status Finish() {
+    if (!error_.ok()) return error_;
+    if (!data_.empty()) {
+      return absl::DataLossError(absl::StrCat(message_, " message has ",
+                                              data_.size(), " trailing bytes"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  bool Fail(const char* field, const char* what) {
+    if (error_.ok()) {
+      error_ = absl::DataLossError(
+          absl::StrCat(message_, " message: field '", field, "': ", what));
+    }
+    return false;
+  }
+
+  std::string_view data_;
+  const char* message_;
+  absl::Status error_;
+};
+
+}  // namespace
+
+absl::StatusOr<HelloMsg> DecodeHello(std::string_view payload) {
+  CheckedReader r(payload, "hello");
+  HelloMsg m;
+  uint64_t plugins = 0;
+  if (r.Fixed(&m.pid, "pid") && r.Fixed(&m.error_code, "error_code") &&
+      r.String(&m.error, "error") &&
+      r.Count(&plugins, 8 + 8 + 4 + 8, "plugins")) {
+    for (uint64_t i = 0; i < plugins; ++i) {
+      PluginManifest& p = m.plugins.emplace_back();
+      uint64_t tasks = 0;
+      if (!(r.String(&p.path, "plugin.path") && r.String(&p.name, "plugin.name") &&
+            r.Fixed(&p.abi_version, "plugin.abi_version") &&
+            r.Count(&tasks, 8 + 8 + 8, "plugin.tasks"))) {
+        break;
+      }
+      bool ok = true;
+      for (uint64_t j = 0; ok && j < tasks; ++j) {
+        TaskManifest& t = p.tasks.emplace_back();
+        ok = r.String(&t.name, "task.name") &&
+             r.Fixed(&t.fingerprint, "task.fingerprint") &&
+             r.String(&t.signature, "task.signature");
+      }
+      if (!ok) break;
+    }
+  }
+  PROCPOOL_RETURN_IF_ERROR(r.Finish());
+  return m;
+}
+
+absl::StatusOr<std::vector<CallMsg>> DecodeCalls(std::string_view payload) {
+  CheckedReader r(payload, "calls");
+  std::vector<CallMsg> calls;
+  uint64_t n = 0;
+  if (r.Count(&n, 8 + 4 + 8, "calls")) {
+    calls.reserve(static_cast<size_t>(n));
+    for (uint64_t i = 0; i < n; ++i) {
+      CallMsg& c = calls.emplace_back();
+      if (!(r.Fixed(&c.id, "call.id") && r.Fixed(&c.task, "call.task") &&
+            r.String(&c.args, "call.args"))) {
+        break;
+      }
+    }
+  }
+  PROCPOOL_RETURN_IF_ERROR(r.Finish());
+  return calls;
+}
+
+absl::StatusOr<std::vector<ResultMsg>> DecodeResults(std::string_view payload) {
+  CheckedReader r(payload, "results");
+  std::vector<ResultMsg> results;
+  uint64_t n = 0;
+  if (r.Count(&n, 8 + 1 + 8 + 8, "results")) {
+    results.reserve(static_cast<size_t>(n));
+    for (uint64_t i = 0; i < n; ++i) {
+      ResultMsg& m = results.emplace_back();
+      if (!(r.Fixed(&m.id, "result.id") && r.Fixed(&m.code, "result.code") &&
+            r.Fixed(&m.run_ns, "result.run_ns") &&
+            r.String(&m.payload, "result.payload"))) {
+        break;
+      }
+    }
+  }
+  PROCPOOL_RETURN_IF_ERROR(r.Finish());
+  return results;
+}
 
 void AppendFrameHeader(std::string* out, FrameType type, size_t payload_size) {
   char h[kFrameHeaderSize];

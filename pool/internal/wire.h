@@ -134,7 +134,9 @@ class CallsFrameBuilder {
   uint64_t count_ = 0;
 };
 
-// Decodes the archive of a message; errors are kDataLoss naming `what`.
+// Decodes the archive of a message with cereal itself; errors are kDataLoss
+// naming `what`. Trusts length fields (cereal does): use it on bytes this
+// process wrote, and the checked decoders below on bytes from a peer.
 template <class Msg>
 absl::StatusOr<Msg> DecodeMessage(std::string_view payload, std::string_view what) {
   try {
@@ -144,6 +146,14 @@ absl::StatusOr<Msg> DecodeMessage(std::string_view payload, std::string_view wha
         std::string(what) + " message does not decode: " + e.what());
   }
 }
+
+// Checked decoders for the three messages. They read the same bytes cereal
+// writes, but check every length and count against the bytes that remain
+// before allocating anything, so a hostile or corrupt frame costs at most
+// its own size. Errors are kDataLoss naming the message and the field.
+absl::StatusOr<HelloMsg> DecodeHello(std::string_view payload);
+absl::StatusOr<std::vector<CallMsg>> DecodeCalls(std::string_view payload);
+absl::StatusOr<std::vector<ResultMsg>> DecodeResults(std::string_view payload);
 
 // ---- Decoding ----
 

@@ -166,7 +166,7 @@ class Worker {
         return 2;
       }
       absl::StatusOr<std::vector<CallMsg>> calls =
-          DecodeMessage<std::vector<CallMsg>>((*frame)->payload, "calls");
+          DecodeCalls((*frame)->payload);
       if (!calls.ok()) {
         std::fprintf(stderr, "procpool_worker: %s\n",
                      calls.status().ToString().c_str());
