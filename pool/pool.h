@@ -301,7 +301,10 @@ class ProcessPool {
   // blocks until the next result is in; an item whose task failed throws
   // TaskError when dereferenced (use TryMap to get a Status instead). The
   // ranges are read on the consuming thread. Abandoning the range cancels
-  // what it queued and has not started. Python: Executor.map, Pool.imap.
+  // what it queued that no worker has started; items already running finish
+  // and their results are dropped. (Note that `| std::views::take(n)` asks
+  // for item n + 1 before it stops, as it does over any input range.)
+  // Python: Executor.map, Pool.imap.
   template <class R, class... Args, class... Ranges>
   auto Map(const TaskHandle<R(Args...)>& task, Ranges&&... ranges) {
     return Map(MapOptions{}, task, std::forward<Ranges>(ranges)...);
@@ -651,12 +654,17 @@ class MapRange : public std::ranges::view_base {
         " passed before this item finished"));
   }
 
+  // Cancels what this range queued and no worker has started; running
+  // tasks finish and their results are dropped (stopping a worker for a
+  // read-ahead item the caller no longer wants would cost a process).
   void CancelOutstanding() {
+    const absl::Status why =
+        absl::CancelledError("the map was abandoned before this item ran");
     for (auto& f : window_) {
-      if (f.valid()) f.Cancel();
+      if (f.valid()) f.state_for_internal_use()->Cancel(why);
     }
     for (auto& [i, entry] : unordered_) {
-      if (entry.first.valid()) entry.first.Cancel();
+      if (entry.first.valid()) entry.first.state_for_internal_use()->Cancel(why);
     }
   }
 
@@ -704,7 +712,6 @@ class MapRange : public std::ranges::view_base {
   void Expire() {
     expired_ = true;
     inputs_done_ = true;
-    if (current_future_.valid()) current_future_.Cancel();
     CancelOutstanding();
   }
 

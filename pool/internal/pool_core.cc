@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -76,6 +77,7 @@ constexpr uint64_t kTargetBatchNs = 1'000'000;   // 1 ms of work per batch
 constexpr size_t kMaxBatchBytes = size_t{1} << 20;
 constexpr int kTimerTickMs = 1;                  // deadline checks
 constexpr size_t kMaxRestartReasons = 16;
+constexpr int kMaxStartFailures = 5;
 
 size_t BatchSize(uint64_t avg_ns) {
   if (avg_ns == 0) return 1;  // nothing measured yet: one at a time
@@ -345,18 +347,14 @@ void PoolCore::Finish(TaskState& t, absl::Status status, std::string payload) {
 void PoolCore::SpawnWorker(size_t slot) {
   static std::atomic<uint32_t> generation{0};
   auto fail = [&](absl::Status s) {
-    ++consecutive_start_failures_;
-    bool started;
     {
       absl::MutexLock l(&mu_);
-      started = hellos_ >= static_cast<size_t>(options_.max_workers);
-      if (!started && start_error_.ok()) start_error_ = s;
+      if (slot >= slots_.size()) slots_.resize(slot + 1);
+      auto& reasons = slots_[slot].past.restart_reasons;
+      reasons.push_back(absl::StrCat("could not start a worker: ", s.message()));
+      if (reasons.size() > kMaxRestartReasons) reasons.erase(reasons.begin());
     }
-    if (started && consecutive_start_failures_ >= 3) {
-      BreakPool(absl::UnavailableError(absl::StrCat(
-          "the pool is broken: could not start a replacement worker: ",
-          s.message())));
-    }
+    StartFailed(s);
   };
 
   auto pair = MakeSocketPair();
@@ -436,6 +434,26 @@ void PoolCore::SpawnWorker(size_t slot) {
   workers_[slot] = std::move(w);
 }
 
+void PoolCore::StartFailed(const absl::Status& s) {
+  ++consecutive_start_failures_;
+  respawn_not_before_ =
+      absl::Now() + std::min(absl::Seconds(1),
+                             absl::Milliseconds(10) * (1 << std::min(
+                                 consecutive_start_failures_, 7)));
+  bool started;
+  {
+    absl::MutexLock l(&mu_);
+    started = hellos_ >= static_cast<size_t>(options_.max_workers);
+    if (!started && start_error_.ok()) start_error_ = s;
+  }
+  if (started && consecutive_start_failures_ >= kMaxStartFailures) {
+    BreakPool(absl::UnavailableError(absl::StrCat(
+        "the pool is broken: ", consecutive_start_failures_,
+        " replacement workers in a row failed to start; the last: ",
+        s.message())));
+  }
+}
+
 void PoolCore::IoLoop() {
   const size_t n = static_cast<size_t>(options_.max_workers);
   workers_.resize(n);
@@ -485,16 +503,29 @@ void PoolCore::IoLoop() {
         break;
       }
     }
-    // Replace workers that died; during startup a death is an error instead.
-    for (size_t i = 0; i < workers_.size(); ++i) {
-      if (workers_[i] != nullptr && workers_[i]->dead && started && !broken) {
+    // Replace workers that died (during startup a death is an error
+    // instead). After failures to start one, wait a little longer each time.
+    int respawn_ms = -1;
+    if (started && !broken && stop == Stop::kNo) {
+      absl::Time now = absl::Now();
+      for (size_t i = 0; i < workers_.size(); ++i) {
+        if (workers_[i] != nullptr && !workers_[i]->dead) continue;
+        if (now < respawn_not_before_) {
+          respawn_ms = static_cast<int>(
+              absl::ToInt64Milliseconds(respawn_not_before_ - now) + 1);
+          break;
+        }
         workers_[i].reset();
         SpawnWorker(i);
+        if (workers_[i] == nullptr) respawn_ms = 1;  // retry after the backoff
       }
     }
     Dispatch();
     // After Dispatch, so tasks just sent with a timeout are watched.
     timeout_ms = CheckTimers();
+    if (respawn_ms >= 0 && (timeout_ms < 0 || respawn_ms < timeout_ms)) {
+      timeout_ms = respawn_ms;
+    }
   }
   StopWorkers(/*graceful=*/stop == Stop::kGraceful);
   absl::MutexLock l(&mu_);
@@ -866,17 +897,16 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
                                how, " before it was ready (", options_.worker_path,
                                ")", tail))
                          : w.hello_error;
-    ++consecutive_start_failures_;
-    bool started;
-    {
+    // A worker killed from outside before it was ready (SIGKILL, SIGTERM)
+    // says nothing about whether workers can start; anything else does.
+    if (exit.signaled() && (exit.signal() == SIGKILL || exit.signal() == SIGTERM) &&
+        w.hello_error.ok()) {
       absl::MutexLock l(&mu_);
-      started = hellos_ >= static_cast<size_t>(options_.max_workers);
-      if (!started && start_error_.ok()) start_error_ = s;
-    }
-    if (started && consecutive_start_failures_ >= 3) {
-      BreakPool(absl::UnavailableError(absl::StrCat(
-          "the pool is broken: replacement workers fail to start: ",
-          s.message())));
+      if (hellos_ < static_cast<size_t>(options_.max_workers) && start_error_.ok()) {
+        start_error_ = s;
+      }
+    } else {
+      StartFailed(s);
     }
     return;
   }
@@ -1040,8 +1070,10 @@ void PoolCore::OnWritable(WorkerConnection& w) { Flush(w); }
 
 void PoolCore::Flush(WorkerConnection& w) {
   while (w.out_off < w.out.size()) {
-    ssize_t n = ::write(w.sock.get(), w.out.data() + w.out_off,
-                        w.out.size() - w.out_off);
+    // MSG_NOSIGNAL: a worker that died must not take this process down
+    // with SIGPIPE; EPIPE is handled below like the worker's EOF.
+    ssize_t n = ::send(w.sock.get(), w.out.data() + w.out_off,
+                       w.out.size() - w.out_off, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;

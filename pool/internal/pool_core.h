@@ -105,7 +105,11 @@ class PoolCore {
 
   // ---- I/O thread ----
   void IoLoop();
+  // Leaves workers_[slot] as it was if the worker cannot be started.
   void SpawnWorker(size_t slot);
+  // Counts a failure to start a worker: backs off further respawns, and
+  // breaks the pool after several in a row (once started) or fails Start().
+  void StartFailed(const absl::Status& s);
   void OnReadable(WorkerConnection& w);
   void ReadStderr(WorkerConnection& w);
   void TakeStderrLine(WorkerConnection& w, std::string line);
@@ -152,6 +156,7 @@ class PoolCore {
   std::vector<std::unique_ptr<WorkerConnection>> workers_;
   size_t rr_next_ = 0;
   int consecutive_start_failures_ = 0;
+  absl::Time respawn_not_before_ = absl::InfinitePast();
 
   mutable absl::Mutex mu_;
   std::deque<std::shared_ptr<TaskState>> pending_ ABSL_GUARDED_BY(mu_);
