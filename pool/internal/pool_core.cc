@@ -78,6 +78,10 @@ constexpr size_t kMaxBatchBytes = size_t{1} << 20;
 constexpr int kTimerTickMs = 1;                  // deadline checks
 constexpr size_t kMaxRestartReasons = 16;
 constexpr int kMaxStartFailures = 5;
+constexpr uint64_t kPipelineBelowNs = 1'000'000;  // see Dispatch()
+// Bytes a frame adds around a task's arguments (header, vector size, id,
+// task index, string length), with room to spare.
+constexpr size_t kFrameOverhead = 64;
 
 size_t BatchSize(uint64_t avg_ns) {
   if (avg_ns == 0) return 1;  // nothing measured yet: one at a time
@@ -261,6 +265,16 @@ void PoolCore::Enqueue(std::shared_ptr<TaskState> task) {
 
 void PoolCore::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
   absl::Status refused;
+  // Arguments that cannot fit in one frame would make the worker drop the
+  // connection: refuse them here, with the reason, before they are queued.
+  std::erase_if(tasks, [this](const std::shared_ptr<TaskState>& t) {
+    if (t->args().size() + kFrameOverhead <= options_.max_frame_bytes) return false;
+    t->Cancel(absl::ResourceExhaustedError(absl::StrCat(
+        DescribeTask(*t), ": its arguments are ", t->args().size(),
+        " bytes, over the frame limit of ", options_.max_frame_bytes,
+        " bytes (PoolOptions::max_frame_bytes)")));
+    return true;
+  });
   for (auto& t : tasks) t->set_cancel_channel(cancel_channel_);
   {
     absl::MutexLock l(&mu_);
@@ -1015,49 +1029,73 @@ void PoolCore::Dispatch() {
     }
   }
   if (ready.empty()) return;
-  const size_t auto_batch = BatchSize(avg_task_ns_.load(std::memory_order_relaxed));
+  const uint64_t avg = avg_task_ns_.load(std::memory_order_relaxed);
+  const size_t auto_batch = BatchSize(avg);
+  // Short tasks keep a second batch queued in each worker so it never waits
+  // for us. Tasks of unknown or long duration go one batch at a time, so a
+  // quick task is never queued behind a long one while a worker is idle.
+  const bool pipeline = avg != 0 && avg < kPipelineBelowNs;
   const uint64_t quota = options_.max_tasks_per_child;
+  const size_t frame_budget =
+      std::max<size_t>(1, std::min(kMaxBatchBytes, options_.max_frame_bytes / 2));
+  // A worker whose current task has run far longer than tasks usually do
+  // is probably on a long one: prefer the others.
+  const uint64_t now_ns = MonotonicNowNs();
+  const uint64_t long_ns = std::max<uint64_t>(2 * avg, kPipelineBelowNs);
+  auto on_long_task = [&](const WorkerConnection& w) {
+    const WorkerStatusPage& page = w.page();
+    if (page.running_task.load(std::memory_order_relaxed) == 0) return false;
+    uint64_t since = page.running_since_ns.load(std::memory_order_relaxed);
+    return now_ns > since && now_ns - since > long_ns;
+  };
   {
     absl::MutexLock l(&mu_);
-    bool progress = true;
-    while (progress && !pending_.empty()) {
-      progress = false;
-      for (size_t k = 0; k < ready.size() && !pending_.empty(); ++k) {
-        WorkerConnection& w = *ready[(rr_next_ + k) % ready.size()];
-        // An explicit chunksize on the task at the head of the queue wins.
-        int chunk = pending_.front()->policy().chunksize;
-        size_t batch = chunk > 0 ? static_cast<size_t>(chunk) : auto_batch;
-        size_t window = 2 * batch;
-        if (w.inflight.size() >= window) continue;
-        size_t take = window - w.inflight.size();
-        take = std::min(take, batch);
-        if (chunk <= 0) {
-          // Spread a short queue evenly instead of filling the first worker.
-          take = std::min(take, (pending_.size() + ready.size() - 1) / ready.size());
+    while (!pending_.empty()) {
+      // An explicit chunksize on the task at the head of the queue wins.
+      const int chunk = pending_.front()->policy().chunksize;
+      const size_t batch = chunk > 0 ? static_cast<size_t>(chunk) : auto_batch;
+      const size_t window = (pipeline || chunk > 0) ? 2 * batch : batch;
+      // The least loaded worker with room, round-robin among equals.
+      WorkerConnection* best = nullptr;
+      std::pair<size_t, bool> best_key;
+      for (size_t k = 0; k < ready.size(); ++k) {
+        WorkerConnection* w = ready[(rr_next_ + k) % ready.size()];
+        if (w->inflight.size() >= window) continue;
+        if (quota > 0 && w->dispatched >= quota) continue;  // about to retire
+        std::pair<size_t, bool> key{w->inflight.size(), on_long_task(*w)};
+        if (best == nullptr || key < best_key) {
+          best = w;
+          best_key = key;
         }
-        if (quota > 0) {
-          // A worker retires after `quota` tasks: send it no more than that.
-          if (w.dispatched >= quota) continue;
-          take = std::min<size_t>(take, quota - w.dispatched);
-        }
-        size_t mark = w.out.size();
-        CallsFrameBuilder frame(&w.out);
-        size_t bytes = 0;
-        while (take > 0 && !pending_.empty() && bytes < kMaxBatchBytes) {
-          std::shared_ptr<TaskState> t = std::move(pending_.front());
-          pending_.pop_front();
-          if (!t->TryDispatch()) continue;  // cancelled while queued
-          frame.Add(t->id(), t->task(), t->args());
-          bytes += t->args().size();
-          if (t->policy().timeout != absl::InfiniteDuration()) ++w.timed_inflight;
-          w.inflight.push_back(std::move(t));
-          ++w.dispatched;
-          --take;
-          ++in_flight_;
-          progress = true;
-        }
-        if (frame.Finish() == 0) w.out.resize(mark);
       }
+      if (best == nullptr) break;
+      WorkerConnection& w = *best;
+      size_t take = std::min(batch, window - w.inflight.size());
+      if (chunk <= 0) {
+        // Spread a short queue evenly instead of filling the first worker.
+        take = std::min(take, (pending_.size() + ready.size() - 1) / ready.size());
+      }
+      if (quota > 0) take = std::min<size_t>(take, quota - w.dispatched);
+      size_t mark = w.out.size();
+      CallsFrameBuilder frame(&w.out);
+      size_t bytes = 0;
+      while (take > 0 && !pending_.empty()) {
+        const std::shared_ptr<TaskState>& next = pending_.front();
+        // Keep frames under the limit; a task alone always fits (Enqueue
+        // refused any that could not).
+        if (bytes > 0 && bytes + next->args().size() > frame_budget) break;
+        std::shared_ptr<TaskState> t = std::move(pending_.front());
+        pending_.pop_front();
+        if (!t->TryDispatch()) continue;  // cancelled while queued
+        frame.Add(t->id(), t->task(), t->args());
+        bytes += t->args().size() + 32;
+        if (t->policy().timeout != absl::InfiniteDuration()) ++w.timed_inflight;
+        w.inflight.push_back(std::move(t));
+        ++w.dispatched;
+        --take;
+        ++in_flight_;
+      }
+      if (frame.Finish() == 0) w.out.resize(mark);
     }
     ++rr_next_;
   }

@@ -226,10 +226,20 @@ class Worker {
                          "' is ", size, " bytes, over the frame limit of ",
                          max_frame_, " bytes"));
       }
-      results_bytes_ += r.payload.size();
       // Free the arguments now: a batch may hold many large ones.
       std::string().swap(call.args);
-      if (t1 - last_flush > 1'000'000 || results_bytes_ > (1u << 20)) {
+      // Keep every frame under the limit: send what came before this
+      // result first if together they would not fit.
+      const size_t budget = std::min<size_t>(1u << 20, max_frame_ / 2);
+      if (results_.size() > 1 && results_bytes_ + r.payload.size() > budget) {
+        ResultMsg last = std::move(r);
+        results_.pop_back();
+        if (!Flush()) return false;
+        last_flush = t1;
+        results_.push_back(std::move(last));
+      }
+      results_bytes_ += results_.back().payload.size() + 32;
+      if (t1 - last_flush > 1'000'000 || results_bytes_ > budget) {
         if (!Flush()) return false;
         last_flush = t1;
       }
