@@ -604,7 +604,8 @@ class MapRange : public std::ranges::view_base {
     if (inputs_done_ || expired_) return;
     size_t window = Window();
     std::vector<std::shared_ptr<internal::TaskState>> batch;
-    while (Outstanding() + batch.size() < window) {
+    // Outstanding() already counts the items added below.
+    while (Outstanding() < window) {
       if (AnyAtEnd()) {
         inputs_done_ = true;
         if (options_.strict && !AllAtEnd()) length_mismatch_ = true;

@@ -45,6 +45,53 @@
 
 #include "tasks/abi.h"
 
+// Length fields are not trusted. cereal's own loaders for strings and
+// vectors resize to the length they read before reading the bytes, so a
+// corrupt or hostile length asks for any amount of memory. These overloads
+// (more specialized than cereal's, so they win for the binary archive) grow
+// the container only as bytes actually arrive: a bogus length fails with
+// cereal's "Failed to read" exception once the input runs out.
+namespace cereal {
+
+inline void CEREAL_LOAD_FUNCTION_NAME(BinaryInputArchive& ar, std::string& s) {
+  size_type n = 0;
+  ar(make_size_tag(n));
+  s.clear();
+  constexpr size_type kChunk = size_type{1} << 16;
+  while (n > 0) {
+    size_type c = n < kChunk ? n : kChunk;
+    size_t old = s.size();
+    s.resize(old + static_cast<size_t>(c));
+    ar(binary_data(s.data() + old, static_cast<std::size_t>(c)));
+    n -= c;
+  }
+}
+
+template <class T, class A>
+  requires(!std::is_same_v<T, bool>)
+void CEREAL_LOAD_FUNCTION_NAME(BinaryInputArchive& ar, std::vector<T, A>& v) {
+  size_type n = 0;
+  ar(make_size_tag(n));
+  v.clear();
+  if constexpr (std::is_arithmetic_v<T>) {
+    constexpr size_type kChunk = (size_type{1} << 16) / sizeof(T) + 1;
+    while (n > 0) {
+      size_type c = n < kChunk ? n : kChunk;
+      size_t old = v.size();
+      v.resize(old + static_cast<size_t>(c));
+      ar(binary_data(v.data() + old, static_cast<std::size_t>(c) * sizeof(T)));
+      n -= c;
+    }
+  } else {
+    for (; n > 0; --n) {
+      v.emplace_back();
+      ar(v.back());
+    }
+  }
+}
+
+}  // namespace cereal
+
 namespace procpool::serialize_internal {
 
 // Read-only stream over a byte range it does not own.

@@ -1,6 +1,10 @@
 // Crash diagnostics and bad input that reaches a worker: every failure is a
 // clear status on the one task concerned, and the pool keeps serving.
 
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -8,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "plugins/faults/faults.h"
 #include "plugins/math/math.h"
+#include "tests/testdata/probe.h"
 #include "pool/pool.h"
 #include "tests/api/test_env.h"
 
@@ -43,6 +48,29 @@ TEST(DiagnosticsTest, CrashErrorCarriesSignalPidTaskIndexAndStderrTail) {
   EXPECT_TRUE(absl::StrContains(m, "chatter line 12")) << m;
   EXPECT_TRUE(absl::StrContains(m, "chatter line 5")) << m;
   EXPECT_FALSE(absl::StrContains(m, "chatter line 4\n")) << m;
+}
+
+TEST(DiagnosticsTest, SigkillOfABusyWorkerFailsItsTaskPromptly) {
+  PoolOptions opts = Quiet(1);
+  opts.plugins.push_back(*FindRunfile("tests/testdata/libprobe.so"));
+  ProcessPool pool = MakePool(opts);
+  auto hang = Checked(pool, probe::kAnnounceAndHang);
+  const std::string announce = std::string(std::getenv("TEST_TMPDIR")) + "/running";
+  Future<int> f = pool.Submit(hang, announce);
+  // The task writes its worker's pid once it runs.
+  int pid = 0;
+  ASSERT_TRUE(Eventually([&] {
+    std::ifstream in(announce);
+    return in && (in >> pid) && pid > 0;
+  }));
+  absl::Time killed = absl::Now();
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  absl::StatusOr<int> r = f.Result(absl::Seconds(10));
+  absl::Duration took = absl::Now() - killed;
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "SIGKILL")) << r.status();
+  std::printf("SIGKILL to failed future: %.3f ms\n", absl::ToDoubleMilliseconds(took));
+  EXPECT_LT(took, absl::Seconds(2));  // loose: the figure above is what counts
 }
 
 TEST(DiagnosticsTest, ExitCodeIsNamed) {

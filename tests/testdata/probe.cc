@@ -32,6 +32,7 @@ int AnnounceAndHang(const std::string& path) {
   while (true) ::pause();
 }
 
+__attribute__((no_sanitize("undefined")))
 int AnnounceAndSegfaultAfterMs(const std::string& path, int ms) {
   Announce(path);
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
