@@ -13,6 +13,9 @@ packages=(
   libgmock-dev
   libbenchmark-dev  # Google Benchmark 1.7.1
   python3           # bench/compare runs Python's pools side by side
+  pkg-config        # scripts/fuzz.sh finds Abseil's link flags
+  clang             # scripts/fuzz.sh: libFuzzer with ASan and UBSan
+  libclang-rt-14-dev
 )
 
 missing=()
