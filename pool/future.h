@@ -351,7 +351,7 @@ AsCompletedRange<R> AsCompleted(std::vector<Future<R>> futures,
 template <class R>
 const absl::StatusOr<R>& internal::TypedTaskState<R>::Decoded() {
   Wait();
-  absl::call_once(once_, [this] {
+  std::call_once(once_, [this] {
     if (!status().ok()) {
       decoded_ = status();
       return;

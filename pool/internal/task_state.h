@@ -12,10 +12,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
-#include "absl/base/call_once.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -160,7 +160,7 @@ class TypedTaskState final : public TaskState {
   const absl::StatusOr<R>& Decoded();
 
  private:
-  absl::once_flag once_;
+  std::once_flag once_;  // std, not absl: pthread_once is visible to TSan
   absl::StatusOr<R> decoded_{absl::UnknownError("not decoded")};
 };
 

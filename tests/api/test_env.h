@@ -1,31 +1,34 @@
-// Shared setup for the API tests: plugin paths and pool construction.
+// Shorthands for the API and reliability suites, on top of the shared test
+// support in tests/testing/pool_fixture.h (plugin paths, bounded waits).
 
 #ifndef PROCPOOL_TESTS_API_TEST_ENV_H_
 #define PROCPOOL_TESTS_API_TEST_ENV_H_
 
+#include <cstdlib>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "pool/pool.h"
 #include "pool/runfiles.h"
+#include "tests/testing/pool_fixture.h"
 
 namespace procpool::testing {
 
-inline std::string Plugin(const char* name) {
-  absl::StatusOr<std::string> p =
-      FindRunfile(std::string("plugins/") + name + "/lib" + name + ".so");
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? *p : std::string();
+// plugins/<name>/lib<name>.so in the runfiles.
+inline std::string Plugin(const std::string& name) {
+  return Runfile("plugins/" + name + "/lib" + name + ".so");
 }
 
+// `workers` workers with the math and faults plugins.
 inline PoolOptions Options(int workers = 2) {
   PoolOptions opts;
   opts.max_workers = workers;
-  opts.plugins = {Plugin("math"), Plugin("faults")};
+  opts.plugins = {MathPlugin(), FaultsPlugin()};
+  opts.start_timeout = kWait;
   return opts;
 }
 
-// Creates a pool or fails the test.
+// Creates a pool or ends the test binary with the reason.
 inline ProcessPool MakePool(PoolOptions opts) {
   absl::StatusOr<ProcessPool> pool = ProcessPool::Create(std::move(opts));
   if (!pool.ok()) {
@@ -37,23 +40,13 @@ inline ProcessPool MakePool(PoolOptions opts) {
 
 template <class Sig>
 TaskHandle<Sig> Checked(const ProcessPool& pool, TaskRef<Sig> ref) {
-  absl::StatusOr<TaskHandle<Sig>> t = pool.Task(ref);
-  if (!t.ok()) {
-    ADD_FAILURE() << t.status();
-    std::abort();
-  }
-  return *t;
+  return MustTask(pool, ref);
 }
 
-// Polls `cond` every millisecond for at most `limit`.
+// Polls `cond` for at most `limit`.
 template <class Cond>
 bool Eventually(Cond cond, absl::Duration limit = absl::Seconds(10)) {
-  absl::Time end = absl::Now() + limit;
-  while (absl::Now() < end) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return cond();
+  return WaitUntil(cond, limit);
 }
 
 }  // namespace procpool::testing
