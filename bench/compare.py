@@ -1,0 +1,522 @@
+#!/usr/bin/python3
+"""procpool vs Python's process pools vs the kernel's floor, in one table.
+
+    bazel run -c opt //bench:compare [-- --json PATH] [-- --quick]
+
+Runs the Google Benchmark binaries of bench/ (JSON output, several
+repetitions), bench/python_pools.py (the same workloads through
+concurrent.futures.ProcessPoolExecutor and multiprocessing.Pool) and the
+raw-kernel floors that live in the benchmark binaries, then prints one table:
+medians, the spread of the repetitions, and the ratios. Standard library
+only.
+
+Ratios: "vs PPE" and "vs Pool" say how many times better procpool is (> 1:
+procpool wins, whichever way the unit points); "x floor" says how many times
+worse than the floor procpool is (1.0: at the floor).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Benchmark binary -> extra flags. Each binary runs once with
+# --benchmark_repetitions; the iteration counts are chosen so that the whole
+# command stays well under 10 minutes on 2 cores.
+BINARIES = {
+    "startup_bench": ["--benchmark_min_time=0.3"],
+    "round_trip_bench": ["--benchmark_min_time=0.3"],
+    # Chunksize 1 over 1M pairs takes ~25 s a run: compare uses 100,000.
+    "map_bench": ["--benchmark_min_time=0.01",
+                  "--benchmark_filter=BM_MapAdd/chunksize:0/|BM_MapAdd/chunksize:1/pairs:100000/"
+                  "|BM_Socketpair"],
+    "submit_bench": ["--benchmark_min_time=0.2"],
+    "payload_bench": ["--benchmark_min_time=0.2"],  # at most 3 repetitions: see REPS_CAP
+    "scaling_bench": ["--benchmark_min_time=0.01"],
+    "crash_recovery_bench": [],
+}
+
+# Binaries whose repetitions are capped: an identity call of 64 MiB takes
+# seconds while procpool copies payloads through fresh memory.
+REPS_CAP = {"payload_bench": 3}
+
+SPIN_MICROS = [1, 10, 100, 1000, 10000]
+PAYLOADS = [("8b", 8), ("1kib", 1 << 10), ("64kib", 64 << 10), ("1mib", 1 << 20),
+            ("16mib", 16 << 20), ("64mib", 64 << 20)]
+
+
+def log(msg):
+    print("compare: " + msg, file=sys.stderr, flush=True)
+
+
+def runfiles_root():
+    rd = os.environ.get("RUNFILES_DIR")
+    if rd:
+        return os.path.join(os.path.abspath(rd), "procpool")
+    return os.path.dirname(HERE)
+
+
+def run_binary(name, reps, extra_flags, raw_dir):
+    path = os.path.join(runfiles_root(), "bench", name)
+    cmd = [path, "--benchmark_format=json", "--benchmark_repetitions=%d" % reps,
+           "--benchmark_enable_random_interleaving=false"] + extra_flags
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log("%s: %.1f s" % (name, time.monotonic() - t0))
+    if p.returncode != 0:
+        sys.stderr.write(p.stderr)
+        raise SystemExit("compare: %s failed with code %d" % (name, p.returncode))
+    if raw_dir:
+        with open(os.path.join(raw_dir, name + ".json"), "w") as f:
+            f.write(p.stdout)
+    data = json.loads(p.stdout)
+    for b in data["benchmarks"]:
+        if b.get("error_occurred"):
+            raise SystemExit("compare: %s: %s: %s" % (name, b["name"], b.get("error_message")))
+    return data
+
+
+TIME_SCALE = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+class Bench:
+    """Per-repetition samples of the Google Benchmark results."""
+
+    def __init__(self):
+        self.runs = {}  # run_name -> list of iteration entries
+        self.context = None
+
+    def add(self, data):
+        self.context = self.context or data.get("context")
+        for b in data["benchmarks"]:
+            if b.get("run_type") != "iteration":
+                continue
+            self.runs.setdefault(b["run_name"], []).append(b)
+
+    def cpu_per_iteration_us(self, run):
+        """Median CPU time of the benchmark process (all its threads, not its
+        children) per iteration, in microseconds."""
+        return med([b["cpu_time"] * TIME_SCALE[b["time_unit"]] * 1e6 for b in self.runs[run]])
+
+    def samples(self, run, field):
+        if run not in self.runs:
+            raise KeyError("no benchmark run named %s (have: %s)" % (run, sorted(self.runs)))
+        out = []
+        for b in self.runs[run]:
+            if field == "seconds":  # real time per iteration
+                out.append(b["real_time"] * TIME_SCALE[b["time_unit"]])
+            elif field in b:
+                out.append(float(b[field]))
+            else:
+                raise KeyError("%s has no field %s" % (run, field))
+        return out
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def spread(xs):
+    """Half the range of the samples, as a fraction of their median."""
+    if not xs or len(xs) < 2:
+        return None
+    m = statistics.median(xs)
+    return (max(xs) - min(xs)) / 2 / m if m else None
+
+
+class Row:
+    def __init__(self, name, unit, higher_better, procpool, floor=None, ppe=None,
+                 pool=None, floor_note="", notes="", target=None, extra=None):
+        self.name, self.unit, self.higher_better = name, unit, higher_better
+        self.procpool, self.floor = procpool or [], floor or []
+        self.ppe, self.pool = ppe or [], pool or []
+        self.floor_note, self.notes = floor_note, notes
+        self.target = target  # (text, predicate(row) -> bool)
+        self.extra = extra or {}
+
+    def better(self, other):
+        a, b = med(self.procpool), med(other)
+        if a is None or b is None or a == 0 or b == 0:
+            return None
+        return a / b if self.higher_better else b / a
+
+    def x_floor(self):
+        a, f = med(self.procpool), med(self.floor)
+        if a is None or f is None or a == 0 or f == 0:
+            return None
+        return f / a if self.higher_better else a / f
+
+    def met(self):
+        if self.target is None or med(self.procpool) is None:
+            return None
+        return bool(self.target[1](self))
+
+    def to_json(self):
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "procpool": med(self.procpool),
+            "python_ppe": med(self.ppe),
+            "python_pool": med(self.pool),
+            "floor": med(self.floor),
+            "better": "higher" if self.higher_better else "lower",
+            "samples": {"procpool": self.procpool, "python_ppe": self.ppe,
+                        "python_pool": self.pool, "floor": self.floor},
+            "spread": {"procpool": spread(self.procpool), "python_ppe": spread(self.ppe),
+                       "python_pool": spread(self.pool), "floor": spread(self.floor)},
+            "vs_python_ppe": self.better(self.ppe),
+            "vs_python_pool": self.better(self.pool),
+            "x_floor": self.x_floor(),
+            "floor_is": self.floor_note,
+            "notes": self.notes,
+            "target": self.target[0] if self.target else None,
+            "target_met": self.met(),
+            **self.extra,
+        }
+
+
+def fmt_num(v):
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1e9:
+        return "%.2fG" % (v / 1e9)
+    if a >= 1e6:
+        return "%.2fM" % (v / 1e6)
+    if a >= 1e4:
+        return "%.0fk" % (v / 1e3)
+    if a >= 100:
+        return "%.0f" % v
+    if a >= 10:
+        return "%.1f" % v
+    if a >= 1:
+        return "%.2f" % v
+    return "%.3f" % v
+
+
+def fmt_cell(xs, note=None):
+    if not xs:
+        return "never" if note and note.startswith("never") else "-"
+    s = spread(xs)
+    return fmt_num(med(xs)) + ("" if s is None else " ±%d%%" % round(100 * s))
+
+
+def fmt_ratio(r):
+    return "-" if r is None else ("%.2fx" % r if r < 100 else "%.0fx" % r)
+
+
+def build_rows(b, py):
+    pm = py.get("metrics", {}) if py else {}
+
+    def p(name, kind):
+        return pm.get(name, {}).get(kind, [])
+
+    def pnote(name, kind):
+        return pm.get(name, {}).get(kind + "_note")
+
+    def mul(xs, k):
+        return [x * k for x in xs]
+
+    def ratios(a, c):
+        return [y / x for x, y in zip(a, c)]
+
+    rows = []
+    ips = "items_per_second"
+    map_auto = b.samples("BM_MapAdd/chunksize:0/pairs:1000000/real_time", ips)
+    map_one = b.samples("BM_MapAdd/chunksize:1/pairs:100000/real_time", ips)
+    floor_batched = b.samples(
+        "BM_SocketpairSmallMessages/batch:4096/children:2/records:1000000/real_time", ips)
+    floor_single = b.samples(
+        "BM_SocketpairSmallMessages/batch:1/children:2/records:100000/real_time", ips)
+
+    def best_python_2x(r):
+        best = max([x for x in (med(r.ppe), med(r.pool)) if x is not None] or [0])
+        return med(r.procpool) >= 10e6 and med(r.procpool) >= 2 * best
+
+    caller_cpu = {"caller_cpu_us_per_task": b.cpu_per_iteration_us(
+        "BM_MapAdd/chunksize:0/pairs:1000000/real_time") / 1e6}
+    rows.append(Row("map_small_tasks_per_s", "tasks/s", True, map_auto, floor_batched,
+                    p("map_small_tasks_per_s", "ppe"), p("map_small_tasks_per_s", "pool"),
+                    "2 forked children fed (x, y) records over socketpairs, 4096 per write",
+                    "add over 1M pairs, 2 workers; procpool automatic batching; Python: best "
+                    "hand-tuned chunksize (%s; %s)" % (pnote("map_small_tasks_per_s", "ppe"),
+                                                       pnote("map_small_tasks_per_s", "pool")),
+                    ("≥ 10 M/s and ≥ 2x Python's best chunksize", best_python_2x), caller_cpu))
+    rows.append(Row("map_small_tasks_default_per_s", "tasks/s", True, map_auto, floor_batched,
+                    p("map_small_tasks_default_per_s", "ppe"),
+                    p("map_small_tasks_default_per_s", "pool"),
+                    "as above",
+                    "no chunksize given anywhere (PPE: %s; Pool: %s)"
+                    % (pnote("map_small_tasks_default_per_s", "ppe"),
+                       pnote("map_small_tasks_default_per_s", "pool"))))
+    rows.append(Row("map_small_tasks_chunksize1_per_s", "tasks/s", True, map_one, floor_single,
+                    p("map_small_tasks_chunksize1_per_s", "ppe"),
+                    p("map_small_tasks_chunksize1_per_s", "pool"),
+                    "one (x, y) record per write, 32 in flight per child",
+                    "chunksize 1; procpool 100,000 pairs, Python %s"
+                    % pnote("map_small_tasks_chunksize1_per_s", "ppe")))
+    rows.append(Row("submit_as_completed_per_s", "tasks/s", True,
+                    b.samples("BM_SubmitAsCompleted/tasks:20000/real_time", ips), floor_single,
+                    p("submit_as_completed_per_s", "ppe"), p("submit_as_completed_per_s", "pool"),
+                    "one record per write, 32 in flight per child",
+                    "20,000 Submit(noop) then AsCompleted; Pool: %s"
+                    % pnote("submit_as_completed_per_s", "pool"),
+                    ("≥ 1 M/s", lambda r: med(r.procpool) >= 1e6),
+                    {"submit_only_per_s": med(b.samples("BM_SubmitOnly/tasks:20000/real_time", ips))}))
+    rows.append(Row("round_trip_us", "us", False,
+                    mul(b.samples("BM_RoundTripNoop/workers:2/real_time", "seconds"), 1e6),
+                    mul(b.samples("BM_SocketpairPingPong/real_time", "seconds"), 1e6),
+                    p("round_trip_us", "ppe"), p("round_trip_us", "pool"),
+                    "4-byte ping-pong between 2 processes over a socketpair",
+                    "Submit(noop).Get() in a loop, 2 workers",
+                    ("≤ 1.2x the socketpair ping-pong", lambda r: r.x_floor() <= 1.2)))
+    rows.append(Row("round_trip_1_worker_us", "us", False,
+                    mul(b.samples("BM_RoundTripNoop/workers:1/real_time", "seconds"), 1e6),
+                    mul(b.samples("BM_SocketpairPingPong/real_time", "seconds"), 1e6),
+                    floor_note="as above", notes="as above, 1 worker"))
+    rows.append(Row("startup_2_workers_ms", "ms", False,
+                    b.samples("BM_PoolStart/workers:2/real_time", "first_result_ms"),
+                    mul(b.samples("BM_PosixSpawnUntilReady/processes:2/real_time", "seconds"), 1e3),
+                    p("startup_2_workers_ms", "ppe"), p("startup_2_workers_ms", "pool"),
+                    "posix_spawn 2 tiny helpers until each writes a byte, and reap them",
+                    "Create() of 2 workers + first noop result (shutdown not included)",
+                    ("≤ 1.5 ms", lambda r: med(r.procpool) <= 1.5),
+                    {"fork_2_until_ready_ms": med(mul(b.samples(
+                        "BM_ForkUntilReady/processes:2/real_time", "seconds"), 1e3)),
+                     "spawn_worker_help_ms": med(mul(b.samples(
+                         "BM_PosixSpawnWorkerHelp/real_time", "seconds"), 1e3))}))
+    rows.append(Row("startup_shutdown_2_workers_ms", "ms", False,
+                    mul(b.samples("BM_PoolStart/workers:2/real_time", "seconds"), 1e3),
+                    mul(b.samples("BM_PosixSpawnUntilReady/processes:2/real_time", "seconds"), 1e3),
+                    floor_note="as above",
+                    notes="as above, plus Shutdown() and the destructor"))
+    for label, size in PAYLOADS:
+        echo = [max(x, y) for x, y in zip(
+            b.samples("BM_SocketpairEcho/bytes:%d/sockbuf:0/real_time" % size, "bytes_per_second"),
+            b.samples("BM_SocketpairEcho/bytes:%d/sockbuf:4194304/real_time" % size,
+                      "bytes_per_second"))]
+        memcpy = b.samples("BM_MemcpyTwice/bytes:%d" % size, "bytes_per_second")
+        shared = b.samples("BM_SharedMemoryEcho/bytes:%d/fresh_memfd:0/real_time" % size,
+                           "bytes_per_second")
+        fresh = (b.samples("BM_SharedMemoryEcho/bytes:%d/fresh_memfd:1/real_time" % size,
+                           "bytes_per_second") if size <= (16 << 20) else [])
+        target = None
+        if label in ("1mib", "16mib"):
+            target = ("≥ 5 GB/s per direction", lambda r: med(r.procpool) >= 5.0)
+        rows.append(Row("payload_%s_gbps" % label, "GB/s", True,
+                        mul(b.samples("BM_PayloadIdentity/bytes:%d/real_time" % size,
+                                      "bytes_per_second"), 1e-9),
+                        mul(echo, 1e-9),
+                        p("payload_%s_gbps" % label, "ppe"), p("payload_%s_gbps" % label, "pool"),
+                        "echo over a socketpair (best of default and 4 MiB buffers)",
+                        "identity(string) one call at a time, 1 worker; bytes each way per "
+                        "second (1 GB = 1e9 bytes)",
+                        target, {"floor_memcpy": med(mul(memcpy, 1e-9)),
+                                 "floor_shared_region": med(mul(shared, 1e-9)),
+                                 "floor_fresh_memfd": med(mul(fresh, 1e-9))}))
+    for us in SPIN_MICROS:
+        one = b.samples("BM_ScalingSpin/micros:%d/workers:1/real_time" % us, ips)
+        two = b.samples("BM_ScalingSpin/micros:%d/workers:2/real_time" % us, ips)
+        f1 = b.samples("BM_ProcessesSpin/micros:%d/workers:1/real_time" % us, ips)
+        f2 = b.samples("BM_ProcessesSpin/micros:%d/workers:2/real_time" % us, ips)
+        rows.append(Row("spin_%dus_2w_tasks_per_s" % us, "tasks/s", True, two, f2,
+                        p("spin_%dus_2w_tasks_per_s" % us, "ppe"),
+                        p("spin_%dus_2w_tasks_per_s" % us, "pool"),
+                        "2 forked processes running the same tasks, no communication",
+                        "CPU-bound tasks of ~%d us, 2 workers (Python: a Python loop of the "
+                        "same duration, chunksize ~2 ms of work)" % us,
+                        extra={"procpool_1w": med(one),
+                               "caller_cpu_us_per_task": b.cpu_per_iteration_us(
+                                   "BM_ScalingSpin/micros:%d/workers:2/real_time" % us)
+                               / (200_000 // us)}))
+        target = None
+        if us == 10:
+            target = ("≥ 1.9x with 2 workers", lambda r: med(r.procpool) >= 1.9)
+        rows.append(Row("scaling_%dus_2v1" % us, "x", True, ratios(one, two), ratios(f1, f2),
+                        p("scaling_%dus_2v1" % us, "ppe"), p("scaling_%dus_2v1" % us, "pool"),
+                        "the same 2-vs-1 ratio for bare processes",
+                        "throughput with 2 workers / with 1", target))
+    crash = "BM_CrashRecovery/iterations:20/manual_time"
+    rows.append(Row("crash_to_error_ms", "ms", False,
+                    mul(b.samples(crash, "seconds"), 1e3),
+                    mul(b.samples("BM_KillToEof/iterations:50/manual_time", "seconds"), 1e3),
+                    p("crash_to_error_ms", "ppe"), p("crash_to_error_ms", "pool"),
+                    "SIGKILL of a forked child until its socketpair reads EOF",
+                    "SIGKILL of a busy worker until its future has failed (PPE: %s; Pool: %s)"
+                    % (pnote("crash_to_error_ms", "ppe"), pnote("crash_to_error_ms", "pool")),
+                    ("≤ 1 ms", lambda r: med(r.procpool) <= 1.0)))
+    respawn = mul(b.samples("BM_KillToRespawnReady/iterations:50/manual_time", "seconds"), 1e3)
+    rows.append(Row("crash_to_replacement_ms", "ms", False,
+                    b.samples(crash, "to_pids_ms"), respawn,
+                    p("crash_to_replacement_ms", "ppe"), p("crash_to_replacement_ms", "pool"),
+                    "kill -> EOF -> posix_spawn a tiny helper until it writes a byte",
+                    "SIGKILL until WorkerPids() lists 2 workers again (PPE: %s; Pool: %s)"
+                    % (pnote("crash_to_replacement_ms", "ppe"),
+                       pnote("crash_to_replacement_ms", "pool")),
+                    ("≤ 1.5 ms", lambda r: med(r.procpool) <= 1.5)))
+    rows.append(Row("crash_to_replacement_serving_ms", "ms", False,
+                    b.samples(crash, "to_serving_ms"), respawn,
+                    floor_note="as above",
+                    notes="SIGKILL until a task submitted after it came back from the replacement",
+                    target=("≤ 1.5 ms (stricter reading: replacement serving)",
+                            lambda r: med(r.procpool) <= 1.5)))
+    return rows
+
+
+def print_table(rows, out):
+    head = ["name", "unit", "procpool", "Python PPE", "Python Pool", "floor",
+            "vs PPE", "vs Pool", "x floor", "target"]
+    table = [head]
+    for r in rows:
+        met = r.met()
+        table.append([
+            r.name, r.unit, fmt_cell(r.procpool),
+            fmt_cell(r.ppe, _note(r, "ppe")),
+            fmt_cell(r.pool, _note(r, "pool")), fmt_cell(r.floor),
+            fmt_ratio(r.better(r.ppe)), fmt_ratio(r.better(r.pool)), fmt_ratio(r.x_floor()),
+            "" if met is None else ("met" if met else "MISSED"),
+        ])
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for i, row in enumerate(table):
+        cells = [c.ljust(widths[k]) if k < 2 else c.rjust(widths[k]) for k, c in enumerate(row)]
+        out.write("  ".join(cells).rstrip() + "\n")
+        if i == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+_PY_NOTES = {}
+
+
+def print_details(rows, out):
+    by = {r.name: r for r in rows}
+    out.write("\npayload paths, GB/s each way (floors: socketpair echo; one shared region "
+              "reused; a fresh memfd per message; memcpy x2):\n")
+    table = [["payload", "procpool", "socketpair", "shared region", "fresh memfd", "memcpy"]]
+    for label, _ in PAYLOADS:
+        r = by["payload_%s_gbps" % label]
+        table.append([label, fmt_num(med(r.procpool)), fmt_num(med(r.floor)),
+                      fmt_num(r.extra["floor_shared_region"]),
+                      fmt_num(r.extra["floor_fresh_memfd"]), fmt_num(r.extra["floor_memcpy"])])
+    _print_grid(table, out)
+    r = by["startup_2_workers_ms"]
+    out.write("\nstarting 2 processes, ms: procpool %s; posix_spawn of a static helper %s; "
+              "fork() %s; posix_spawn of procpool_worker --help (load and exit, 1 process) %s\n"
+              % (fmt_num(med(r.procpool)), fmt_num(med(r.floor)),
+                 fmt_num(r.extra["fork_2_until_ready_ms"]),
+                 fmt_num(r.extra["spawn_worker_help_ms"])))
+    out.write("CPU of the calling process (caller + I/O threads) per task, us: map of add %s; "
+              % fmt_num(by["map_small_tasks_per_s"].extra["caller_cpu_us_per_task"]))
+    out.write("; ".join("spin %d us %s" % (us, fmt_num(
+        by["spin_%dus_2w_tasks_per_s" % us].extra["caller_cpu_us_per_task"]))
+        for us in SPIN_MICROS) + "\n")
+
+
+def _print_grid(table, out):
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for i, row in enumerate(table):
+        cells = [c.ljust(widths[k]) if k == 0 else c.rjust(widths[k]) for k, c in enumerate(row)]
+        out.write("  ".join(cells).rstrip() + "\n")
+        if i == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def _note(r, kind):
+    return _PY_NOTES.get((r.name, kind))
+
+
+def machine():
+    info = {"nproc": os.cpu_count(), "kernel": platform.release(),
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        info["loadavg_start"] = open("/proc/loadavg").read().split()[:3]
+    except OSError:
+        pass
+    return info
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions per benchmark (default 5)")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke test")
+    ap.add_argument("--skip-python", action="store_true", help="leave the Python columns empty")
+    ap.add_argument("--raw-dir", metavar="DIR", help="keep every raw JSON output in DIR")
+    args = ap.parse_args()
+
+    # Relative paths are the caller's, not the runfiles directory's.
+    base = os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd())
+    resolve = lambda p: p if p is None or os.path.isabs(p) else os.path.join(base, p)
+    json_path, raw_dir = resolve(args.json), resolve(args.raw_dir)
+    if raw_dir:
+        os.makedirs(raw_dir, exist_ok=True)
+    reps = 2 if args.quick else args.reps
+
+    t_start = time.monotonic()
+    m = machine()
+    log("machine: %s, %s cores, load %s" % (m.get("cpu"), m["nproc"], m.get("loadavg_start")))
+    b = Bench()
+    for name, flags in BINARIES.items():
+        b.add(run_binary(name, min(reps, REPS_CAP.get(name, reps)), flags, raw_dir))
+    py = None
+    if not args.skip_python:
+        cmd = ["/usr/bin/python3", os.path.join(runfiles_root(), "bench", "python_pools.py")]
+        if args.quick:
+            cmd.append("--quick")
+        t0 = time.monotonic()
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        log("python_pools.py: %.1f s" % (time.monotonic() - t0))
+        if p.returncode != 0:
+            raise SystemExit("compare: python_pools.py failed with code %d" % p.returncode)
+        py = json.loads(p.stdout)
+        if raw_dir:
+            with open(os.path.join(raw_dir, "python_pools.json"), "w") as f:
+                f.write(p.stdout)
+        for name, metric in py["metrics"].items():
+            for kind in ("ppe", "pool"):
+                if metric.get(kind + "_note"):
+                    _PY_NOTES[(name, kind)] = metric[kind + "_note"]
+    rows = build_rows(b, py)
+    m["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    m["seconds"] = round(time.monotonic() - t_start, 1)
+
+    out = sys.stdout
+    out.write("\nprocpool vs Python %s pools (%s start method) vs kernel floors\n"
+              % (py["python"] if py else "-", py["start_method"] if py else "-"))
+    out.write("machine: %s, %s cores (nproc), kernel %s, load %s -> %s, %s\n"
+              % (m.get("cpu"), m["nproc"], m["kernel"], " ".join(m.get("loadavg_start", [])),
+                 " ".join(m["loadavg_end"]), m["date"]))
+    out.write("medians of %d procpool repetitions (payload: %d); ±: half the range of the "
+              "repetitions; vs PPE / vs Pool: times better than Python; x floor: times worse "
+              "than the floor\n\n" % (reps, min(reps, REPS_CAP["payload_bench"])))
+    print_table(rows, out)
+    print_details(rows, out)
+    missed = [r for r in rows if r.met() is False]
+    out.write("\ntargets (issue 5): %d met, %d missed%s\n" % (
+        sum(1 for r in rows if r.met()), len(missed),
+        (": " + ", ".join(r.name for r in missed)) if missed else ""))
+    out.write("whole run: %.0f s\n" % m["seconds"])
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump([r.to_json() for r in rows], f, indent=1)
+            f.write("\n")
+        with open(os.path.splitext(json_path)[0] + ".machine.json", "w") as f:
+            json.dump({**m, "python": py and py["python"],
+                       "benchmark_context": b.context}, f, indent=1)
+            f.write("\n")
+        log("wrote %s" % json_path)
+
+
+if __name__ == "__main__":
+    main()
