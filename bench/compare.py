@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # --benchmark_repetitions; the iteration counts are chosen so that the whole
 # command stays well under 10 minutes on 2 cores.
 BINARIES = {
+    "machine_bench": ["--benchmark_min_time=0.2"],
     "startup_bench": ["--benchmark_min_time=0.3"],
     "round_trip_bench": ["--benchmark_min_time=0.3"],
     # Chunksize 1 over 1M pairs takes ~25 s a run: compare uses 100,000.
@@ -276,7 +277,9 @@ def build_rows(b, py):
                     p("round_trip_us", "ppe"), p("round_trip_us", "pool"),
                     "4-byte ping-pong between 2 processes over a socketpair",
                     "Submit(noop).Get() in a loop, 2 workers",
-                    ("≤ 1.2x the socketpair ping-pong", lambda r: r.x_floor() <= 1.2)))
+                    ("≤ 1.2x the socketpair ping-pong", lambda r: r.x_floor() <= 1.2),
+                    {"floor_via_thread_us": med(mul(b.samples(
+                        "BM_SocketpairPingPongViaThread/real_time", "seconds"), 1e6))}))
     rows.append(Row("round_trip_1_worker_us", "us", False,
                     mul(b.samples("BM_RoundTripNoop/workers:1/real_time", "seconds"), 1e6),
                     mul(b.samples("BM_SocketpairPingPong/real_time", "seconds"), 1e6),
@@ -405,8 +408,13 @@ def print_details(rows, out):
                       fmt_num(r.extra["floor_shared_region"]),
                       fmt_num(r.extra["floor_fresh_memfd"]), fmt_num(r.extra["floor_memcpy"])])
     _print_grid(table, out)
+    r = by["round_trip_us"]
+    out.write("\nround trip, us: procpool %s; socketpair ping-pong %s; the same ping-pong relayed "
+              "through a second thread of the caller %s\n"
+              % (fmt_num(med(r.procpool)), fmt_num(med(r.floor)),
+                 fmt_num(r.extra["floor_via_thread_us"])))
     r = by["startup_2_workers_ms"]
-    out.write("\nstarting 2 processes, ms: procpool %s; posix_spawn of a static helper %s; "
+    out.write("starting 2 processes, ms: procpool %s; posix_spawn of a static helper %s; "
               "fork() %s; posix_spawn of procpool_worker --help (load and exit, 1 process) %s\n"
               % (fmt_num(med(r.procpool)), fmt_num(med(r.floor)),
                  fmt_num(r.extra["fork_2_until_ready_ms"]),
@@ -497,6 +505,17 @@ def main():
     out.write("machine: %s, %s cores (nproc), kernel %s, load %s -> %s, %s\n"
               % (m.get("cpu"), m["nproc"], m["kernel"], " ".join(m.get("loadavg_start", [])),
                  " ".join(m["loadavg_end"]), m["date"]))
+    mc = {
+        "syscall_ns": 1e9 * med(b.samples("BM_SyscallGetppid", "seconds")),
+        "page_fault_us": 1e6 / med(b.samples("BM_FirstTouchPage/madv_hugepage:0/real_time",
+                                             "items_per_second")),
+        "page_fault_thp_us": 1e6 / med(b.samples(
+            "BM_FirstTouchPage/madv_hugepage:1/real_time", "items_per_second")),
+    }
+    m.update(mc)
+    out.write("this machine charges: %.0f ns for a trivial system call (getppid); %.1f us per "
+              "first touch of a fresh 4 KiB page (%.2f us per 4 KiB with MADV_HUGEPAGE)\n"
+              % (mc["syscall_ns"], mc["page_fault_us"], mc["page_fault_thp_us"]))
     out.write("medians of %d procpool repetitions (payload: %d); ±: half the range of the "
               "repetitions; vs PPE / vs Pool: times better than Python; x floor: times worse "
               "than the floor\n\n" % (reps, min(reps, REPS_CAP["payload_bench"])))
