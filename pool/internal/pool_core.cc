@@ -805,16 +805,7 @@ void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
             absl::StrCat(DescribeTask(*t), ": ", r.payload));
         break;
       case ResultCode::kException: {
-        std::string type, what;
-        try {
-          serialize_internal::ViewStreambuf buf(r.payload.data(),
-                                                r.payload.size());
-          std::istream is(&buf);
-          cereal::BinaryInputArchive ar(is);
-          ar(type, what);
-        } catch (...) {
-          type = "unknown exception";
-        }
+        auto [type, what] = DecodeException(r.payload);
         status = absl::UnknownError(
             absl::StrCat(DescribeTask(*t), " raised ", type, ": ", what));
         status.SetPayload("procpool/exception_type", absl::Cord(type));

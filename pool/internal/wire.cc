@@ -138,6 +138,16 @@ absl::StatusOr<std::vector<ResultMsg>> DecodeResults(std::string_view payload) {
   return results;
 }
 
+RemoteException DecodeException(std::string_view payload) {
+  RemoteException e;
+  try {
+    e = serialize_internal::DecodeArchive<RemoteException>(payload);
+  } catch (...) {
+    e = RemoteException{};
+  }
+  return e;
+}
+
 void AppendFrameHeader(std::string* out, FrameType type, size_t payload_size) {
   char h[kFrameHeaderSize];
   uint32_t len = static_cast<uint32_t>(payload_size);

@@ -155,6 +155,18 @@ absl::StatusOr<HelloMsg> DecodeHello(std::string_view payload);
 absl::StatusOr<std::vector<CallMsg>> DecodeCalls(std::string_view payload);
 absl::StatusOr<std::vector<ResultMsg>> DecodeResults(std::string_view payload);
 
+// The (type name, what()) pair a task's exception travels as
+// (PROCPOOL_INVOKE_EXCEPTION). Undecodable bytes give "unknown exception".
+struct RemoteException {
+  std::string type = "unknown exception";
+  std::string what;
+  template <class A>
+  void serialize(A& ar) {
+    ar(type, what);
+  }
+};
+RemoteException DecodeException(std::string_view payload);
+
 // ---- Decoding ----
 
 struct Frame {

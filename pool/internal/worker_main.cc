@@ -303,15 +303,8 @@ absl::Status RunInitializer(const PluginSet& plugins, const Args& args) {
   if (code == PROCPOOL_INVOKE_BAD_ARGS) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", out));
   }
-  std::string type = "unknown exception", what;
-  try {
-    serialize_internal::ViewStreambuf buf(out.data(), out.size());
-    std::istream is(&buf);
-    cereal::BinaryInputArchive ar(is);
-    ar(type, what);
-  } catch (...) {
-  }
-  return absl::UnknownError(absl::StrCat(where, " raised ", type, ": ", what));
+  RemoteException e = DecodeException(out);
+  return absl::UnknownError(absl::StrCat(where, " raised ", e.type, ": ", e.what));
 }
 
 int Main(int argc, char** argv) {
