@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -133,6 +134,21 @@ bool Notification::WaitForNotificationWithDeadline(absl::Time deadline) const {
   bool r = real(this, deadline);
   if (r) __tsan_acquire(const_cast<Notification*>(this));
   return r;
+}
+
+// absl::Status shares its message between copies through a reference
+// count. Taking a reference is inline (instrumented), but dropping one,
+// and freeing the message with the last, happens in the uninstrumented
+// library, so TSan would see the free race with every earlier read in
+// another thread. The usual refcount annotation: every drop releases, and
+// the drop that may free acquires what all the others released.
+void Status::UnrefNonInlined(uintptr_t rep) {
+  static auto real =
+      Real<void (*)(uintptr_t)>("_ZN4absl7debian36Status15UnrefNonInlinedEm");
+  void* shared = reinterpret_cast<void*>(rep - 1);
+  __tsan_release(shared);
+  __tsan_acquire(shared);
+  real(rep);
 }
 
 ABSL_NAMESPACE_END
