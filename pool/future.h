@@ -351,19 +351,30 @@ AsCompletedRange<R> AsCompleted(std::vector<Future<R>> futures,
 template <class R>
 const absl::StatusOr<R>& internal::TypedTaskState<R>::Decoded() {
   Wait();
-  std::call_once(once_, [this] {
+  if (decode_state_.load(std::memory_order_acquire) == kDecoded) return decoded_;
+  int expected = kNotDecoded;
+  if (decode_state_.compare_exchange_strong(expected, kDecoding,
+                                            std::memory_order_acq_rel)) {
     if (!status().ok()) {
       decoded_ = status();
-      return;
+    } else {
+      try {
+        decoded_ = serialize_internal::DecodeArchive<R>(payload());
+      } catch (const std::exception& e) {
+        decoded_ = absl::DataLossError(
+            std::string("the task's result does not decode: ") + e.what());
+      }
+      ReleasePayload();
     }
-    try {
-      decoded_ = serialize_internal::DecodeArchive<R>(payload());
-    } catch (const std::exception& e) {
-      decoded_ = absl::DataLossError(
-          std::string("the task's result does not decode: ") + e.what());
-    }
-    ReleasePayload();
-  });
+    decode_state_.store(kDecoded, std::memory_order_release);
+    decode_state_.notify_all();
+    return decoded_;
+  }
+  // Another thread is decoding.
+  while (expected != kDecoded) {
+    decode_state_.wait(expected, std::memory_order_acquire);
+    expected = decode_state_.load(std::memory_order_acquire);
+  }
   return decoded_;
 }
 

@@ -95,6 +95,13 @@ struct PoolOptions {
 
   // Largest frame either side accepts; a result over it fails its task.
   size_t max_frame_bytes = size_t{1} << 30;
+
+  // Abseil's Mutex deadlock detector runs in builds of Abseil without
+  // NDEBUG (Debian's is one). It is process-wide, takes a global lock on
+  // every Mutex operation and made a map of small tasks 2x slower, so
+  // Create() turns it off (absl::SetMutexDeadlockDetectionMode(kIgnore))
+  // unless this is true.
+  bool keep_absl_deadlock_detection = false;
 };
 
 }  // namespace procpool

@@ -18,7 +18,7 @@
 #ifndef PROCPOOL_TASKS_SERIALIZE_H_
 #define PROCPOOL_TASKS_SERIALIZE_H_
 
-#include <cereal/archives/binary.hpp>
+#include <cereal/cereal.hpp>
 #include <cereal/types/array.hpp>
 #include <cereal/types/chrono.hpp>
 #include <cereal/types/complex.hpp>
@@ -35,9 +35,8 @@
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
 #include <cstddef>
-#include <istream>
-#include <ostream>
-#include <streambuf>
+#include <cstring>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -45,102 +44,27 @@
 
 #include "tasks/abi.h"
 
-// Length fields are not trusted. cereal's own loaders for strings and
-// vectors resize to the length they read before reading the bytes, so a
-// corrupt or hostile length asks for any amount of memory. These overloads
-// (more specialized than cereal's, so they win for the binary archive) grow
-// the container only as bytes actually arrive: a bogus length fails with
-// cereal's "Failed to read" exception once the input runs out.
-namespace cereal {
-
-inline void CEREAL_LOAD_FUNCTION_NAME(BinaryInputArchive& ar, std::string& s) {
-  size_type n = 0;
-  ar(make_size_tag(n));
-  s.clear();
-  constexpr size_type kChunk = size_type{1} << 16;
-  while (n > 0) {
-    size_type c = n < kChunk ? n : kChunk;
-    size_t old = s.size();
-    s.resize(old + static_cast<size_t>(c));
-    ar(binary_data(s.data() + old, static_cast<std::size_t>(c)));
-    n -= c;
-  }
-}
-
-template <class T, class A>
-  requires(!std::is_same_v<T, bool>)
-void CEREAL_LOAD_FUNCTION_NAME(BinaryInputArchive& ar, std::vector<T, A>& v) {
-  size_type n = 0;
-  ar(make_size_tag(n));
-  v.clear();
-  if constexpr (std::is_arithmetic_v<T>) {
-    constexpr size_type kChunk = (size_type{1} << 16) / sizeof(T) + 1;
-    while (n > 0) {
-      size_type c = n < kChunk ? n : kChunk;
-      size_t old = v.size();
-      v.resize(old + static_cast<size_t>(c));
-      ar(binary_data(v.data() + old, static_cast<std::size_t>(c) * sizeof(T)));
-      n -= c;
-    }
-  } else {
-    for (; n > 0; --n) {
-      v.emplace_back();
-      ar(v.back());
-    }
-  }
-}
-
-}  // namespace cereal
-
 namespace procpool::serialize_internal {
 
-// Read-only stream over a byte range it does not own.
-class ViewStreambuf final : public std::streambuf {
+// The archives every value crosses in. They write and read exactly the bytes
+// of cereal's BinaryOutputArchive / BinaryInputArchive (host byte order,
+// 64-bit size tags), but over a byte sink and a byte range instead of
+// iostreams: building a std::ostream / std::istream costs a locale and a
+// dozen dynamic_casts, more than encoding a small task's arguments.
+//
+// Output goes to a sink function (the plugin ABI's procpool_append_fn), so
+// the same archive writes into a std::string in the caller and into the
+// worker's buffer from inside a plugin.
+class OutputArchive final
+    : public cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision> {
  public:
-  ViewStreambuf(const char* data, size_t size) {
-    char* p = const_cast<char*>(data);
-    setg(p, p, p + size);
-  }
-  // Bytes not read yet.
-  size_t remaining() const { return static_cast<size_t>(egptr() - gptr()); }
-};
+  OutputArchive(void* out, procpool_append_fn append)
+      : cereal::OutputArchive<OutputArchive, cereal::AllowEmptyClassElision>(this),
+        out_(out),
+        append_(append) {}
 
-// Write-only stream that appends to a std::string it does not own.
-class StringAppendStreambuf final : public std::streambuf {
- public:
-  explicit StringAppendStreambuf(std::string* out) : out_(out) {}
-
- protected:
-  std::streamsize xsputn(const char* s, std::streamsize n) override {
-    out_->append(s, static_cast<size_t>(n));
-    return n;
-  }
-  int_type overflow(int_type c) override {
-    if (c != traits_type::eof()) out_->push_back(static_cast<char>(c));
-    return traits_type::not_eof(c);
-  }
-
- private:
-  std::string* out_;
-};
-
-// Write-only stream that hands bytes to a C callback (the plugin ABI).
-class CallbackStreambuf final : public std::streambuf {
- public:
-  CallbackStreambuf(void* out, procpool_append_fn append)
-      : out_(out), append_(append) {}
-
- protected:
-  std::streamsize xsputn(const char* s, std::streamsize n) override {
-    append_(out_, s, static_cast<size_t>(n));
-    return n;
-  }
-  int_type overflow(int_type c) override {
-    if (c != traits_type::eof()) {
-      char ch = static_cast<char>(c);
-      append_(out_, &ch, 1);
-    }
-    return traits_type::not_eof(c);
+  void saveBinary(const void* data, std::size_t size) {
+    append_(out_, static_cast<const char*>(data), size);
   }
 
  private:
@@ -148,32 +72,160 @@ class CallbackStreambuf final : public std::streambuf {
   procpool_append_fn append_;
 };
 
+// Reads a byte range it does not own. Running out of bytes throws
+// cereal::Exception, as cereal's binary archive does.
+class InputArchive final
+    : public cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision> {
+ public:
+  InputArchive(const char* data, std::size_t size)
+      : cereal::InputArchive<InputArchive, cereal::AllowEmptyClassElision>(this),
+        next_(data),
+        end_(data + size) {}
+
+  void loadBinary(void* data, std::size_t size) {
+    std::size_t left = remaining();
+    if (size > left) {
+      throw cereal::Exception("Failed to read " + std::to_string(size) +
+                              " bytes from input stream! Read " +
+                              std::to_string(left));
+    }
+    if (size != 0) std::memcpy(data, next_, size);
+    next_ += size;
+  }
+
+  // Bytes not read yet.
+  std::size_t remaining() const { return static_cast<std::size_t>(end_ - next_); }
+
+ private:
+  const char* next_;
+  const char* end_;
+};
+
+// What cereal's binary archive defines for itself, for ours: arithmetic
+// values and binary blobs as raw bytes, names and size tags transparent.
+template <class T>
+  requires std::is_arithmetic_v<T>
+void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const T& t) {
+  ar.saveBinary(std::addressof(t), sizeof(t));
+}
+template <class T>
+  requires std::is_arithmetic_v<T>
+void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, T& t) {
+  ar.loadBinary(std::addressof(t), sizeof(t));
+}
+template <class Archive, class T>
+CEREAL_ARCHIVE_RESTRICT(InputArchive, OutputArchive)
+CEREAL_SERIALIZE_FUNCTION_NAME(Archive& ar, cereal::NameValuePair<T>& t) {
+  ar(t.value);
+}
+template <class Archive, class T>
+CEREAL_ARCHIVE_RESTRICT(InputArchive, OutputArchive)
+CEREAL_SERIALIZE_FUNCTION_NAME(Archive& ar, cereal::SizeTag<T>& t) {
+  ar(t.size);
+}
+template <class T>
+void CEREAL_SAVE_FUNCTION_NAME(OutputArchive& ar, const cereal::BinaryData<T>& bd) {
+  ar.saveBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, cereal::BinaryData<T>& bd) {
+  ar.loadBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+// Length fields are not trusted. cereal's own loaders for strings and
+// vectors resize to the length they read before reading the bytes, so a
+// corrupt or hostile length asks for any amount of memory. These overloads
+// (more specialized than cereal's, so they win) grow the container only as
+// bytes actually arrive: a bogus length fails with "Failed to read" once the
+// input runs out.
+inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::string& s) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));
+  s.clear();
+  if (n <= ar.remaining()) {  // the common case: one resize, one copy
+    s.resize(static_cast<size_t>(n));
+    ar.loadBinary(s.data(), s.size());
+    return;
+  }
+  constexpr cereal::size_type kChunk = cereal::size_type{1} << 16;
+  while (n > 0) {
+    cereal::size_type c = n < kChunk ? n : kChunk;
+    size_t old = s.size();
+    s.resize(old + static_cast<size_t>(c));
+    ar.loadBinary(s.data() + old, static_cast<std::size_t>(c));
+    n -= c;
+  }
+}
+
+template <class T, class A>
+  requires(!std::is_same_v<T, bool>)
+void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::vector<T, A>& v) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));
+  v.clear();
+  if constexpr (std::is_arithmetic_v<T>) {
+    if (n <= ar.remaining() / sizeof(T)) {
+      v.resize(static_cast<size_t>(n));
+      ar.loadBinary(v.data(), v.size() * sizeof(T));
+      return;
+    }
+    constexpr cereal::size_type kChunk = (cereal::size_type{1} << 16) / sizeof(T) + 1;
+    while (n > 0) {
+      cereal::size_type c = n < kChunk ? n : kChunk;
+      size_t old = v.size();
+      v.resize(old + static_cast<size_t>(c));
+      ar.loadBinary(v.data() + old, static_cast<std::size_t>(c) * sizeof(T));
+      n -= c;
+    }
+  } else {
+    // Each element takes at least one byte... or none (an empty struct), so
+    // reserve only what the remaining bytes could possibly hold.
+    if (n <= ar.remaining()) v.reserve(static_cast<size_t>(n));
+    for (; n > 0; --n) {
+      v.emplace_back();
+      ar(v.back());
+    }
+  }
+}
+
+// The sink that appends to a std::string.
+inline void AppendToString(void* out, const char* data, size_t len) {
+  static_cast<std::string*>(out)->append(data, len);
+}
+
 // Appends the archive of `values...` (in order) to `out`. Throws what cereal
 // throws.
 template <class... T>
 void AppendArchive(std::string* out, const T&... values) {
-  StringAppendStreambuf buf(out);
-  std::ostream os(&buf);
-  cereal::BinaryOutputArchive ar(os);
+  OutputArchive ar(out, &AppendToString);
   (ar(values), ...);
 }
 
-// Decodes one value of type T from `bytes`. Throws cereal::Exception (or
-// std::bad_alloc on absurd lengths) when the bytes do not hold a T, and
+// Decodes `values...` (in order) from `bytes`, which must hold exactly
+// them. Throws cereal::Exception when the bytes do not hold them, and
 // std::runtime_error when bytes are left over.
-template <class T>
-T DecodeArchive(std::string_view bytes) {
-  ViewStreambuf buf(bytes.data(), bytes.size());
-  std::istream is(&buf);
-  cereal::BinaryInputArchive ar(is);
-  T value{};
-  ar(value);
-  if (buf.remaining() != 0) {
+template <class... T>
+void DecodeArchiveInto(std::string_view bytes, T&... values) {
+  InputArchive ar(bytes.data(), bytes.size());
+  (ar(values), ...);
+  if (ar.remaining() != 0) {
     throw std::runtime_error("trailing bytes after the archive");
   }
+}
+
+// Decodes one value of type T from `bytes`; throws as DecodeArchiveInto.
+template <class T>
+T DecodeArchive(std::string_view bytes) {
+  T value{};
+  DecodeArchiveInto(bytes, value);
   return value;
 }
 
 }  // namespace procpool::serialize_internal
+
+CEREAL_REGISTER_ARCHIVE(procpool::serialize_internal::OutputArchive)
+CEREAL_REGISTER_ARCHIVE(procpool::serialize_internal::InputArchive)
+CEREAL_SETUP_ARCHIVE_TRAITS(procpool::serialize_internal::InputArchive,
+                            procpool::serialize_internal::OutputArchive)
 
 #endif  // PROCPOOL_TASKS_SERIALIZE_H_

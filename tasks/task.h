@@ -102,9 +102,7 @@ inline void AppendCurrentException(void* out, procpool_append_fn append) {
     what = e.what();
   } catch (...) {
   }
-  serialize_internal::CallbackStreambuf buf(out, append);
-  std::ostream os(&buf);
-  cereal::BinaryOutputArchive ar(os);
+  serialize_internal::OutputArchive ar(out, append);
   ar(type, what);
 }
 
@@ -117,13 +115,12 @@ class FunctionTask final : public TaskBody {
              procpool_append_fn append) override {
     std::tuple<std::decay_t<Args>...> decoded;
     try {
-      serialize_internal::ViewStreambuf buf(args, args_len);
-      std::istream is(&buf);
-      cereal::BinaryInputArchive ar(is);
-      std::apply([&ar](auto&... a) { (ar(a), ...); }, decoded);
-      if (buf.remaining() != 0) {
-        throw std::runtime_error("trailing bytes after the arguments");
-      }
+      std::apply(
+          [&](auto&... a) {
+            serialize_internal::DecodeArchiveInto(
+                std::string_view(args, args_len), a...);
+          },
+          decoded);
     } catch (...) {
       std::string message = "arguments do not decode as (";
       message += Signature<R(Args...)>::Readable();
@@ -140,9 +137,7 @@ class FunctionTask final : public TaskBody {
     }
     // The one boundary where a task's exceptions stop.
     try {
-      serialize_internal::CallbackStreambuf buf(out, append);
-      std::ostream os(&buf);
-      cereal::BinaryOutputArchive ar(os);
+      serialize_internal::OutputArchive ar(out, append);
       ar(std::apply(fn_, std::move(decoded)));
       return PROCPOOL_INVOKE_OK;
     } catch (...) {

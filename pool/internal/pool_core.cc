@@ -146,6 +146,9 @@ absl::StatusOr<std::unique_ptr<PoolCore>> PoolCore::Start(PoolOptions options) {
       return ErrnoToStatus(absl::StrCat("plugin ", p), errno);
     }
   }
+  if (!options.keep_absl_deadlock_detection) {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
   std::unique_ptr<PoolCore> core(new PoolCore(std::move(options)));
   PoolCore* c = core.get();
   c->cancel_channel_ = std::make_shared<CancelChannel>([c](uint64_t id) {

@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -156,11 +155,15 @@ class TypedTaskState final : public TaskState {
  public:
   using TaskState::TaskState;
 
-  // Blocks until done; decodes the payload once.
+  // Blocks until done; decodes the payload once (the first caller decodes,
+  // concurrent callers wait for it).
   const absl::StatusOr<R>& Decoded();
 
  private:
-  std::once_flag once_;  // std, not absl: pthread_once is visible to TSan
+  // Not std::call_once: glibc's pthread_once makes a futex syscall on every
+  // first call, which was one syscall per result.
+  enum DecodeState : int { kNotDecoded = 0, kDecoding = 1, kDecoded = 2 };
+  std::atomic<int> decode_state_{kNotDecoded};
   absl::StatusOr<R> decoded_{absl::UnknownError("not decoded")};
 };
 

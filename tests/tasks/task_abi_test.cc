@@ -99,10 +99,7 @@ Outcome Invoke(std::string_view task, const A&... args) {
 // (type name, what) of an exception outcome.
 std::pair<std::string, std::string> DecodeException(const Outcome& o) {
   std::pair<std::string, std::string> out;
-  serialize_internal::ViewStreambuf buf(o.bytes.data(), o.bytes.size());
-  std::istream is(&buf);
-  cereal::BinaryInputArchive ar(is);
-  ar(out.first, out.second);
+  serialize_internal::DecodeArchiveInto(o.bytes, out.first, out.second);
   return out;
 }
 
