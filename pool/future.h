@@ -204,6 +204,11 @@ class CompletionQueue {
     ready_.push_back(index);
     if (failed) ++failed_;
   }
+  // Pushes first, first + 1, ..., first + n - 1 (none failed).
+  void PushRange(size_t first, size_t n) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    for (size_t i = 0; i < n; ++i) ready_.push_back(first + i);
+  }
   // Blocks until an index is ready or `deadline`; nullopt on timeout.
   std::optional<size_t> Pop(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);

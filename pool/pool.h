@@ -46,6 +46,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "pool/future.h"
+#include "pool/internal/chunk_state.h"
 #include "pool/internal/pool_core.h"
 #include "pool/internal/progress.h"
 #include "pool/internal/status_macros.h"
@@ -499,10 +500,12 @@ class MapRange : public std::ranges::view_base {
   MapRange(ProcessPool* pool, uint32_t task, MapOptions options, Views... views)
       : pool_(pool),
         task_(task),
+        task_name_(pool->core_for_internal_use().tasks()[task].name),
         options_(std::move(options)),
+        // Chunks are batched into frames by the pool; MapOptions::chunksize
+        // sets the items per chunk instead.
         policy_(PolicyFor(pool->core_for_internal_use().DefaultPolicy(),
-                          options_.task_timeout, options_.retries,
-                          options_.chunksize)),
+                          options_.task_timeout, options_.retries, 0)),
         deadline_(options_.timeout == absl::InfiniteDuration()
                       ? absl::InfiniteFuture()
                       : absl::Now() + options_.timeout),
@@ -542,10 +545,10 @@ class MapRange : public std::ranges::view_base {
   iterator begin() {
     std::apply([this](auto&... v) { its_.emplace(std::ranges::begin(v)...); },
                views_);
+    total_ = KnownTotal(views_);
     if (options_.progress || options_.on_progress) {
       progress_ = std::make_unique<internal::ProgressReporter>(
-          KnownTotal(views_), options_.progress, options_.progress_fd,
-          options_.on_progress);
+          total_, options_.progress, options_.progress_fd, options_.on_progress);
     }
     return iterator(this);
   }
@@ -553,6 +556,16 @@ class MapRange : public std::ranges::view_base {
 
  private:
   using Its = std::tuple<std::ranges::iterator_t<Views>...>;
+  using Chunk = internal::ChunkState;
+
+  // A chunk in the ordered window and how many of its items were consumed.
+  struct Slot {
+    std::shared_ptr<Chunk> chunk;
+    size_t next = 0;
+  };
+
+  // A chunk stops growing at this many bytes of arguments.
+  static constexpr size_t kChunkBytes = size_t{64} << 10;
 
   bool AnyAtEnd() {
     return std::apply(
@@ -583,6 +596,19 @@ class MapRange : public std::ranges::view_base {
     return w;
   }
 
+  // Items per chunk: MapOptions::chunksize, else about a millisecond of
+  // work as measured so far (1 until something was measured), small enough
+  // that every worker gets a share of the window and of a known input.
+  size_t ChunkSize(size_t window) const {
+    if (options_.chunksize > 0) return static_cast<size_t>(options_.chunksize);
+    if (policy_.timeout != absl::InfiniteDuration()) return 1;  // per-item deadlines
+    const size_t workers = static_cast<size_t>(std::max(1, pool_->num_workers()));
+    size_t c = pool_->core_for_internal_use().SuggestedChunkSize();
+    c = std::min(c, std::max<size_t>(1, window / (2 * workers)));
+    if (total_ > 0) c = std::min(c, std::max<size_t>(1, total_ / (4 * workers)));
+    return c;
+  }
+
   ArgsTuple ReadArgs() {
     if constexpr (Shape == InputShape::kZip) {
       ArgsTuple args =
@@ -599,53 +625,94 @@ class MapRange : public std::ranges::view_base {
     }
   }
 
-  // Reads inputs until `Window()` tasks are outstanding or inputs run out.
+  // Reads inputs into chunks until `Window()` items are outstanding or
+  // inputs run out.
   void Fill() {
     if (inputs_done_ || expired_) return;
-    size_t window = Window();
+    // Called for every item: the quick answer while no chunk fits yet.
+    if (Outstanding() > refill_below_) return;
+    internal::PoolCore& core = pool_->core_for_internal_use();
+    const size_t window = Window();
+    const size_t chunk_size = ChunkSize(window);
+    refill_below_ = window > chunk_size ? window - chunk_size : 0;
+    const size_t max_bytes = core.max_chunk_bytes();
     std::vector<std::shared_ptr<internal::TaskState>> batch;
-    // Outstanding() already counts the items added below.
-    while (Outstanding() < window) {
-      if (AnyAtEnd()) {
-        inputs_done_ = true;
-        if (options_.strict && !AllAtEnd()) length_mismatch_ = true;
-        break;
+    std::shared_ptr<Chunk> chunk;  // being filled
+    // Whole chunks only: topping the window up item by item would make
+    // chunks of one.
+    while (Outstanding() + chunk_size <= window || Outstanding() == 0 ||
+           chunk != nullptr) {
+      if (chunk == nullptr) {
+        if (AnyAtEnd()) {
+          inputs_done_ = true;
+          if (options_.strict && !AllAtEnd()) length_mismatch_ = true;
+          break;
+        }
+        chunk = NewChunk(next_index_);
       }
-      ArgsTuple args = ReadArgs();
-      auto state = std::make_shared<internal::TypedTaskState<R>>(task_, next_index_);
-      state->mutable_policy() = policy_;
-      std::apply(
-          [&](const auto&... a) {
-            serialize_internal::AppendArchive(&state->args(), a...);
-          },
-          args);
-      Future<R> f(state);
-      if (progress_ != nullptr) {
-        f.AddDoneCallback([c = progress_->shared_counters()](const Future<R>& d) {
-          c->done.fetch_add(1, std::memory_order_relaxed);
-          if (!d.state_for_internal_use()->status().ok()) {
-            c->failed.fetch_add(1, std::memory_order_relaxed);
+      const size_t room = chunk_size;
+      std::string carry;  // an item that did not fit, for the next chunk
+      while (chunk->size() < room && !AnyAtEnd()) {
+        ArgsTuple args = ReadArgs();
+        std::apply([&](const auto&... a) { chunk->AddItem(a...); }, args);
+        if constexpr (Mode == MapMode::kUnordered) {
+          unordered_.emplace(next_index_, std::make_pair(chunk, std::move(args)));
+        }
+        ++next_index_;
+        if (chunk->args().size() >= max_bytes) {
+          if (chunk->args().size() > max_bytes && chunk->size() > 1) {
+            carry = chunk->TakeLastItem();
           }
-        });
+          break;
+        }
       }
-      if constexpr (Mode == MapMode::kUnordered) {
-        f.AddDoneCallback(
-            [q = queue_, i = next_index_](const Future<R>&) { q->Push(i, false); });
-        unordered_.emplace(next_index_, std::make_pair(f, std::move(args)));
-      } else {
-        window_.push_back(std::move(f));
+      Seal(chunk, batch);
+      chunk = nullptr;
+      if (!carry.empty()) {
+        chunk = NewChunk(next_index_ - 1);
+        chunk->AddEncodedItem(carry);
+        if constexpr (Mode == MapMode::kUnordered) {
+          unordered_[next_index_ - 1].first = chunk;
+        }
       }
-      ++next_index_;
-      batch.push_back(std::move(state));
     }
-    if (!batch.empty()) pool_->core_for_internal_use().EnqueueMany(batch);
+    if (!batch.empty()) core.EnqueueMany(batch);
+  }
+
+  std::shared_ptr<Chunk> NewChunk(size_t first_index) {
+    auto chunk = std::make_shared<Chunk>(task_, first_index, task_name_);
+    chunk->mutable_policy() = policy_;
+    return chunk;
+  }
+
+  // A chunk is full: hook it to the window and the progress counters and
+  // add it to the batch to queue.
+  void Seal(std::shared_ptr<Chunk>& chunk,
+            std::vector<std::shared_ptr<internal::TaskState>>& batch) {
+    const size_t n = chunk->size();
+    Chunk* raw = chunk.get();  // the callbacks live in the chunk itself
+    if (progress_ != nullptr) {
+      chunk->OnDone([c = progress_->shared_counters(), raw, n] {
+        c->done.fetch_add(n, std::memory_order_relaxed);
+        c->failed.fetch_add(raw->failed_items(), std::memory_order_relaxed);
+      });
+    }
+    if constexpr (Mode == MapMode::kUnordered) {
+      chunk->OnDone([q = queue_, first = raw->first_index(), n] {
+        q->PushRange(first, n);
+      });
+    } else {
+      window_.push_back(Slot{chunk});
+      outstanding_ += n;
+    }
+    batch.push_back(chunk);
   }
 
   size_t Outstanding() const {
     if constexpr (Mode == MapMode::kUnordered) {
       return unordered_.size();
     } else {
-      return window_.size();
+      return outstanding_;
     }
   }
 
@@ -655,17 +722,30 @@ class MapRange : public std::ranges::view_base {
         " passed before this item finished"));
   }
 
+  // Item `i` of a done chunk: its value, or why it has none.
+  static absl::StatusOr<R> ItemResult(const Chunk& chunk, size_t i) {
+    absl::Status status = chunk.ItemStatus(i);
+    if (!status.ok()) return status;
+    try {
+      return serialize_internal::DecodeArchive<R>(chunk.ItemBytes(i));
+    } catch (const std::exception& e) {
+      return absl::DataLossError(absl::StrCat(
+          chunk.DescribeItem(chunk.first_index() + i),
+          ": the result does not decode: ", e.what()));
+    }
+  }
+
   // Cancels what this range queued and no worker has started; running
-  // tasks finish and their results are dropped (stopping a worker for a
+  // chunks finish and their results are dropped (stopping a worker for a
   // read-ahead item the caller no longer wants would cost a process).
   void CancelOutstanding() {
     const absl::Status why =
         absl::CancelledError("the map was abandoned before this item ran");
-    for (auto& f : window_) {
-      if (f.valid()) f.state_for_internal_use()->Cancel(why);
+    for (Slot& s : window_) {
+      if (s.chunk != nullptr) s.chunk->Cancel(why);
     }
     for (auto& [i, entry] : unordered_) {
-      if (entry.first.valid()) entry.first.state_for_internal_use()->Cancel(why);
+      if (entry.first != nullptr) entry.first->Cancel(why);
     }
   }
 
@@ -674,37 +754,43 @@ class MapRange : public std::ranges::view_base {
     if (progress_ != nullptr) progress_->Tick();
     if constexpr (Mode == MapMode::kUnordered) {
       if (unordered_.empty()) return Finish();
-      std::optional<size_t> i = queue_->Pop(deadline_);
-      if (!i) {
-        // Timed out: report the oldest outstanding item as expired.
-        Expire();
-        auto node = unordered_.extract(unordered_.begin());
-        current_.emplace(Item{node.key(), std::move(node.mapped().second),
-                              absl::StatusOr<R>(DeadlineError())});
-        return;
+      while (true) {
+        std::optional<size_t> i = queue_->Pop(deadline_);
+        if (!i) {
+          // Timed out: report the oldest outstanding item as expired.
+          Expire();
+          auto node = unordered_.extract(unordered_.begin());
+          current_.emplace(Item{node.key(), std::move(node.mapped().second),
+                                absl::StatusOr<R>(DeadlineError())});
+          break;
+        }
+        auto node = unordered_.extract(*i);
+        if (node.empty()) continue;  // already reported as expired
+        auto& [chunk, args] = node.mapped();
+        current_.emplace(
+            Item{*i, std::move(args), ItemResult(*chunk, *i - chunk->first_index())});
+        if (progress_ != nullptr) progress_->Consumed(!current_->result.ok());
+        break;
       }
-      auto node = unordered_.extract(*i);
-      auto& [f, args] = node.mapped();
-      current_.emplace(Item{*i, std::move(args), f.Result()});
-      if (progress_ != nullptr) progress_->Consumed(!current_->result.ok());
     } else {
       if (window_.empty()) return Finish();
-      current_future_ = std::move(window_.front());
-      window_.pop_front();
-      if (!current_future_.WaitFor(deadline_ - absl::Now())) {
+      Slot& slot = window_.front();
+      const size_t i = slot.next++;
+      std::shared_ptr<Chunk> chunk = slot.chunk;
+      if (slot.next == chunk->size()) window_.pop_front();
+      --outstanding_;
+      if (!chunk->Done() && !chunk->WaitFor(deadline_ - absl::Now())) {
         Expire();
         if constexpr (Mode == MapMode::kOrdered) {
           finished_ = true;
           throw TaskError(DeadlineError());
         } else {
-          current_.emplace(DeadlineError());
+          result_ = DeadlineError();
           return;
         }
       }
-      if constexpr (Mode == MapMode::kTry) current_.emplace(current_future_.Result());
-      if (progress_ != nullptr) {
-        progress_->Consumed(!current_future_.state_for_internal_use()->status().ok());
-      }
+      result_ = ItemResult(*chunk, i);
+      if (progress_ != nullptr) progress_->Consumed(!result_.ok());
     }
     Fill();  // keep the workers busy while the caller looks at this item
   }
@@ -726,7 +812,7 @@ class MapRange : public std::ranges::view_base {
         finished_ = true;
         throw TaskError(s);
       } else if constexpr (Mode == MapMode::kTry) {
-        current_.emplace(s);
+        result_ = s;
         return;
       } else {
         current_.emplace(Item{next_index_, ArgsTuple{}, s});
@@ -738,7 +824,10 @@ class MapRange : public std::ranges::view_base {
 
   decltype(auto) Current() const {
     if constexpr (Mode == MapMode::kOrdered) {
-      return current_future_.Get();
+      if (!result_.ok()) throw TaskError(result_.status());
+      return static_cast<const R&>(*result_);
+    } else if constexpr (Mode == MapMode::kTry) {
+      return static_cast<const Item&>(result_);
     } else {
       return static_cast<const Item&>(*current_);
     }
@@ -746,23 +835,29 @@ class MapRange : public std::ranges::view_base {
 
   ProcessPool* pool_;
   uint32_t task_;
+  std::string task_name_;
   MapOptions options_;
   internal::TaskPolicy policy_;
   absl::Time deadline_;
   std::tuple<Views...> views_;
   std::optional<Its> its_;
+  uint64_t total_ = 0;  // input length if known, else 0
   bool inputs_done_ = false;
   bool expired_ = false;
   bool length_mismatch_ = false;
   bool mismatch_reported_ = false;
   bool finished_ = false;
   size_t next_index_ = 0;
-  std::deque<Future<R>> window_;
-  Future<R> current_future_;
-  std::optional<Item> current_;
+  // Fill() does nothing while more items than this are outstanding.
+  size_t refill_below_ = SIZE_MAX;
+  // Map and TryMap: chunks in input order, and their items not yet consumed.
+  std::deque<Slot> window_;
+  size_t outstanding_ = 0;
+  absl::StatusOr<R> result_{absl::UnknownError("no item yet")};
   std::unique_ptr<internal::ProgressReporter> progress_;
   // MapUnordered: outstanding items by input index, and completion order.
-  absl::flat_hash_map<size_t, std::pair<Future<R>, ArgsTuple>> unordered_;
+  std::optional<Item> current_;
+  absl::flat_hash_map<size_t, std::pair<std::shared_ptr<Chunk>, ArgsTuple>> unordered_;
   std::shared_ptr<internal::CompletionQueue> queue_ =
       std::make_shared<internal::CompletionQueue>();
 };

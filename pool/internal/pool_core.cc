@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "absl/strings/str_join.h"
 #include "pool/internal/child_process.h"
+#include "pool/internal/chunk_state.h"
 #include "pool/internal/shared_memory.h"
 #include "pool/internal/status_macros.h"
 #include "pool/internal/wire.h"
@@ -284,9 +285,10 @@ void PoolCore::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
     if (accepting_) {
       for (auto& t : tasks) {
         t->set_id(next_id_++);
+        ChunkState* chunk = t->AsChunk();
+        submitted_ += chunk != nullptr ? chunk->size() : 1;
         pending_.push_back(std::move(t));
       }
-      submitted_ += tasks.size();
       tasks.clear();
     } else {
       refused = refuse_reason_;
@@ -295,6 +297,10 @@ void PoolCore::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
   for (auto& t : tasks) t->Cancel(refused);
   tasks.clear();
   Wake();
+}
+
+size_t PoolCore::SuggestedChunkSize() const {
+  return BatchSize(avg_task_ns_.load(std::memory_order_relaxed));
 }
 
 size_t PoolCore::SuggestedWindow() const {
@@ -311,8 +317,30 @@ void PoolCore::Wake() {
   }
 }
 
+namespace {
+
+// The error of a task whose worker died under it: once, or as a poison
+// task after `crashes` deaths.
+std::string CrashMessage(const std::string& what,
+                         const std::vector<std::string>& crashes,
+                         const std::string& how, const std::string& tail) {
+  if (crashes.size() <= 1) {
+    return absl::StrCat(what, " failed: ", how, " while running it", tail);
+  }
+  std::string message = absl::StrCat("poison task: ", what, " killed ", crashes.size(),
+                                     " workers and is not retried again:");
+  for (size_t i = 0; i < crashes.size(); ++i) {
+    absl::StrAppend(&message, " [", i + 1, "] ", crashes[i], ";");
+  }
+  message.pop_back();
+  message += tail;
+  return message;
+}
+
+}  // namespace
+
 std::string PoolCore::DescribeTask(const TaskState& t) const {
-  return absl::StrCat("task '", tasks_[t.task()].name, "' (input #", t.index(),
+  return absl::StrCat("task '", tasks_[t.task() & ~kChunkBit].name, "' (input #", t.index(),
                       ")");
 }
 
@@ -354,7 +382,13 @@ void PoolCore::Finish(TaskState& t, absl::Status status, std::string payload) {
   // complete `t` between this check and Complete(); counting first means a
   // caller woken by the completion sees the counters already updated.
   if (t.Done()) return;
-  (status.ok() ? succeeded_ : failed_).fetch_add(1, std::memory_order_relaxed);
+  if (ChunkState* chunk = t.AsChunk()) {  // count its items
+    const size_t failed = chunk->CountFailed(status.ok());
+    failed_.fetch_add(failed, std::memory_order_relaxed);
+    succeeded_.fetch_add(chunk->size() - failed, std::memory_order_relaxed);
+  } else {
+    (status.ok() ? succeeded_ : failed_).fetch_add(1, std::memory_order_relaxed);
+  }
   t.Complete(std::move(status), std::move(payload));
 }
 
@@ -795,10 +829,34 @@ void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
     in_flight_ -= answered.size();
   }
   uint64_t total_ns = 0;
+  size_t items = 0;  // calls and chunk items answered
+  std::vector<std::shared_ptr<TaskState>> requeue;
   for (size_t i = 0; i < answered.size(); ++i) {
     ResultMsg& r = (*results)[i];
     TaskState* t = answered[i].get();
     total_ns += r.run_ns;
+    ChunkState* chunk = t->AsChunk();
+    if (chunk != nullptr && r.code == static_cast<uint8_t>(ResultCode::kOk)) {
+      if (t->Done()) continue;  // cancelled meanwhile
+      size_t n = 0;
+      absl::StatusOr<bool> all = chunk->Accept(std::move(r.payload), &n);
+      if (!all.ok()) {
+        // The worker wrote garbage: it is replaced, the chunk fails.
+        Finish(*t, absl::DataLossError(absl::StrCat(
+                       DescribeTask(*t), ": worker answered a malformed chunk: ",
+                       all.status().message())));
+        if (protocol_error.ok()) protocol_error = all.status();
+        continue;
+      }
+      items += n;
+      if (*all) {
+        Finish(*t, absl::OkStatus());
+      } else {
+        requeue.push_back(std::move(answered[i]));  // the rest, once more
+      }
+      continue;
+    }
+    ++items;
     absl::Status status;
     switch (static_cast<ResultCode>(r.code)) {
       case ResultCode::kOk:
@@ -827,8 +885,15 @@ void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
       Finish(*t, std::move(status));
     }
   }
-  if (!answered.empty()) {
-    uint64_t batch_avg = std::max<uint64_t>(1, total_ns / answered.size());
+  if (!requeue.empty()) {
+    absl::MutexLock l(&mu_);
+    for (auto it = requeue.rbegin(); it != requeue.rend(); ++it) {
+      (*it)->Requeue();
+      pending_.push_front(std::move(*it));
+    }
+  }
+  if (items > 0) {
+    uint64_t batch_avg = std::max<uint64_t>(1, total_ns / items);
     uint64_t avg = avg_task_ns_.load(std::memory_order_relaxed);
     avg_task_ns_.store(avg == 0 ? batch_avg : (avg * 7 + batch_avg) / 8,
                        std::memory_order_relaxed);
@@ -944,6 +1009,24 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
     if (!break_pool && !protocol_error &&
         static_cast<int>(victim->crashes().size()) <= victim->policy().retries) {
       requeue.insert(requeue.begin(), std::move(victim));  // run it again
+    } else if (ChunkState* chunk = victim->AsChunk()) {
+      // Only the item that was running fails; the rest of its chunk (those
+      // before it lost their answers with the worker) is sent again.
+      const size_t k = page.running_item.load(std::memory_order_relaxed);
+      const size_t index = chunk->UnansweredIndex(
+          std::min<size_t>(k, std::max<size_t>(chunk->unanswered(), 1) - 1));
+      const std::string what = chunk->DescribeItem(index);
+      absl::Status why(protocol_error ? reason.code() : absl::StatusCode::kAborted,
+                       CrashMessage(what, victim->crashes(), how, tail));
+      victim->crashes().clear();
+      if (chunk->FailRunning(k, std::move(why))) {
+        Finish(*victim, absl::OkStatus());
+      } else if (!break_pool) {
+        requeue.insert(requeue.begin(), std::move(victim));
+      } else {
+        Finish(*victim, absl::OkStatus());  // BreakPool below fails the rest
+      }
+      victim = nullptr;
     }
   }
   {
@@ -955,23 +1038,10 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
     }
   }
   if (victim) {
-    const auto& crashes = victim->crashes();
-    std::string message;
-    if (crashes.size() == 1) {
-      message = absl::StrCat(DescribeTask(*victim), " failed: ", how,
-                             " while running it", tail);
-    } else {
-      message = absl::StrCat("poison task: ", DescribeTask(*victim), " killed ",
-                             crashes.size(), " workers and is not retried again:");
-      for (size_t i = 0; i < crashes.size(); ++i) {
-        absl::StrAppend(&message, " [", i + 1, "] ", crashes[i], ";");
-      }
-      message.pop_back();
-      message += tail;
-    }
     Finish(*victim, absl::Status(protocol_error ? reason.code()
                                                 : absl::StatusCode::kAborted,
-                                 message));
+                                 CrashMessage(DescribeTask(*victim),
+                                              victim->crashes(), how, tail)));
   }
   if (break_pool) {
     BreakPool(absl::AbortedError(absl::StrCat(

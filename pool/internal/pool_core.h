@@ -16,6 +16,7 @@
 #ifndef PROCPOOL_POOL_INTERNAL_POOL_CORE_H_
 #define PROCPOOL_POOL_INTERNAL_POOL_CORE_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -84,6 +85,12 @@ class PoolCore {
 
   int num_workers() const { return static_cast<int>(options_.max_workers); }
 
+  // A map chunk stops growing at this many bytes of arguments, so that it
+  // travels in one frame with room to spare.
+  size_t max_chunk_bytes() const {
+    return std::min<size_t>(size_t{64} << 10, options_.max_frame_bytes / 4);
+  }
+
   // Process ids of the live workers (started, not yet known dead).
   std::vector<int> WorkerPids() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -99,6 +106,9 @@ class PoolCore {
   // How far ahead a lazy map should read: enough to keep every worker's
   // batches full at the current batch size, and no more.
   size_t SuggestedWindow() const;
+  // Items per map chunk: about a millisecond of work at the measured
+  // average task time; 1 before anything was measured.
+  size_t SuggestedChunkSize() const;
 
  private:
   explicit PoolCore(PoolOptions options);

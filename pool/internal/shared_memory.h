@@ -73,6 +73,9 @@ struct WorkerStatusPage {
   std::atomic<uint64_t> peak_rss_bytes;
   // A RetireReason, set before a worker exits of its own accord.
   std::atomic<uint32_t> retire_reason;
+  // While running a chunk (running_task is its id): which of the chunk's
+  // items, counting from 0.
+  std::atomic<uint32_t> running_item;
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 

@@ -57,6 +57,8 @@ struct TaskPolicy {
   int chunksize = 0;
 };
 
+class ChunkState;  // chunk_state.h
+
 class TaskState {
  public:
   enum Phase : int { kQueued = 0, kDispatched = 1, kFinished = 2 };
@@ -66,7 +68,11 @@ class TaskState {
   TaskState(const TaskState&) = delete;
   TaskState& operator=(const TaskState&) = delete;
 
+  // The task to run; for a ChunkState, with kChunkBit set.
   uint32_t task() const { return task_; }
+
+  // This task as a chunk of map items, or nullptr.
+  virtual ChunkState* AsChunk() { return nullptr; }
   size_t index() const { return index_; }
 
   // Serialized arguments. Written by the submitter before the task is

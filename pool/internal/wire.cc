@@ -270,4 +270,78 @@ absl::StatusOr<std::optional<Frame>> ReadFrame(int fd, FrameDecoder& decoder) {
   }
 }
 
+namespace {
+
+void PutU32(std::string* out, size_t offset, uint32_t v) {
+  for (int i = 0; i < 4; ++i) (*out)[offset + i] = static_cast<char>(v >> (8 * i));
+}
+
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= uint32_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return v;
+}
+
+}  // namespace
+
+size_t BeginChunkItem(std::string* out) {
+  size_t offset = out->size();
+  out->append(4, '\0');
+  return offset;
+}
+
+void PatchChunkLength(std::string* out, size_t offset) {
+  PutU32(out, offset, static_cast<uint32_t>(out->size() - offset - 4));
+}
+
+absl::StatusOr<std::vector<std::string_view>> SplitChunkItems(std::string_view args) {
+  std::vector<std::string_view> items;
+  size_t pos = 0;
+  while (pos < args.size()) {
+    if (args.size() - pos < 4) {
+      return absl::DataLossError("chunk: truncated item length");
+    }
+    uint32_t len = GetU32(args.data() + pos);
+    pos += 4;
+    if (len > args.size() - pos) {
+      return absl::DataLossError(absl::StrCat("chunk: item of ", len,
+                                              " bytes runs past the end"));
+    }
+    items.push_back(args.substr(pos, len));
+    pos += len;
+  }
+  return items;
+}
+
+absl::StatusOr<std::vector<ChunkAnswer>> ParseChunkResult(std::string_view payload,
+                                                          size_t max_items) {
+  if (payload.size() < 4) return absl::DataLossError("chunk result: no count");
+  const uint32_t n = GetU32(payload.data());
+  if (n > max_items) {
+    return absl::DataLossError(absl::StrCat("chunk result: answers ", n,
+                                            " items of ", max_items));
+  }
+  std::vector<ChunkAnswer> answers;
+  answers.reserve(n);
+  size_t pos = 4;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (payload.size() - pos < 5) {
+      return absl::DataLossError("chunk result: truncated answer header");
+    }
+    uint8_t code = static_cast<uint8_t>(payload[pos]);
+    uint32_t len = GetU32(payload.data() + pos + 1);
+    pos += 5;
+    if (len > payload.size() - pos) {
+      return absl::DataLossError(absl::StrCat("chunk result: answer of ", len,
+                                              " bytes runs past the end"));
+    }
+    answers.push_back(ChunkAnswer{code, payload.substr(pos, len)});
+    pos += len;
+  }
+  if (pos != payload.size()) {
+    return absl::DataLossError("chunk result: trailing bytes");
+  }
+  return answers;
+}
+
 }  // namespace procpool::internal

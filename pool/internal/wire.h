@@ -85,6 +85,38 @@ struct CallMsg {
   }
 };
 
+// A chunk: several calls of one task in one CallMsg, so that a map of tiny
+// tasks pays the per-call costs (ids, queues, futures) once per chunk
+// instead of once per item. CallMsg::task carries kChunkBit, and
+//
+//   chunk args   := item*                      item := u32 length, bytes
+//   chunk result := u32 answered, (u8 code, u32 length, bytes)*
+//
+// (lengths little endian; each item's bytes are the archive of its
+// arguments, each answer's what a single call's ResultMsg payload would
+// be, with code a ResultCode). The worker runs the items in order and may
+// answer only the first `answered` of them (to keep a frame under its
+// limit, or because it is retiring); the pool sends the rest again.
+inline constexpr uint32_t kChunkBit = uint32_t{1} << 31;
+
+// Appends one item to chunk args. `archive` is filled by the caller: this
+// reserves the length and returns its offset, for PatchChunkLength.
+size_t BeginChunkItem(std::string* out);
+void PatchChunkLength(std::string* out, size_t offset);
+
+// Splits chunk args into items (views into `args`). kDataLoss if the
+// lengths do not add up.
+absl::StatusOr<std::vector<std::string_view>> SplitChunkItems(std::string_view args);
+
+struct ChunkAnswer {
+  uint8_t code;  // ResultCode
+  std::string_view bytes;
+};
+// Parses a chunk result; kDataLoss if malformed or if it answers more than
+// `max_items` items.
+absl::StatusOr<std::vector<ChunkAnswer>> ParseChunkResult(std::string_view payload,
+                                                          size_t max_items);
+
 enum class ResultCode : uint8_t {
   kOk = 0,          // payload: archive of the result
   kBadArgs = 1,     // payload: message

@@ -196,36 +196,22 @@ class Worker {
       uint64_t t0 = NowNs();
       page_->running_since_ns.store(t0, std::memory_order_relaxed);
       page_->running_task.store(call.id, std::memory_order_release);
-      if (call.task >= plugins_.num_tasks()) {
+      const bool chunk = (call.task & kChunkBit) != 0;
+      const uint32_t task = call.task & ~kChunkBit;
+      if (task >= plugins_.num_tasks()) {
         r.code = static_cast<uint8_t>(ResultCode::kUnknownTask);
-        r.payload = absl::StrCat("worker has no task #", call.task);
+        r.payload = absl::StrCat("worker has no task #", task);
+      } else if (chunk) {
+        r.code = static_cast<uint8_t>(ResultCode::kOk);
+        if (!RunChunk(task, call.args, &r.payload)) return false;
       } else {
-        const procpool_task_v1& t = plugins_.task(call.task);
-        int code = t.invoke(t.ctx, call.args.data(), call.args.size(),
-                            &r.payload, &AppendToString);
-        r.code = static_cast<uint8_t>(code);
+        r.code = static_cast<uint8_t>(RunOne(task, call.args, &r.payload));
       }
       uint64_t t1 = NowNs();
       r.run_ns = t1 - t0;
       page_->running_task.store(0, std::memory_order_release);
       page_->busy_ns.fetch_add(r.run_ns, std::memory_order_relaxed);
-      uint64_t done = page_->tasks_done.fetch_add(1, std::memory_order_relaxed) + 1;
-      if (max_tasks_ > 0 && done >= max_tasks_) retire_ = RetireReason::kMaxTasks;
-      if (max_rss_ > 0 && statm_.valid()) {
-        uint64_t rss = CurrentRss(statm_.get());
-        page_->rss_bytes.store(rss, std::memory_order_relaxed);
-        if (rss > max_rss_) retire_ = RetireReason::kMaxMemory;
-      }
-      if (r.payload.size() + 64 > max_frame_) {
-        size_t size = r.payload.size();
-        r.code = static_cast<uint8_t>(ResultCode::kException);
-        r.payload.clear();
-        serialize_internal::AppendArchive(
-            &r.payload, std::string("procpool::ResultTooLarge"),
-            absl::StrCat("the result of task '", plugins_.task(call.task).name,
-                         "' is ", size, " bytes, over the frame limit of ",
-                         max_frame_, " bytes"));
-      }
+      if (!chunk) TaskDone();
       // Free the arguments now: a batch may hold many large ones.
       std::string().swap(call.args);
       // Keep every frame under the limit: send what came before this
@@ -245,6 +231,82 @@ class Worker {
       }
     }
     return Flush();
+  }
+
+  // Runs one call of `task`; returns its ResultCode, the answer in `out`.
+  int RunOne(uint32_t task, std::string_view args, std::string* out) {
+    const procpool_task_v1& t = plugins_.task(task);
+    int code = t.invoke(t.ctx, args.data(), args.size(), out, &AppendToString);
+    if (out->size() + 64 > max_frame_) {
+      size_t size = out->size();
+      out->clear();
+      AppendTooLarge(task, size, out);
+      return static_cast<int>(ResultCode::kException);
+    }
+    return code;
+  }
+
+  void AppendTooLarge(uint32_t task, size_t size, std::string* out) const {
+    serialize_internal::AppendArchive(
+        out, std::string("procpool::ResultTooLarge"),
+        absl::StrCat("the result of task '", plugins_.task(task).name, "' is ",
+                     size, " bytes, over the frame limit of ", max_frame_,
+                     " bytes"));
+  }
+
+  // Runs the items of a chunk (see kChunkBit in wire.h) in order, writing
+  // the chunk result to `out`. Stops early, answering only the items run,
+  // when the answers fill a frame or the worker is to retire; the pool
+  // sends the rest again. False if the chunk is malformed.
+  bool RunChunk(uint32_t task, std::string_view args, std::string* out) {
+    absl::StatusOr<std::vector<std::string_view>> items = SplitChunkItems(args);
+    if (!items.ok()) {
+      std::fprintf(stderr, "procpool_worker: %s\n", items.status().ToString().c_str());
+      return false;
+    }
+    const procpool_task_v1& t = plugins_.task(task);
+    const size_t budget = std::min<size_t>(1u << 20, max_frame_ / 2);
+    out->append(4, '\0');
+    uint32_t answered = 0;
+    for (size_t k = 0; k < items->size(); ++k) {
+      if (k > 0 && (retire_ != RetireReason::kNone || out->size() > budget)) break;
+      page_->running_item.store(static_cast<uint32_t>(k), std::memory_order_relaxed);
+      const size_t header = out->size();
+      out->append(5, '\0');
+      int code = t.invoke(t.ctx, (*items)[k].data(), (*items)[k].size(), out,
+                          &AppendToString);
+      size_t len = out->size() - header - 5;
+      if (len + 64 > max_frame_) {
+        out->resize(header + 5);
+        AppendTooLarge(task, len, out);
+        code = static_cast<int>(ResultCode::kException);
+        len = out->size() - header - 5;
+      } else if (out->size() + 64 > max_frame_) {
+        // Fits alone but not after the others: answer it next time.
+        out->resize(header);
+        break;
+      }
+      (*out)[header] = static_cast<char>(code);
+      for (int i = 0; i < 4; ++i) {
+        (*out)[header + 1 + i] = static_cast<char>(static_cast<uint32_t>(len) >> (8 * i));
+      }
+      ++answered;
+      TaskDone();
+    }
+    for (int i = 0; i < 4; ++i) (*out)[i] = static_cast<char>(answered >> (8 * i));
+    return true;
+  }
+
+  // Counts a finished task (a call or a chunk item) and decides whether
+  // the worker should retire.
+  void TaskDone() {
+    uint64_t done = page_->tasks_done.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (max_tasks_ > 0 && done >= max_tasks_) retire_ = RetireReason::kMaxTasks;
+    if (max_rss_ > 0 && statm_.valid()) {
+      uint64_t rss = CurrentRss(statm_.get());
+      page_->rss_bytes.store(rss, std::memory_order_relaxed);
+      if (rss > max_rss_) retire_ = RetireReason::kMaxMemory;
+    }
   }
 
   bool Flush() {

@@ -13,8 +13,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "plugins/faults/faults.h"
+#include "plugins/math/math.h"
 #include "pool/pool.h"
 #include "tests/testing/pool_fixture.h"
 
@@ -301,6 +304,76 @@ TEST_F(MapTest, TryMapGoesOnPastAWorkerCrash) {
   using C = absl::StatusCode;
   EXPECT_EQ(codes, (std::vector<C>{C::kOk, C::kOk, C::kOk, C::kAborted, C::kOk,
                                    C::kOk}));
+}
+
+// ---- Chunks ----
+// Maps of many items send them to workers in chunks; every item still has
+// its own outcome.
+
+TEST_F(MapTest, ACrashInsideAChunkFailsOnlyThatItem) {
+  constexpr int kN = 20000;
+  std::vector<int> crash_on(kN, 12345);
+  MapOptions opts;
+  opts.chunksize = 5000;  // the crashing item sits in the middle of a chunk
+  int i = 0;
+  for (const absl::StatusOr<int>& r :
+       pool().TryMap(opts, Task(faults::kCrashOn), std::views::iota(0, kN), crash_on)) {
+    if (i == 12345) {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted);
+      EXPECT_NE(r.status().message().find("(input #12345)"), std::string::npos)
+          << r.status();
+      EXPECT_NE(r.status().message().find("SIGSEGV"), std::string::npos) << r.status();
+    } else {
+      ASSERT_TRUE(r.ok()) << "#" << i << ": " << r.status();
+      EXPECT_EQ(*r, i);
+    }
+    ++i;
+  }
+  EXPECT_EQ(i, kN);
+}
+
+TEST_F(MapTest, AutomaticChunksKeepEveryItemsOwnException) {
+  // check_non_negative throws for negative inputs: every 1000th here.
+  constexpr int kN = 50000;
+  std::vector<int> xs(kN);
+  for (int k = 0; k < kN; ++k) xs[k] = k % 1000 == 999 ? -k : k;
+  int failed = 0, i = 0;
+  for (const absl::StatusOr<int>& r : pool().TryMap(Task(faults::kCheckNonNegative), xs)) {
+    if (xs[i] < 0) {
+      ++failed;
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kUnknown);
+      EXPECT_NE(r.status().message().find(absl::StrCat("(input #", i, ")")),
+                std::string::npos)
+          << r.status();
+    } else {
+      ASSERT_TRUE(r.ok()) << "#" << i << ": " << r.status();
+      EXPECT_EQ(*r, xs[i]);
+    }
+    ++i;
+  }
+  EXPECT_EQ(i, kN);
+  EXPECT_EQ(failed, kN / 1000);
+}
+
+TEST_F(MapTest, WorkersRetiringInsideChunksLoseNoItem) {
+  // A worker that reaches max_tasks_per_child mid-chunk answers what it ran;
+  // the pool sends the rest to the next worker.
+  PoolOptions options = testing::TestPoolOptions();
+  options.max_tasks_per_child = 777;
+  StartPool(options);
+  constexpr int kN = 10000;
+  MapOptions opts;
+  opts.chunksize = 1000;
+  int i = 0;
+  for (int r : pool().Map(opts, Task(math::kAdd), std::views::iota(0, kN),
+                          std::views::iota(0, kN))) {
+    ASSERT_EQ(r, 2 * i);
+    ++i;
+  }
+  EXPECT_EQ(i, kN);
+  int restarts = 0;
+  for (const WorkerStats& w : pool().Stats().workers) restarts += w.restarts;
+  EXPECT_GE(restarts, 10);
 }
 
 // ---- MapUnordered ----
