@@ -96,6 +96,13 @@ class InputArchive final
   // Bytes not read yet.
   std::size_t remaining() const { return static_cast<std::size_t>(end_ - next_); }
 
+  // The next `size` bytes, in place (size <= remaining()).
+  std::string_view Take(std::size_t size) {
+    std::string_view bytes(next_, size);
+    next_ += size;
+    return bytes;
+  }
+
  private:
   const char* next_;
   const char* end_;
@@ -142,9 +149,8 @@ inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::string& s) {
   cereal::size_type n = 0;
   ar(cereal::make_size_tag(n));
   s.clear();
-  if (n <= ar.remaining()) {  // the common case: one resize, one copy
-    s.resize(static_cast<size_t>(n));
-    ar.loadBinary(s.data(), s.size());
+  if (n <= ar.remaining()) {  // the common case: one copy, no zero-filling
+    s.assign(ar.Take(static_cast<size_t>(n)));
     return;
   }
   constexpr cereal::size_type kChunk = cereal::size_type{1} << 16;

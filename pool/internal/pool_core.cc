@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "pool/internal/child_process.h"
 #include "pool/internal/chunk_state.h"
+#include "pool/internal/malloc_tuning.h"
 #include "pool/internal/shared_memory.h"
 #include "pool/internal/status_macros.h"
 #include "pool/internal/wire.h"
@@ -74,6 +75,7 @@ namespace {
 
 constexpr uint64_t kWakeTag = ~uint64_t{0};
 constexpr size_t kMaxBatch = 4096;
+constexpr int kSocketBufferBytes = 4 << 20;
 constexpr uint64_t kTargetBatchNs = 1'000'000;   // 1 ms of work per batch
 constexpr size_t kMaxBatchBytes = size_t{1} << 20;
 constexpr int kTimerTickMs = 1;                  // deadline checks
@@ -147,6 +149,7 @@ absl::StatusOr<std::unique_ptr<PoolCore>> PoolCore::Start(PoolOptions options) {
       return ErrnoToStatus(absl::StrCat("plugin ", p), errno);
     }
   }
+  if (options.retain_large_buffers) RetainLargeBuffers();
   if (!options.keep_absl_deadlock_detection) {
     absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   }
@@ -410,6 +413,13 @@ void PoolCore::SpawnWorker(size_t slot) {
 
   auto pair = MakeSocketPair();
   if (!pair.ok()) return fail(pair.status());
+  // Large payloads cross in fewer, bigger steps (each a wake-up of the
+  // other side): ask for 4 MiB send buffers (the kernel caps this at
+  // net.core.wmem_max; failing is harmless).
+  for (int fd : {pair->first.get(), pair->second.get()}) {
+    int bytes = kSocketBufferBytes;
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+  }
   // Keep the child's descriptors off the numbers it will see them under.
   auto child_sock = DupCloseOnExec(pair->second.get(), 10);
   if (!child_sock.ok()) return fail(child_sock.status());

@@ -30,10 +30,18 @@ class CheckedReader {
   }
 
   bool String(std::string* out, const char* field) {
+    std::string_view view;
+    if (!View(&view, field)) return false;
+    out->assign(view.data(), view.size());
+    return true;
+  }
+
+  // A string's bytes, in place.
+  bool View(std::string_view* out, const char* field) {
     uint64_t n;
     if (!Fixed(&n, field)) return false;
     if (n > data_.size()) return Fail(field, "length runs past the frame");
-    out->assign(data_.data(), static_cast<size_t>(n));
+    *out = data_.substr(0, static_cast<size_t>(n));
     data_.remove_prefix(static_cast<size_t>(n));
     return true;
   }
@@ -101,21 +109,32 @@ absl::StatusOr<HelloMsg> DecodeHello(std::string_view payload) {
   return m;
 }
 
-absl::StatusOr<std::vector<CallMsg>> DecodeCalls(std::string_view payload) {
+absl::StatusOr<std::vector<CallView>> DecodeCallViews(std::string_view payload) {
   CheckedReader r(payload, "calls");
-  std::vector<CallMsg> calls;
+  std::vector<CallView> calls;
   uint64_t n = 0;
   if (r.Count(&n, 8 + 4 + 8, "calls")) {
     calls.reserve(static_cast<size_t>(n));
     for (uint64_t i = 0; i < n; ++i) {
-      CallMsg& c = calls.emplace_back();
+      CallView& c = calls.emplace_back();
       if (!(r.Fixed(&c.id, "call.id") && r.Fixed(&c.task, "call.task") &&
-            r.String(&c.args, "call.args"))) {
+            r.View(&c.args, "call.args"))) {
         break;
       }
     }
   }
   PROCPOOL_RETURN_IF_ERROR(r.Finish());
+  return calls;
+}
+
+absl::StatusOr<std::vector<CallMsg>> DecodeCalls(std::string_view payload) {
+  PROCPOOL_ASSIGN_OR_RETURN(std::vector<CallView> views, DecodeCallViews(payload));
+  std::vector<CallMsg> calls(views.size());
+  for (size_t i = 0; i < views.size(); ++i) {
+    calls[i].id = views[i].id;
+    calls[i].task = views[i].task;
+    calls[i].args.assign(views[i].args.data(), views[i].args.size());
+  }
   return calls;
 }
 

@@ -185,6 +185,13 @@ absl::StatusOr<Msg> DecodeMessage(std::string_view payload, std::string_view wha
 // its own size. Errors are kDataLoss naming the message and the field.
 absl::StatusOr<HelloMsg> DecodeHello(std::string_view payload);
 absl::StatusOr<std::vector<CallMsg>> DecodeCalls(std::string_view payload);
+// The same calls with their arguments left in `payload` (no copy).
+struct CallView {
+  uint64_t id = 0;
+  uint32_t task = 0;
+  std::string_view args;
+};
+absl::StatusOr<std::vector<CallView>> DecodeCallViews(std::string_view payload);
 absl::StatusOr<std::vector<ResultMsg>> DecodeResults(std::string_view payload);
 
 // The (type name, what()) pair a task's exception travels as

@@ -34,6 +34,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "pool/internal/malloc_tuning.h"
 #include "pool/internal/plugin_loader.h"
 #include "pool/internal/shared_memory.h"
 #include "pool/internal/unique_fd.h"
@@ -165,8 +166,9 @@ class Worker {
                      static_cast<int>((*frame)->type));
         return 2;
       }
-      absl::StatusOr<std::vector<CallMsg>> calls =
-          DecodeCalls((*frame)->payload);
+      // Arguments stay in the decoder's buffer until the batch is done.
+      absl::StatusOr<std::vector<CallView>> calls =
+          DecodeCallViews((*frame)->payload);
       if (!calls.ok()) {
         std::fprintf(stderr, "procpool_worker: %s\n",
                      calls.status().ToString().c_str());
@@ -186,46 +188,63 @@ class Worker {
  private:
   // Runs calls in order. Results go out at the end of the batch, or sooner
   // when a batch has been running for a while, so a caller waiting on an
-  // early task of a long batch is not held up.
-  bool RunBatch(std::vector<CallMsg>& calls) {
+  // early task of a long batch is not held up. Each result is written by
+  // the task straight into the outgoing kResults frame (the bytes of
+  // AppendFrame(kResults, std::vector<ResultMsg>)), with no copy.
+  bool RunBatch(const std::vector<CallView>& calls) {
     uint64_t last_flush = NowNs();
-    for (CallMsg& call : calls) {
+    const size_t budget = std::min<size_t>(1u << 20, max_frame_ / 2);
+    for (const CallView& call : calls) {
       if (retire_ != RetireReason::kNone) break;  // the pool re-queues the rest
-      ResultMsg& r = results_.emplace_back();
-      r.id = call.id;
+      if (results_ == 0) {
+        out_.clear();
+        AppendFrameHeader(&out_, FrameType::kResults, 0);
+        out_.append(8, '\0');  // count
+      }
+      // ResultMsg: id u64, code u8, run_ns u64, payload (u64 length, bytes).
+      const size_t record = out_.size();
+      out_.append(reinterpret_cast<const char*>(&call.id), 8);
+      out_.append(1 + 8 + 8, '\0');
+      const size_t payload = out_.size();
       uint64_t t0 = NowNs();
       page_->running_since_ns.store(t0, std::memory_order_relaxed);
       page_->running_task.store(call.id, std::memory_order_release);
       const bool chunk = (call.task & kChunkBit) != 0;
       const uint32_t task = call.task & ~kChunkBit;
+      uint8_t code;
       if (task >= plugins_.num_tasks()) {
-        r.code = static_cast<uint8_t>(ResultCode::kUnknownTask);
-        r.payload = absl::StrCat("worker has no task #", task);
+        code = static_cast<uint8_t>(ResultCode::kUnknownTask);
+        out_ += absl::StrCat("worker has no task #", task);
       } else if (chunk) {
-        r.code = static_cast<uint8_t>(ResultCode::kOk);
-        if (!RunChunk(task, call.args, &r.payload)) return false;
+        code = static_cast<uint8_t>(ResultCode::kOk);
+        if (!RunChunk(task, call.args, &out_)) return false;
       } else {
-        r.code = static_cast<uint8_t>(RunOne(task, call.args, &r.payload));
+        code = static_cast<uint8_t>(RunOne(task, call.args, &out_));
       }
       uint64_t t1 = NowNs();
-      r.run_ns = t1 - t0;
+      const uint64_t run_ns = t1 - t0;
+      const uint64_t length = out_.size() - payload;
+      out_[record + 8] = static_cast<char>(code);
+      std::memcpy(&out_[record + 9], &run_ns, 8);
+      std::memcpy(&out_[record + 17], &length, 8);
       page_->running_task.store(0, std::memory_order_release);
-      page_->busy_ns.fetch_add(r.run_ns, std::memory_order_relaxed);
+      page_->busy_ns.fetch_add(run_ns, std::memory_order_relaxed);
       if (!chunk) TaskDone();
-      // Free the arguments now: a batch may hold many large ones.
-      std::string().swap(call.args);
-      // Keep every frame under the limit: send what came before this
-      // result first if together they would not fit.
-      const size_t budget = std::min<size_t>(1u << 20, max_frame_ / 2);
-      if (results_.size() > 1 && results_bytes_ + r.payload.size() > budget) {
-        ResultMsg last = std::move(r);
-        results_.pop_back();
+      ++results_;
+      // Keep every frame under the limit: if this result does not fit
+      // after the ones before it, send those first.
+      if (results_ > 1 && out_.size() + 64 > max_frame_) {
+        std::string last = out_.substr(record);
+        out_.resize(record);
+        --results_;
         if (!Flush()) return false;
-        last_flush = t1;
-        results_.push_back(std::move(last));
+        out_.clear();
+        AppendFrameHeader(&out_, FrameType::kResults, 0);
+        out_.append(8, '\0');
+        out_ += last;
+        results_ = 1;
       }
-      results_bytes_ += results_.back().payload.size() + 32;
-      if (t1 - last_flush > 1'000'000 || results_bytes_ > budget) {
+      if (t1 - last_flush > 1'000'000 || out_.size() > budget) {
         if (!Flush()) return false;
         last_flush = t1;
       }
@@ -234,12 +253,14 @@ class Worker {
   }
 
   // Runs one call of `task`; returns its ResultCode, the answer in `out`.
+  // (appended to `out`).
   int RunOne(uint32_t task, std::string_view args, std::string* out) {
     const procpool_task_v1& t = plugins_.task(task);
+    const size_t start = out->size();
     int code = t.invoke(t.ctx, args.data(), args.size(), out, &AppendToString);
-    if (out->size() + 64 > max_frame_) {
-      size_t size = out->size();
-      out->clear();
+    const size_t size = out->size() - start;
+    if (size + 64 > max_frame_) {
+      out->resize(start);
       AppendTooLarge(task, size, out);
       return static_cast<int>(ResultCode::kException);
     }
@@ -266,10 +287,13 @@ class Worker {
     }
     const procpool_task_v1& t = plugins_.task(task);
     const size_t budget = std::min<size_t>(1u << 20, max_frame_ / 2);
+    const size_t start = out->size();
     out->append(4, '\0');
     uint32_t answered = 0;
     for (size_t k = 0; k < items->size(); ++k) {
-      if (k > 0 && (retire_ != RetireReason::kNone || out->size() > budget)) break;
+      if (k > 0 && (retire_ != RetireReason::kNone || out->size() - start > budget)) {
+        break;
+      }
       page_->running_item.store(static_cast<uint32_t>(k), std::memory_order_relaxed);
       const size_t header = out->size();
       out->append(5, '\0');
@@ -281,7 +305,7 @@ class Worker {
         AppendTooLarge(task, len, out);
         code = static_cast<int>(ResultCode::kException);
         len = out->size() - header - 5;
-      } else if (out->size() + 64 > max_frame_) {
+      } else if (out->size() - start + 64 > max_frame_) {
         // Fits alone but not after the others: answer it next time.
         out->resize(header);
         break;
@@ -293,7 +317,9 @@ class Worker {
       ++answered;
       TaskDone();
     }
-    for (int i = 0; i < 4; ++i) (*out)[i] = static_cast<char>(answered >> (8 * i));
+    for (int i = 0; i < 4; ++i) {
+      (*out)[start + i] = static_cast<char>(answered >> (8 * i));
+    }
     return true;
   }
 
@@ -309,21 +335,19 @@ class Worker {
     }
   }
 
+  // Sends the results frame being built, if any.
   bool Flush() {
-    if (results_.empty()) return true;
-    uint64_t t0 = NowNs();
-    out_.clear();
-    AppendFrame(&out_, FrameType::kResults, results_);
-    page_->codec_ns.fetch_add(NowNs() - t0, std::memory_order_relaxed);
-    results_.clear();
-    results_bytes_ = 0;
+    if (results_ == 0) return true;
+    const uint64_t count = results_;
+    std::memcpy(&out_[kFrameHeaderSize], &count, 8);
+    const auto length = static_cast<uint32_t>(out_.size() - kFrameHeaderSize);
+    for (int i = 0; i < 4; ++i) out_[i] = static_cast<char>(length >> (8 * i));
+    results_ = 0;
     absl::Status s = WriteAll(sock_.get(), out_);
-    if (out_.capacity() > (8u << 20)) std::string().swap(out_);
-    if (!s.ok()) {
-      // The pool is gone; nobody is left to tell.
-      return false;
-    }
-    return true;
+    out_.clear();
+    if (out_.capacity() > (64u << 20)) std::string().swap(out_);
+    // On failure the pool is gone; nobody is left to tell.
+    return s.ok();
   }
 
   UniqueFd sock_;
@@ -336,8 +360,7 @@ class Worker {
   UniqueFd statm_;
   RetireReason retire_ = RetireReason::kNone;
   FrameDecoder decoder_;
-  std::vector<ResultMsg> results_;
-  size_t results_bytes_ = 0;
+  size_t results_ = 0;  // results in out_, the frame being built
   std::string out_;
 };
 
@@ -370,6 +393,7 @@ absl::Status RunInitializer(const PluginSet& plugins, const Args& args) {
 }
 
 int Main(int argc, char** argv) {
+  RetainLargeBuffers();  // payloads reuse memory instead of fresh pages
   Args args;
   if (!ParseArgs(argc, argv, &args)) {
     std::fprintf(stderr,
