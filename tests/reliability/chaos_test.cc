@@ -79,13 +79,22 @@ ChaosResult RunChaos(int segv_every) {
 
   std::atomic<bool> stop{false};
   std::atomic<int> kills{0};
+  std::atomic<int> settled{0};  // futures resolved so far
   std::thread killer([&] {
     std::mt19937 rng(12345);
+    int settled_at_last_kill = -1;
     while (!stop.load()) {
+      // A kill every ~50 ms, but only once the pool got something done
+      // since the last one: on a loaded machine (sanitizers, parallel
+      // tests) starting a worker can take longer than 50 ms, and killing
+      // every replacement before it serves would starve the run instead
+      // of testing it.
       std::vector<int> pids = pool->WorkerPids();
-      if (!pids.empty()) {
+      const int now = settled.load();
+      if (!pids.empty() && now != settled_at_last_kill) {
         ::kill(pids[rng() % pids.size()], SIGKILL);
         kills.fetch_add(1);
+        settled_at_last_kill = now;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
@@ -97,8 +106,10 @@ ChaosResult RunChaos(int segv_every) {
   for (int i = 0; i < kTasks; ++i) {
     int bad = (segv_every > 0 && i % segv_every == 7) ? i : -1;
     futures.push_back(pool->Submit(crash_on, i, bad));
-    futures.back().AddDoneCallback(
-        [&resolved, i](const Future<int>&) { resolved[i].fetch_add(1); });
+    futures.back().AddDoneCallback([&resolved, &settled, i](const Future<int>&) {
+      resolved[i].fetch_add(1);
+      settled.fetch_add(1);
+    });
   }
   ChaosResult out;
   for (int i = 0; i < kTasks; ++i) {
