@@ -48,9 +48,40 @@ struct Initializer {
   }
 };
 
+// Where the pool's workers run.
+enum class PoolBackend {
+  // Worker processes on this machine, spawned by the pool. The default.
+  kLocal,
+  // Worker processes on the node agents of an MPI job (Open MPI): this
+  // process is rank 0 and every other rank is an agent running a local pool
+  // (see pool/mpi.h; needs //pool:mpi linked in and a procpool::mpi::Session).
+  kMpi,
+};
+
+// Settings of the MPI backend (PoolBackend::kMpi); ignored otherwise.
+struct MpiOptions {
+  // Front end and agents send each other a heartbeat this often when they
+  // have nothing else to say.
+  absl::Duration heartbeat_interval = absl::Milliseconds(200);
+  // An agent not heard from for this long (after it said hello) is lost: it
+  // is never sent anything again, and its in-flight tasks are re-queued on
+  // the other agents (or fail with kAborted, "remote worker rank N lost",
+  // when requeue_on_agent_loss is false or no agent is left). An agent that
+  // does not hear from the front end for this long stops its workers and
+  // exits.
+  absl::Duration agent_timeout = absl::Seconds(10);
+  bool requeue_on_agent_loss = true;
+};
+
 struct PoolOptions {
-  // Number of worker processes; 0 means one per hardware thread.
+  // Number of worker processes; 0 means one per hardware thread. With the
+  // MPI backend: per agent rank, each agent counting its own hardware
+  // threads for 0.
   int max_workers = 0;
+
+  // PoolBackend::kMpi runs the workers on MPI node agents (pool/mpi.h).
+  PoolBackend backend = PoolBackend::kLocal;
+  MpiOptions mpi;
 
   // Plugin shared objects every worker loads, in order. Relative paths are
   // resolved against the current directory when the pool is created.

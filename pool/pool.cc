@@ -1,8 +1,21 @@
 #include "pool/pool.h"
 
+#include "pool/internal/pool_core.h"
+
 namespace procpool {
 
 absl::StatusOr<ProcessPool> ProcessPool::Create(PoolOptions options) {
+  if (options.backend == PoolBackend::kMpi) {
+    internal::BackendFactory factory = internal::MpiBackendFactory();
+    if (factory == nullptr) {
+      return absl::FailedPreconditionError(
+          "PoolBackend::kMpi needs the MPI backend: link //pool:mpi and create "
+          "a procpool::mpi::Session (pool/mpi.h)");
+    }
+    PROCPOOL_ASSIGN_OR_RETURN(std::unique_ptr<internal::Backend> backend,
+                              factory(std::move(options)));
+    return ProcessPool(std::move(backend));
+  }
   PROCPOOL_ASSIGN_OR_RETURN(std::unique_ptr<internal::PoolCore> core,
                             internal::PoolCore::Start(std::move(options)));
   return ProcessPool(std::move(core));

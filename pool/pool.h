@@ -46,8 +46,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "pool/future.h"
+#include "pool/internal/backend.h"
 #include "pool/internal/chunk_state.h"
-#include "pool/internal/pool_core.h"
 #include "pool/internal/progress.h"
 #include "pool/internal/status_macros.h"
 #include "pool/internal/task_state.h"
@@ -183,6 +183,13 @@ class ProcessPool {
   // (plugin built for another ABI version), kAlreadyExists (two tasks of one
   // name), kUnknown (the initializer threw), kDeadlineExceeded (workers too
   // slow to start).
+  //
+  // With options.backend == PoolBackend::kMpi the workers run on the node
+  // agents of an MPI job instead (see pool/mpi.h: link //pool:mpi, and call
+  // it on rank 0 inside a procpool::mpi::Session). Errors then name the
+  // rank as well, and add kFailedPrecondition (//pool:mpi not linked, no
+  // Session, no agent rank, or the agents' plugin manifests differ) and
+  // kUnavailable (every agent rank is lost).
   static absl::StatusOr<ProcessPool> Create(PoolOptions options);
 
   ProcessPool(ProcessPool&&) noexcept;
@@ -417,8 +424,8 @@ class ProcessPool {
   // Never blocks on workers.
   PoolStats Stats() const { return core_->Stats(); }
 
-  // For the implementation of the ranges.
-  internal::PoolCore& core_for_internal_use() const { return *core_; }
+  // For the implementation of the ranges and of backends.
+  internal::Backend& core_for_internal_use() const { return *core_; }
 
   template <class R, class... Args, class... U>
   std::shared_ptr<internal::TypedTaskState<std::decay_t<R>>> MakeState(
@@ -432,7 +439,7 @@ class ProcessPool {
   }
 
  private:
-  explicit ProcessPool(std::unique_ptr<internal::PoolCore> core)
+  explicit ProcessPool(std::unique_ptr<internal::Backend> core)
       : core_(std::move(core)) {}
 
   template <class Range>
@@ -468,7 +475,7 @@ class ProcessPool {
         this, task.index_, options, std::views::all(std::forward<Range>(range)));
   }
 
-  std::unique_ptr<internal::PoolCore> core_;
+  std::unique_ptr<internal::Backend> core_;
 };
 
 namespace pool_internal {
@@ -631,7 +638,7 @@ class MapRange : public std::ranges::view_base {
     if (inputs_done_ || expired_) return;
     // Called for every item: the quick answer while no chunk fits yet.
     if (Outstanding() > refill_below_) return;
-    internal::PoolCore& core = pool_->core_for_internal_use();
+    internal::Backend& core = pool_->core_for_internal_use();
     const size_t window = Window();
     const size_t chunk_size = ChunkSize(window);
     refill_below_ = window > chunk_size ? window - chunk_size : 0;

@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "pool/internal/backend.h"
 #include "pool/internal/task_state.h"
 #include "pool/internal/unique_fd.h"
 #include "pool/options.h"
@@ -38,17 +39,10 @@
 
 namespace procpool::internal {
 
-struct TaskInfo {
-  std::string name;
-  std::string plugin;  // path of the plugin that registered it
-  uint64_t fingerprint;
-  std::string signature;
-};
-
 class WorkerConnection;  // pool_core.cc
 class SharedMemory;
 
-class PoolCore {
+class PoolCore final : public Backend {
  public:
   // Spawns the workers and waits until each has loaded the plugins and said
   // hello (at most options.start_timeout). Errors: kNotFound (plugin or
@@ -57,58 +51,58 @@ class PoolCore {
   // kDeadlineExceeded (workers too slow to start), kInternal.
   static absl::StatusOr<std::unique_ptr<PoolCore>> Start(PoolOptions options);
 
-  ~PoolCore();
+  ~PoolCore() override;
   PoolCore(const PoolCore&) = delete;
   PoolCore& operator=(const PoolCore&) = delete;
 
   // The tasks of all plugins, in load order; immutable after Start.
-  const std::vector<TaskInfo>& tasks() const { return tasks_; }
+  const std::vector<TaskInfo>& tasks() const override { return tasks_; }
 
   // Index of the task `name` whose fingerprint is `fingerprint`. kNotFound
   // for an unknown name, kInvalidArgument for a signature mismatch (the
   // message shows both signatures).
   absl::StatusOr<uint32_t> FindTask(absl::string_view name, uint64_t fingerprint,
-                                    absl::string_view readable) const;
+                                    absl::string_view readable) const override;
 
   // Queues tasks (their args already serialized). After Shutdown, or once
   // the pool is broken, completes them at once with the reason instead.
   // Never blocks on workers.
-  void Enqueue(std::shared_ptr<TaskState> task) ABSL_LOCKS_EXCLUDED(mu_);
-  void EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks)
+  void Enqueue(std::shared_ptr<TaskState> task) override ABSL_LOCKS_EXCLUDED(mu_);
+  void EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) override
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Next value of the pool-wide submission counter.
-  size_t NextSubmissionIndex() { return submissions_.fetch_add(1); }
+  size_t NextSubmissionIndex() override { return submissions_.fetch_add(1); }
 
   // See ProcessPool::Shutdown.
-  void Shutdown(bool wait, bool cancel_pending) ABSL_LOCKS_EXCLUDED(mu_);
+  void Shutdown(bool wait, bool cancel_pending) override ABSL_LOCKS_EXCLUDED(mu_);
 
-  int num_workers() const { return static_cast<int>(options_.max_workers); }
+  int num_workers() const override { return static_cast<int>(options_.max_workers); }
 
   // A map chunk stops growing at this many bytes of arguments, so that it
   // travels in one frame with room to spare.
-  size_t max_chunk_bytes() const {
+  size_t max_chunk_bytes() const override {
     return std::min<size_t>(size_t{64} << 10, options_.max_frame_bytes / 4);
   }
 
   // Process ids of the live workers (started, not yet known dead).
-  std::vector<int> WorkerPids() const ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<int> WorkerPids() const override ABSL_LOCKS_EXCLUDED(mu_);
 
   // A snapshot of per-worker and pool-wide counters. Never blocks on
   // workers.
-  PoolStats Stats() const ABSL_LOCKS_EXCLUDED(mu_);
+  PoolStats Stats() const override ABSL_LOCKS_EXCLUDED(mu_);
 
   // Pool-wide defaults for a task's policy.
-  TaskPolicy DefaultPolicy() const {
+  TaskPolicy DefaultPolicy() const override {
     return TaskPolicy{options_.task_timeout, options_.retries, 0};
   }
 
   // How far ahead a lazy map should read: enough to keep every worker's
   // batches full at the current batch size, and no more.
-  size_t SuggestedWindow() const;
+  size_t SuggestedWindow() const override;
   // Items per map chunk: about a millisecond of work at the measured
   // average task time; 1 before anything was measured.
-  size_t SuggestedChunkSize() const;
+  size_t SuggestedChunkSize() const override;
 
  private:
   explicit PoolCore(PoolOptions options);

@@ -112,7 +112,7 @@ TEST(DiagnosticsTest, ResultOverTheFrameLimitFailsClearlyAndTheWorkerGoesOn) {
 TEST(DiagnosticsTest, ArgumentsThatDoNotDecodeAreInvalidArgument) {
   ProcessPool pool = MakePool(Quiet(1));
   auto add = Checked(pool, math::kAdd);
-  internal::PoolCore& core = pool.core_for_internal_use();
+  internal::Backend& core = pool.core_for_internal_use();
   absl::StatusOr<uint32_t> index = core.FindTask(
       "add", Signature<int(int, int)>::Fingerprint(), "int(int, int)");
   ASSERT_TRUE(index.ok());

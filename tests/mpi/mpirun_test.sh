@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs a test program under mpirun on this host, bounded in time.
+#
+#   mpirun_test.sh NP PROGRAM [mpirun options...] -- [program options...]
+#
+# Flags every launch gets: running as root is allowed (the CI machine runs
+# as root), traffic stays on loopback, more ranks than cores are allowed
+# (CI has 2 cores), and idle ranks yield instead of spinning.
+set -uo pipefail
+np=$1
+program=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+shift 2
+mpi_args=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do mpi_args+=("$1"); shift; done
+[ $# -gt 0 ] && shift
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Open MPI keeps its session directory (and unix sockets, whose paths must
+# be short) under TMPDIR; Bazel's TEST_TMPDIR is too deep for them.
+session_dir=$(mktemp -d /tmp/procpool_mpi.XXXXXX)
+trap 'rm -rf "$session_dir"' EXIT
+export TMPDIR=$session_dir
+
+timeout --kill-after=10 240 mpirun -np "$np" --oversubscribe \
+  --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
+  --mca mpi_yield_when_idle 1 \
+  "${mpi_args[@]}" "$program" "$@"
+rc=$?
+if [ "$rc" -eq 124 ]; then echo "mpirun_test.sh: mpirun timed out" >&2; fi
+exit "$rc"
