@@ -1,5 +1,7 @@
 #include "pool/mpi.h"
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "pool/internal/mpi_agent.h"
@@ -51,15 +53,30 @@ Session::~Session() {
   if (rank_ == 0) {
     internal::MpiTransport transport(world.comm());
     transport.set_linger(absl::Seconds(5));
+    internal::Heartbeat exit;
+    if (world.AnyLost()) exit.flags |= internal::Heartbeat::kSkipFinalize;
     for (int r = 1; r < size_; ++r) {
       if (world.IsLost(r)) continue;
-      transport.Send(r, internal::kTagExit,
-                     internal::EncodeMpiMessage(0, internal::Heartbeat{}))
+      transport.Send(r, internal::kTagExit, internal::EncodeMpiMessage(0, exit))
           .IgnoreError();
     }
   }  // ~MpiTransport waits for the sends
+  const bool skip = world.skip_finalize();
   world.Set(MPI_COMM_NULL, -1, 0);
-  if (owns_mpi_) MPI_Finalize();
+  if (!owns_mpi_) return;
+  if (skip) {
+    // Open MPI 4.1's MPI_Finalize ends with a fence over every rank of the
+    // job, dead ones included, and can wait for them forever. Leaving
+    // without it is what mpirun --mca orte_allowed_exit_without_sync 1
+    // accepts (docs/DISTRIBUTED.md).
+    static constexpr char kNote[] =
+        "[procpool mpi] a rank of this job was lost: leaving without "
+        "MPI_Finalize\n";
+    ssize_t r = ::write(STDERR_FILENO, kNote, sizeof(kNote) - 1);
+    (void)r;
+    return;
+  }
+  MPI_Finalize();
 }
 
 int Session::ServeAsAgent() {

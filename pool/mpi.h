@@ -63,6 +63,12 @@ class Session {
   // (waiting at most a few seconds for the messages to leave), then calls
   // MPI_Finalize if Init called MPI_Init. Every MPI pool must be destroyed
   // first. On an agent: MPI_Finalize (after ServeAsAgent returned).
+  //
+  // Once a rank of the job was lost, rank 0 and the surviving agents leave
+  // without MPI_Finalize instead (printing a note on stderr): Open MPI 4.1's
+  // MPI_Finalize ends with a fence over every rank, and can wait for the
+  // dead ones forever. Launch such jobs with mpirun --mca
+  // orte_allowed_exit_without_sync 1 so that this is not taken as a failure.
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;

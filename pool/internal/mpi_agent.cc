@@ -100,7 +100,13 @@ class Agent {
   bool Handle(MpiMessage& m) {
     if (m.source != 0) return true;  // only the front end talks to agents
     const uint64_t epoch = MpiMessageEpoch(m.bytes);
-    if (m.tag == kTagExit) return false;
+    if (m.tag == kTagExit) {
+      absl::StatusOr<Heartbeat> exit = DecodeMpiMessage<Heartbeat>(m.bytes, "exit");
+      if (exit.ok() && (exit->flags & Heartbeat::kSkipFinalize)) {
+        MpiWorld::Get().SetSkipFinalize();
+      }
+      return false;
+    }
     if (m.tag == kTagConfig) {
       StartPool(epoch, m);
       return true;

@@ -52,6 +52,21 @@ bool MpiWorld::IsLost(int rank) const {
   return lost_.contains(rank);
 }
 
+bool MpiWorld::AnyLost() const {
+  absl::MutexLock l(&mu_);
+  return !lost_.empty();
+}
+
+void MpiWorld::SetSkipFinalize() {
+  absl::MutexLock l(&mu_);
+  skip_finalize_ = true;
+}
+
+bool MpiWorld::skip_finalize() const {
+  absl::MutexLock l(&mu_);
+  return skip_finalize_ || !lost_.empty();
+}
+
 bool MpiWorld::TryAcquirePool() {
   absl::MutexLock l(&mu_);
   if (pool_active_) return false;

@@ -60,6 +60,12 @@ class MpiWorld {
   // Ranks found lost by any pool of this job: never sent to again.
   void MarkLost(int rank) ABSL_LOCKS_EXCLUDED(mu_);
   bool IsLost(int rank) const ABSL_LOCKS_EXCLUDED(mu_);
+  bool AnyLost() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Set on an agent by the front end's exit message: MPI_Finalize would
+  // wait for the lost ranks.
+  void SetSkipFinalize() ABSL_LOCKS_EXCLUDED(mu_);
+  bool skip_finalize() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // At most one MPI pool at a time: true if this call took the slot.
   bool TryAcquirePool() ABSL_LOCKS_EXCLUDED(mu_);
@@ -75,6 +81,7 @@ class MpiWorld {
   int size_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_set<int> lost_ ABSL_GUARDED_BY(mu_);
   bool pool_active_ ABSL_GUARDED_BY(mu_) = false;
+  bool skip_finalize_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -184,11 +191,14 @@ struct RemoteResults {
   }
 };
 
+// Heartbeats, stop and exit messages. On kTagExit, kSkipFinalize tells
+// the agent that a rank of the job was lost (see Session::~Session).
 struct Heartbeat {
-  uint64_t unused = 0;
+  static constexpr uint64_t kSkipFinalize = 1;
+  uint64_t flags = 0;
   template <class A>
   void serialize(A& ar) {
-    ar(unused);
+    ar(flags);
   }
 };
 

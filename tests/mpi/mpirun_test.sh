@@ -20,6 +20,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 session_dir=$(mktemp -d /tmp/procpool_mpi.XXXXXX)
 trap 'rm -rf "$session_dir"' EXIT
 export TMPDIR=$session_dir
+# Rank 0 writes its exit code here: under --enable-recovery mpirun exits 0
+# whatever the ranks returned.
+export PROCPOOL_MPI_RESULT_FILE=$session_dir/rank0_exit_code
 
 timeout --kill-after=10 240 mpirun -np "$np" --oversubscribe \
   --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
@@ -27,4 +30,10 @@ timeout --kill-after=10 240 mpirun -np "$np" --oversubscribe \
   "${mpi_args[@]}" "$program" "$@"
 rc=$?
 if [ "$rc" -eq 124 ]; then echo "mpirun_test.sh: mpirun timed out" >&2; fi
+if [ ! -s "$PROCPOOL_MPI_RESULT_FILE" ]; then
+  echo "mpirun_test.sh: rank 0 did not report its result (mpirun exit $rc)" >&2
+  exit 1
+fi
+rank0=$(cat "$PROCPOOL_MPI_RESULT_FILE")
+if [ "$rank0" != 0 ]; then exit "$rank0"; fi
 exit "$rc"
