@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -439,6 +440,55 @@ def _note(r, kind):
     return _PY_NOTES.get((r.name, kind))
 
 
+def run_mpi(reps, raw_dir):
+    """The MPI backend beside the local one (//bench:mpi_bench under mpirun,
+    3 ranks), over shared memory and over TCP on loopback. None when mpirun
+    is not installed."""
+    if not shutil.which("mpirun"):
+        log("mpirun not found: no MPI rows (scripts/setup.sh installs openmpi-bin)")
+        return None
+    bench = os.path.join(runfiles_root(), "bench")
+    env = dict(os.environ, MPI_BENCH=os.path.join(bench, "mpi_bench"))
+    out = {}
+    for transport, mca in (("shm", []), ("tcp", ["--mca", "btl", "tcp,self"])):
+        cmd = [os.path.join(bench, "mpi_bench.sh")] + mca + [
+            "--", "--benchmark_format=json", "--benchmark_repetitions=%d" % reps,
+            "--benchmark_report_aggregates_only=true", "--benchmark_min_time=0.2"]
+        t0 = time.monotonic()
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=env)
+        log("mpi_bench (%s): %.1f s" % (transport, time.monotonic() - t0))
+        if p.returncode != 0:
+            sys.stderr.write(p.stderr[-4000:])
+            raise SystemExit("compare: mpi_bench (%s) failed with code %d"
+                             % (transport, p.returncode))
+        if raw_dir:
+            with open(os.path.join(raw_dir, "mpi_bench_%s.json" % transport), "w") as f:
+                f.write(p.stdout)
+        data = json.loads(p.stdout)
+        out[transport] = {b["run_name"]: b for b in data["benchmarks"]
+                          if b.get("aggregate_name") == "median"}
+    return out
+
+
+def print_mpi(res, out):
+    out.write("\nMPI backend (PoolBackend::kMpi, docs/DISTRIBUTED.md): rank 0 + 2 agent ranks of "
+              "1 worker each, vs a local pool of 2 workers in the same process; medians\n")
+    rows = [("round trip, us", "RoundTripNoop", lambda b: 1e6 / b["items_per_second"]),
+            ("map of 20000 no-ops, tasks/s", "MapNoop/tasks:20000",
+             lambda b: b["items_per_second"]),
+            ("map of 100 us tasks, tasks/s", "MapSpin/task_us:100",
+             lambda b: b["items_per_second"])]
+    grid = [["", "local", "MPI, shared memory", "MPI, TCP (loopback)"]]
+    for label, name, f in rows:
+        cells = [label]
+        for transport, kind in (("shm", "Local"), ("shm", "Mpi"), ("tcp", "Mpi")):
+            b = res[transport].get("BM_%s%s/real_time" % (kind, name))
+            cells.append(fmt_num(f(b)) if b else "-")
+        grid.append(cells)
+    _print_grid(grid, out)
+
+
 def machine():
     info = {"nproc": os.cpu_count(), "kernel": platform.release(),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
@@ -496,6 +546,7 @@ def main():
                 if metric.get(kind + "_note"):
                     _PY_NOTES[(name, kind)] = metric[kind + "_note"]
     rows = build_rows(b, py)
+    mpi = run_mpi(reps, raw_dir)
     m["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     m["seconds"] = round(time.monotonic() - t_start, 1)
 
@@ -521,6 +572,8 @@ def main():
               "than the floor\n\n" % (reps, min(reps, REPS_CAP["payload_bench"])))
     print_table(rows, out)
     print_details(rows, out)
+    if mpi:
+        print_mpi(mpi, out)
     missed = [r for r in rows if r.met() is False]
     out.write("\ntargets (issue 5): %d met, %d missed%s\n" % (
         sum(1 for r in rows if r.met()), len(missed),

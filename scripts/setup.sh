@@ -16,6 +16,8 @@ packages=(
   pkg-config        # scripts/fuzz.sh finds Abseil's link flags
   clang             # scripts/fuzz.sh: libFuzzer with ASan and UBSan
   libclang-rt-14-dev
+  openmpi-bin       # Open MPI 4.1.4: mpirun, for the MPI backend (//pool:mpi)
+  libopenmpi-dev    # its headers and libmpi
 )
 
 missing=()

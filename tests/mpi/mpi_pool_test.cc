@@ -230,6 +230,26 @@ TEST_F(MpiPoolTest, AMissingPluginIsAStartErrorNamingTheRank) {
   EXPECT_EQ(next.Submit(add, 2, 2).Get(kWait), 4);
 }
 
+// Run by tests/mpi/manifest_mismatch_test.sh: rank 1 starts in a directory
+// where plugin.so is the math plugin, rank 2 in one where it is the faults
+// plugin, and relative plugin paths are resolved by each agent.
+TEST(ManifestMismatchTest, AgentsWhosePluginsDifferAreAStartError) {
+  Watchdog watchdog(absl::Seconds(120));
+  PoolOptions opts = MpiPoolOptions(1);
+  opts.plugins = {"plugin.so"};
+  absl::StatusOr<ProcessPool> pool = ProcessPool::Create(opts);
+  ASSERT_FALSE(pool.ok());
+  EXPECT_EQ(pool.status().code(), absl::StatusCode::kFailedPrecondition)
+      << pool.status();
+  EXPECT_TRUE(absl::StrContains(pool.status().message(), "MPI rank 1")) << pool.status();
+  EXPECT_TRUE(absl::StrContains(pool.status().message(), "MPI rank 2")) << pool.status();
+  // The agents stopped their pools and serve the next one.
+  absl::StatusOr<ProcessPool> next = ProcessPool::Create(MpiPoolOptions(1));
+  ASSERT_TRUE(next.ok()) << next.status();
+  auto add = MustTask(*next, math::kAdd);
+  EXPECT_EQ(next->Submit(add, 2, 3).Get(kWait), 5);
+}
+
 // The AgentLoss tests run in one job of 4 ranks (3 agents), in order, with
 // mpirun --enable-recovery --mca orte_abort_on_non_zero_status 0: otherwise
 // Open MPI ends the whole job when an agent dies. The ranks are on this

@@ -2,17 +2,24 @@
 # Runs a test program under mpirun on this host, bounded in time.
 #
 #   mpirun_test.sh NP PROGRAM [mpirun options...] -- [program options...]
+#   mpirun_test.sh mpmd [mpirun arguments...]   # app contexts given verbatim
 #
 # Flags every launch gets: running as root is allowed (the CI machine runs
 # as root), traffic stays on loopback, more ranks than cores are allowed
 # (CI has 2 cores), and idle ranks yield instead of spinning.
 set -uo pipefail
-np=$1
-program=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
-shift 2
-mpi_args=()
-while [ $# -gt 0 ] && [ "$1" != "--" ]; do mpi_args+=("$1"); shift; done
-[ $# -gt 0 ] && shift
+if [ "$1" = mpmd ]; then
+  shift
+  launch=("$@")
+else
+  np=$1
+  program=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+  shift 2
+  mpi_args=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do mpi_args+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  launch=(-np "$np" "${mpi_args[@]}" "$program" "$@")
+fi
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Open MPI keeps its session directory (and unix sockets, whose paths must
@@ -31,16 +38,16 @@ fi
 # see into, are suppressed (tests/mpi/tsan_suppressions.txt); procpool's
 # are not.
 if [ -n "${TSAN_OPTIONS:-}" ]; then
-  export TSAN_OPTIONS="${TSAN_OPTIONS}:suppressions=$(pwd)/tests/mpi/tsan_suppressions.txt"
+  export TSAN_OPTIONS="${TSAN_OPTIONS}:suppressions=$(cd "$(dirname "$0")" && pwd)/tsan_suppressions.txt"
 fi
 # Rank 0 writes its exit code here: under --enable-recovery mpirun exits 0
 # whatever the ranks returned.
 export PROCPOOL_MPI_RESULT_FILE=$session_dir/rank0_exit_code
 
-timeout --kill-after=10 240 mpirun -np "$np" --oversubscribe \
+timeout --kill-after=10 240 mpirun --oversubscribe \
   --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
   --mca mpi_yield_when_idle 1 \
-  "${mpi_args[@]}" "$program" "$@"
+  "${launch[@]}"
 rc=$?
 if [ "$rc" -eq 124 ]; then echo "mpirun_test.sh: mpirun timed out" >&2; fi
 if [ ! -s "$PROCPOOL_MPI_RESULT_FILE" ]; then
