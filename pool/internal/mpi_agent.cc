@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -24,8 +25,9 @@
 namespace procpool::internal {
 namespace {
 
-constexpr absl::Duration kBusyPoll = absl::Microseconds(200);
-constexpr absl::Duration kIdlePoll = absl::Milliseconds(2);
+// Longest sleep between polls while tasks run here (see PollPacer); with
+// no pool, the agent only waits for the next configuration.
+constexpr absl::Duration kBusyPoll = absl::Microseconds(50);
 constexpr absl::Duration kNoPoolPoll = absl::Milliseconds(10);
 constexpr size_t kMaxResultsBytes = size_t{1} << 20;
 
@@ -46,7 +48,7 @@ class Agent {
   Agent(MPI_Comm comm, int rank) : rank_(rank), transport_(comm) {}
 
   int Run() {
-    absl::Duration backoff = absl::ZeroDuration();
+    PollPacer pacer;
     while (true) {
       bool progress = false;
       for (int i = 0; i < 64; ++i) {
@@ -78,20 +80,23 @@ class Agent {
           Send(kTagHeartbeat, EncodeMpiMessage(epoch_, Heartbeat{}));
         }
       }
+      const absl::Time now = absl::Now();
       if (progress) {
-        backoff = absl::ZeroDuration();
+        pacer.Activity(now);
         continue;
       }
-      const absl::Duration cap =
-          pool_ == nullptr ? kNoPoolPoll : (running_.empty() ? kIdlePoll : kBusyPoll);
-      backoff = std::min(cap, std::max(absl::Microseconds(10), backoff * 2));
+      // Wait a little (see PollPacer), waking at once when a task is done.
+      const absl::Duration wait =
+          pool_ == nullptr ? kNoPoolPoll : pacer.Next(now, !running_.empty(), kBusyPoll);
+      if (wait == absl::ZeroDuration()) {
+        std::this_thread::yield();
+        continue;
+      }
       absl::MutexLock l(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return !done_.empty();
       };
-      if (mu_.AwaitWithTimeout(absl::Condition(&ready), backoff)) {
-        backoff = absl::ZeroDuration();
-      }
+      mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
     }
   }
 

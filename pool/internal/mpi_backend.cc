@@ -40,10 +40,10 @@ constexpr uint64_t kTargetBatchNs = 1'000'000;   // 1 ms of work per batch
 constexpr uint64_t kPipelineBelowNs = 1'000'000;
 constexpr size_t kMaxMessageBytes = size_t{1} << 20;
 constexpr size_t kCallOverhead = 64;
-// The I/O thread polls MPI, sleeping between polls when nothing happens:
-// up to kBusyPoll while tasks are in flight, up to kIdlePoll otherwise.
-constexpr absl::Duration kBusyPoll = absl::Microseconds(200);
-constexpr absl::Duration kIdlePoll = absl::Milliseconds(2);
+// Longest sleep between polls while tasks are out: a twentieth of the
+// average task, within these bounds (PollPacer).
+constexpr absl::Duration kMinBusyPoll = absl::Microseconds(20);
+constexpr absl::Duration kMaxBusyPoll = absl::Milliseconds(1);
 
 size_t BatchSize(uint64_t avg_ns) {
   if (avg_ns == 0) return 1;
@@ -388,7 +388,8 @@ void MpiBackend::IoLoop() {
   }
 
   Stop stop = Stop::kNo;
-  absl::Duration backoff = absl::ZeroDuration();
+  PollPacer pacer;
+  pacer.Activity(absl::Now());
   while (true) {
     bool progress = false;
     for (int i = 0; i < 256; ++i) {
@@ -419,19 +420,28 @@ void MpiBackend::IoLoop() {
     }
     if (started_io_ && !broken) Dispatch();
 
-    if (progress) {
-      backoff = absl::ZeroDuration();
-      continue;
+    const absl::Time now = absl::Now();
+    if (progress || transport_->pending_sends() > 0) pacer.Activity(now);
+    if (progress) continue;
+    // Nothing came in: wait a little (see PollPacer), waking at once for
+    // new tasks, cancellations and shutdown.
+    const absl::Duration busy_cap = std::clamp(
+        absl::Nanoseconds(avg_task_ns_.load(std::memory_order_relaxed) / 20),
+        kMinBusyPoll, kMaxBusyPoll);
+    const absl::Duration wait = pacer.Next(now, in_flight > 0, busy_cap);
+    bool woken = false;
+    if (wait == absl::ZeroDuration()) {
+      std::this_thread::yield();
+      absl::MutexLock l(&mu_);
+      woken = wake_;
+      wake_ = false;
+    } else {
+      absl::MutexLock l(&mu_);
+      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return wake_; };
+      woken = mu_.AwaitWithTimeout(absl::Condition(&wake), wait);
+      wake_ = false;
     }
-    // Nothing came in: sleep a little, less while answers are due, and wake
-    // at once for new tasks, cancellations and shutdown.
-    const absl::Duration cap = in_flight > 0 ? kBusyPoll : kIdlePoll;
-    backoff = std::min(cap, std::max(absl::Microseconds(10), backoff * 2));
-    absl::MutexLock l(&mu_);
-    auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return wake_; };
-    mu_.AwaitWithTimeout(absl::Condition(&woken), backoff);
-    if (wake_) backoff = absl::ZeroDuration();
-    wake_ = false;
+    if (woken) pacer.Activity(absl::Now());
   }
   StopAgents(/*graceful=*/stop == Stop::kGraceful);
   absl::MutexLock l(&mu_);

@@ -21,6 +21,7 @@
 #define OMPI_SKIP_MPICXX 1  // the C API only: no libmpi_cxx
 #include <openmpi/mpi.h>  // Debian: /usr/include/x86_64-linux-gnu/openmpi
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -290,6 +291,36 @@ class MpiTransport {
   absl::flat_hash_map<int, std::deque<Receiving>> receiving_;
   absl::flat_hash_set<int> abandoned_;
   absl::Duration linger_ = absl::Seconds(2);
+};
+
+// How long a polling loop (front end or agent) waits before it polls MPI
+// again. Right after traffic it only yields the CPU (the answer to a call
+// usually comes within microseconds); while work is out, or traffic was
+// recent, it sleeps at most `busy_cap`; after 50 ms of silence it backs off
+// exponentially to 2 ms. Not thread-safe: one per loop.
+class PollPacer {
+ public:
+  static constexpr absl::Duration kSpin = absl::Microseconds(200);
+  static constexpr absl::Duration kWarm = absl::Milliseconds(50);
+  static constexpr absl::Duration kIdleCap = absl::Milliseconds(2);
+
+  // Something was sent or received.
+  void Activity(absl::Time now) {
+    last_ = now;
+    idle_ = absl::ZeroDuration();
+  }
+  // Zero: yield and poll again.
+  absl::Duration Next(absl::Time now, bool busy, absl::Duration busy_cap) {
+    const absl::Duration quiet = now - last_;
+    if (quiet < kSpin) return absl::ZeroDuration();
+    if (busy || quiet < kWarm) return busy_cap;
+    idle_ = std::min(kIdleCap, std::max(busy_cap, idle_ * 2));
+    return idle_;
+  }
+
+ private:
+  absl::Time last_ = absl::InfinitePast();
+  absl::Duration idle_ = absl::ZeroDuration();
 };
 
 // "MPI_ERR_...: text" for an MPI error code.
