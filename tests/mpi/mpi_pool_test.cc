@@ -154,6 +154,47 @@ TEST_F(MpiPoolTest, APluginCrashOnARemoteWorkerFailsOneTaskAndTheRunGoesOn) {
   for (const mpi::AgentInfo& a : mpi::Agents(pool)) EXPECT_FALSE(a.lost) << a.rank;
 }
 
+TEST_F(MpiPoolTest, ChunkedMapItemsKeepTheirOwnOutcomes) {
+  ProcessPool pool = MustCreate(MpiPoolOptions(1));
+  MapOptions chunked;
+  chunked.chunksize = 8;
+  // A crash inside a chunk fails that item alone.
+  auto crash_on = MustTask(pool, faults::kCrashOn);
+  std::vector<int> xs(64);
+  std::iota(xs.begin(), xs.end(), 0);
+  std::vector<int> crash_at(64, 21);
+  size_t index = 0;
+  for (const absl::StatusOr<int>& r : pool.TryMap(chunked, crash_on, xs, crash_at)) {
+    if (index == 21) {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+    } else {
+      ASSERT_TRUE(r.ok()) << index << ": " << r.status();
+      EXPECT_EQ(*r, static_cast<int>(index));
+    }
+    ++index;
+  }
+  EXPECT_EQ(index, xs.size());
+  // Exceptions inside chunks keep their type.
+  auto check = MustTask(pool, faults::kCheckNonNegative);
+  std::vector<int> signs(64);
+  for (int i = 0; i < 64; ++i) signs[i] = i % 5 == 0 ? -i - 1 : i;
+  index = 0;
+  for (const absl::StatusOr<int>& r : pool.TryMap(chunked, check, signs)) {
+    if (index % 5 == 0) {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kUnknown) << r.status();
+      EXPECT_TRUE(TaskError(r.status()).exception_type().find("invalid_argument") !=
+                  std::string::npos)
+          << r.status();
+    } else {
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(*r, static_cast<int>(index));
+    }
+    ++index;
+  }
+  EXPECT_EQ(index, signs.size());
+  EXPECT_EQ(pool.Stats().failed, 1u + 13u);
+}
+
 TEST_F(MpiPoolTest, ATaskTimeoutStopsTheRemoteTask) {
   ProcessPool pool = MustCreate(MpiPoolOptions(1));
   auto hang = MustTask(pool, faults::kHang);
