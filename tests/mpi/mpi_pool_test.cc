@@ -20,6 +20,7 @@
 #include "plugins/math/math.h"
 #include "pool/mpi.h"
 #include "pool/pool.h"
+#include "tests/testdata/probe.h"
 #include "tests/testing/pool_fixture.h"
 
 namespace procpool::testing {
@@ -205,10 +206,16 @@ TEST_F(MpiPoolTest, ATaskTimeoutStopsTheRemoteTask) {
 }
 
 TEST_F(MpiPoolTest, CancellingARunningRemoteTaskResolvesItAndFreesTheWorker) {
-  ProcessPool pool = MustCreate(MpiPoolOptions(1));
-  auto hang = MustTask(pool, faults::kHang);
-  Future<int> f = pool.Submit(hang, 0);
-  ASSERT_TRUE(WaitUntil([&] { return pool.Stats().in_flight == 1; }));
+  PoolOptions opts = MpiPoolOptions(1);
+  opts.plugins.push_back(ProbePlugin());
+  ProcessPool pool = MustCreate(opts);
+  auto hang = MustTask(pool, probe::kAnnounceAndHang);
+  // Cancelled once it runs: a task cancelled after it reached an agent but
+  // before its worker started it would still be run by that worker (as in a
+  // local pool), and a hanging one would keep that worker.
+  const std::string announce = TempPath("running");
+  Future<int> f = pool.Submit(hang, announce);
+  ASSERT_TRUE(WaitForAnnouncedPid(announce).has_value());
   EXPECT_TRUE(f.Cancel());
   EXPECT_EQ(StatusWithin(f).code(), absl::StatusCode::kCancelled);
   // Both agents' workers serve again (the one that ran `hang` was stopped).
