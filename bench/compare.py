@@ -452,7 +452,8 @@ def run_mpi(reps, raw_dir):
     out = {}
     for transport, mca in (("shm", []), ("tcp", ["--mca", "btl", "tcp,self"])):
         cmd = [os.path.join(bench, "mpi_bench.sh")] + mca + [
-            "--", "--benchmark_format=json", "--benchmark_repetitions=%d" % reps,
+            # At least 2 repetitions: a single one has no median aggregate.
+            "--", "--benchmark_format=json", "--benchmark_repetitions=%d" % max(2, reps),
             "--benchmark_report_aggregates_only=true", "--benchmark_min_time=0.2"]
         t0 = time.monotonic()
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
