@@ -172,7 +172,9 @@ absl::StatusOr<OutputFile> OutputFile::Open(const std::string& path, uint64_t ke
         absl::StrCat(path, " is not a regular file, so it cannot be resumed"));
   }
   const int raw = fd.get();
-  return OutputFile(path, std::move(fd), raw, keep_bytes);
+  OutputFile f(path, std::move(fd), raw, keep_bytes);
+  f.regular_ = S_ISREG(st.st_mode);
+  return f;
 }
 
 OutputFile::~OutputFile() {
@@ -205,7 +207,7 @@ absl::Status OutputFile::Flush() {
 
 absl::Status OutputFile::Sync() {
   if (absl::Status s = Flush(); !s.ok()) return s;
-  if (is_stdio()) return absl::OkStatus();
+  if (is_stdio() || !regular_) return absl::OkStatus();  // pipes, /dev/null
   if (::fdatasync(fd_) != 0) {
     status_ = ErrnoStatus(absl::StrCat("fdatasync ", path_), errno);
     return status_;

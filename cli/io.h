@@ -120,6 +120,7 @@ class OutputFile {
   std::string buf_;
   uint64_t bytes_ = 0;
   bool broken_pipe_ = false;
+  bool regular_ = false;  // a regular file (fdatasync applies)
   absl::Status status_;
 };
 

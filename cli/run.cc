@@ -1,6 +1,7 @@
 #include "cli/run.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -124,11 +125,23 @@ int RunPoolrun(const std::vector<std::string>& args) {
   for (std::string& p : o.plugins) p = FindInput(p);
   const std::string input_path = FindInput(o.input);
   const std::string output_path = UserPath(o.output);
-  std::string errors_path = o.errors.empty()
-                                ? (o.output == "-" ? "-" : output_path + ".errors.jsonl")
-                                : UserPath(o.errors);
+  std::string errors_path = UserPath(o.errors);
+  // Checkpoints only for regular files: /dev/null or a FIFO cannot be cut
+  // back to a checkpoint.
+  struct stat out_stat {};
+  const bool output_is_file =
+      o.output != "-" &&
+      (::stat(output_path.c_str(), &out_stat) != 0 || S_ISREG(out_stat.st_mode));
   const std::string checkpoint_path =
-      o.output == "-" ? std::string() : output_path + ".poolrun-checkpoint";
+      output_is_file ? output_path + ".poolrun-checkpoint" : std::string();
+  if (o.resume && !output_is_file) {
+    Error(absl::StrCat("--resume needs --output to be a regular file; ", output_path,
+                       " is not"));
+    return kExitUsage;
+  }
+  if (o.errors.empty()) {
+    errors_path = output_is_file ? output_path + ".errors.jsonl" : "-";
+  }
   if (!checkpoint_path.empty() && (errors_path == output_path || input_path == output_path)) {
     Error("--output, --errors and --input must be different files");
     return kExitUsage;
