@@ -72,7 +72,8 @@ Pool:
                        worker is stopped and the record dead-lettered
   --retries N          rerun a record whose worker crashed up to N times
   --chunksize N        records sent to a worker at once (default: automatic)
-  --window N           records read ahead of the output (default: automatic)
+  --window N           records read ahead of the output (default: automatic,
+                       about 16 MiB of records)
 
 Runs:
   --resume             continue an interrupted run (Ctrl-C, kill, crash) of

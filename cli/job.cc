@@ -1,7 +1,9 @@
 #include "cli/job.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -78,19 +80,31 @@ absl::Status Job::Begin() {
 }
 
 bool Job::AtEnd() {
-  if (has_current_) return stop_->load() != 0;
+  if (stop_->load() != 0) return true;
+  if (has_current_) return false;
+  if (!lookahead_.empty()) {
+    current_ = std::move(lookahead_.front());
+    lookahead_.pop_front();
+    has_current_ = true;
+    return false;
+  }
+  has_current_ = LoadNext();
+  return !has_current_ || stop_->load() != 0;
+}
+
+bool Job::LoadNext() {
   while (true) {
-    if (stop_->load() != 0 || input_done_ || !fatal_.ok()) return true;
+    if (stop_->load() != 0 || input_done_ || !fatal_.ok()) return false;
     const uint64_t number = records_read_;
     const bool skip = done_.Contains(number);
     absl::StatusOr<bool> more = reader_->Next(&current_, !skip);
     if (!more.ok()) {
       fatal_ = more.status();
-      return true;
+      return false;
     }
     if (!*more) {
       input_done_ = true;
-      return true;
+      return false;
     }
     ++records_read_;
     if (skip) {
@@ -107,9 +121,26 @@ bool Job::AtEnd() {
         continue;
       }
     }
-    has_current_ = true;
-    return stop_->load() != 0;
+    return true;
   }
+}
+
+size_t Job::SuggestWindow(int workers) {
+  constexpr size_t kSample = 256;
+  constexpr size_t kMaxAuto = 16384;  // the pool's automatic window never exceeds it
+  size_t bytes = 0;
+  while (lookahead_.size() < kSample && bytes < kWindowBytes && LoadNext()) {
+    // A record in flight is held about three times: its text, its
+    // serialized arguments and its result.
+    bytes += 3 * (current_.raw.size() + 64);
+    lookahead_.push_back(std::move(current_));
+    current_ = Record();
+  }
+  if (lookahead_.empty()) return 0;
+  const size_t per_record = std::max<size_t>(1, bytes / lookahead_.size());
+  const size_t window = kWindowBytes / per_record;
+  if (window >= kMaxAuto) return 0;
+  return std::max<size_t>(window, 2 * static_cast<size_t>(std::max(workers, 1)));
 }
 
 void Job::Submitted() {
@@ -238,6 +269,10 @@ int Job::Finish() {
   if (!out_.is_stdio()) absl::StrAppend(&summary, " to ", out_.path());
   absl::StrAppend(&summary, ", ", Thousands(failed_), " failed");
   if (failed_ > 0) absl::StrAppend(&summary, " (dead letters: ", errors_.path(), ")");
+  struct rusage self {};
+  if (::getrusage(RUSAGE_SELF, &self) == 0) {
+    absl::StrAppend(&summary, "; peak memory ", self.ru_maxrss / 1024, " MiB");
+  }
   if (skipped_ > 0) {
     absl::StrAppend(&summary, "; resumed after ", Thousands(skipped_), " records done before");
   }

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -56,6 +57,14 @@ class Job {
   const Record& Current() const { return current_; }
   // Current() was handed to the map as its next item.
   void Submitted();
+
+  // The map window to use when --window is not given: reads the first
+  // records ahead (they are submitted later, in order) and limits the
+  // window so that about kWindowBytes of records are in flight. 0 (the
+  // pool's automatic window) when records are small enough for any window.
+  // Call after set_validator() and before the map starts.
+  size_t SuggestWindow(int workers);
+  static constexpr size_t kWindowBytes = size_t{16} << 20;
   // Checks a record's arguments convert to the task's types.
   void set_validator(std::function<absl::Status(const Record&)> v) { validator_ = std::move(v); }
 
@@ -91,8 +100,13 @@ class Job {
   uint64_t succeeded_ = 0;     // totals, including earlier runs
   uint64_t failed_ = 0;
   uint64_t processed_now_ = 0; // settled by this run
+  // Reads the next record to submit into current_, settling the ones that
+  // are skipped or malformed. False at the end of the input or on a stop.
+  bool LoadNext();
+
   Record current_;
   bool has_current_ = false;
+  std::deque<Record> lookahead_;  // read by SuggestWindow, not yet submitted
   bool input_done_ = false;
   absl::Status fatal_;
   uint64_t next_map_index_ = 0;

@@ -121,6 +121,10 @@ int RunPoolrun(const std::vector<std::string>& args) {
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
 
+  // What the checkpoint calls this run: the command as typed, so that the
+  // same command resumes whether it runs under `bazel run` or not.
+  const std::string run_id = RunId(o);
+
   // Paths.
   for (std::string& p : o.plugins) p = FindInput(p);
   const std::string input_path = FindInput(o.input);
@@ -213,7 +217,6 @@ int RunPoolrun(const std::vector<std::string>& args) {
   }
 
   // Resume.
-  const std::string run_id = RunId(o);
   std::optional<Checkpoint> resumed;
   if (o.resume) {
     absl::StatusOr<std::optional<Checkpoint>> c = LoadCheckpoint(checkpoint_path);

@@ -111,7 +111,7 @@ template <class R, class... A, size_t... K>
 void RunMap(ProcessPool& pool, const TaskHandle<R(A...)>& task, Job& job,
             const PoolrunOptions& o, std::index_sequence<K...>) {
   MapOptions mo;
-  mo.window = o.window;
+  mo.window = o.window > 0 ? o.window : job.SuggestWindow(pool.num_workers());
   mo.chunksize = o.chunksize;
   mo.task_timeout = o.timeout;
   mo.retries = o.retries;
