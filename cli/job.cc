@@ -223,9 +223,14 @@ void Job::DrawProgress(bool final) {
   const std::optional<uint64_t> size = reader_->lines().size();
   const uint64_t consumed = reader_->lines().bytes_consumed();
   if (size.has_value() && *size > 0) {
-    const double frac = final && input_done_ ? 1.0
-                                             : std::min(1.0, static_cast<double>(consumed) /
-                                                                 static_cast<double>(*size));
+    // The reader runs a window ahead of the output: scale the fraction of
+    // the file read by the fraction of the records read that are settled.
+    const double read = static_cast<double>(consumed) / static_cast<double>(*size);
+    const double settled =
+        records_read_ == 0
+            ? 0.0
+            : static_cast<double>(skipped_ + processed_now_) / static_cast<double>(records_read_);
+    const double frac = final && input_done_ ? 1.0 : std::min(1.0, read * settled);
     constexpr int kWidth = 24;
     const int filled = static_cast<int>(frac * kWidth);
     absl::StrAppend(&line, "[", std::string(static_cast<size_t>(filled), '#'),
