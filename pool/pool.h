@@ -681,6 +681,14 @@ class MapRange : public std::ranges::view_base {
         if constexpr (Mode == MapMode::kUnordered) {
           unordered_[next_index_ - 1].first = chunk;
         }
+        // The carried item is read already. With the window full, send it
+        // on its own: filling its chunk would read past the window, and
+        // when every chunk overflows (items near max_chunk_bytes) the whole
+        // input would be read ahead.
+        if (Outstanding() + chunk_size > window) {
+          Seal(chunk, batch);
+          chunk = nullptr;
+        }
       }
     }
     if (!batch.empty()) core.EnqueueMany(batch);

@@ -122,6 +122,21 @@ TEST_F(MapTest, ReadsOnlyABoundedWindowAhead) {
   }
 }
 
+TEST_F(MapTest, ReadsOnlyABoundedWindowAheadWhenItemsOverflowChunks) {
+  // 24 KiB items: every chunk passes max_chunk_bytes (64 KiB) and carries
+  // its last item over to the next one, which must not read past the window.
+  size_t reads = 0;
+  CountingInts input(&reads, /*limit=*/2000);
+  auto big = input | std::views::transform([](int i) {
+               return std::string(24 << 10, static_cast<char>('a' + i % 26));
+             });
+  auto results = pool().Map(MapOptions{.window = 16, .chunksize = 4},
+                            Task(math::kIdentity), big);
+  auto it = results.begin();
+  ASSERT_EQ((*it)[0], 'a');
+  EXPECT_LE(reads, 16u + 8u) << "read far beyond the window of 16";
+}
+
 TEST_F(MapTest, AutomaticWindowIsBoundedToo) {
   size_t reads = 0;
   CountingInts input(&reads);
