@@ -16,6 +16,7 @@ packages=(
   pkg-config        # scripts/fuzz.sh finds Abseil's link flags
   clang             # scripts/fuzz.sh: libFuzzer with ASan and UBSan
   libclang-rt-14-dev
+  doxygen           # scripts/docs.sh: the API reference (1.9.4)
 )
 
 missing=()
