@@ -41,6 +41,20 @@ TEST(RunfilesTest, FindsThisWorkspacesPluginByItsPath) {
   EXPECT_THAT(*plugin, HasSubstr("/consumer/words/libwords.so"));
 }
 
+TEST(RunfilesTest, AcceptsTheRepositoryFormAndWhatRootpathAndExecpathPrint) {
+  for (const char* path : {"consumer/words/libwords.so", "procpool/pool/procpool_worker",
+                           "../procpool/pool/procpool_worker",
+                           "external/procpool/pool/procpool_worker"}) {
+    absl::StatusOr<std::string> found = procpool::FindRunfile(path);
+    EXPECT_TRUE(found.ok()) << path << ": " << found.status();
+  }
+}
+
+TEST(RunfilesTest, AMissingFileIsNotFound) {
+  EXPECT_EQ(procpool::FindRunfile("words/libnothing.so").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST(WordsPoolTest, MapGivesWhatTheFunctionGivesInProcess) {
   procpool::ProcessPool pool = MakePool();
   auto count_words = pool.Task(words::kCountWords);
