@@ -28,8 +28,9 @@ namespace procpool {
 //     whatever the workspaces are called;
 //   - "<repository>/<path>", e.g. "procpool/pool/procpool_worker" (the form
 //     Bazel's runfiles libraries call rlocation);
-//   - what `$(rootpath)` or `$(execpath)` print for a file of another
-//     repository: "../<repository>/<path>" or "external/<repository>/<path>".
+//   - what Bazel's `rootpath` or `execpath` (in `args`, `env`...) give for a
+//     file of another repository: "../<repository>/<path>" or
+//     "external/<repository>/<path>".
 //
 // Returns kNotFound, listing the places it looked, if no such file exists.
 // Reads the environment and the file system; never blocks otherwise.

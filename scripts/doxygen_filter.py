@@ -73,15 +73,21 @@ def comment_start(line):
     return -1
 
 
-def escape(text):
-    """Escapes Doxygen's special characters outside `code spans`."""
-    parts = text.split('`')
-    for k in range(0, len(parts), 2):  # even parts are outside backticks
-        p = parts[k].replace('\\', '\\\\')
-        for ch in '@<>#&%$':
-            p = p.replace(ch, '\\' + ch)
-        parts[k] = p
-    return '`'.join(parts)
+def escape(text, in_quote=False):
+    """Escapes Doxygen's special characters outside `code spans` and
+    "quoted text" (which Doxygen shows as is, and where a quote may continue
+    from the line before). Returns the text and whether a quote is open."""
+    out = []
+    in_code = False
+    for ch in text:
+        if ch == '`' and not in_quote:
+            in_code = not in_code
+        elif ch == '"' and not in_code:
+            in_quote = not in_quote
+        elif not in_code and not in_quote and ch in '\\@<>#&%$':
+            out.append('\\')
+        out.append(ch)
+    return ''.join(out), in_quote
 
 
 def convert_block(lines, is_file_doc):
@@ -112,6 +118,13 @@ def convert_block(lines, is_file_doc):
     # after a run, so line numbers stay put; it is inserted when there is
     # none.
     out = []
+    in_quote = False
+
+    def esc(t):
+        nonlocal in_quote
+        e, in_quote = escape(t, in_quote)
+        return e
+
     for k, t in enumerate(texts):
         opens = verbatim[k] and (k == 0 or not verbatim[k - 1])
         closes = not verbatim[k] and k > 0 and verbatim[k - 1]
@@ -128,7 +141,7 @@ def convert_block(lines, is_file_doc):
                 out.append(indent + '/// ~~~')
             out.append(indent + '/// ' + t if t.strip() else indent + '///')
             continue
-        out.append(indent + '/// ' + escape(t) if t.strip() else indent + '///')
+        out.append(indent + '/// ' + esc(t) if t.strip() else indent + '///')
     if verbatim[-1]:
         out.append(indent + '/// ~~~')
     if is_file_doc:
@@ -202,7 +215,7 @@ def main():
             col = len(line) - len(line.lstrip())
             if trailing_col >= 0 and col == trailing_col and in_scope:
                 # Continues the member comment of the line above.
-                out.extend(l[:col] + '///<' + escape(l[col + 2:]) for l in block)
+                out.extend(l[:col] + '///<' + escape(l[col + 2:])[0] for l in block)
             elif not in_scope:
                 out.extend(block)
             elif not seen_code:
@@ -224,7 +237,7 @@ def main():
         if c >= 0 and in_scope:
             before = line[:c].rstrip()
             if before.endswith((';', ',')) and before.strip() not in ('};', '}'):
-                line = line[:c] + '///<' + escape(line[c + 2:])
+                line = line[:c] + '///<' + escape(line[c + 2:])[0]
                 trailing_col = c
         out.append(line)
         for ch in code:
