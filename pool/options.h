@@ -36,6 +36,8 @@ struct Initializer {
   uint64_t fingerprint = 0;  // 0: not checked
   std::string args;          // cereal archive of the arguments
 
+  // The task `ref` with `args`, encoded now; the worker checks the
+  // signature and decodes them.
   template <class R, class... A, class... U>
   static Initializer Of(TaskRef<R(A...)> ref, U&&... args) {
     static_assert(sizeof...(A) == sizeof...(U), "wrong number of arguments");
@@ -73,6 +75,8 @@ struct MpiOptions {
   bool requeue_on_agent_loss = true;
 };
 
+// How ProcessPool::Create() sets a pool up. Every field has a usable
+// default; most programs set only `plugins` (and perhaps `max_workers`).
 struct PoolOptions {
   // Number of worker processes; 0 means one per hardware thread. With the
   // MPI backend: per agent rank, each agent counting its own hardware
@@ -92,6 +96,7 @@ struct PoolOptions {
   // next to this program.
   std::string worker_path;
 
+  // What happens to the other tasks when a worker dies.
   WorkerDeathPolicy on_worker_death = WorkerDeathPolicy::kReplaceWorker;
 
   // Run once in each worker before it takes work.
@@ -106,8 +111,8 @@ struct PoolOptions {
   uint64_t max_worker_rss_bytes = 0;
 
   // Defaults for tasks that do not set their own (see SubmitOptions).
-  absl::Duration task_timeout = absl::InfiniteDuration();
-  int retries = 0;
+  absl::Duration task_timeout = absl::InfiniteDuration();  // per task, once it runs
+  int retries = 0;  // re-runs of a task whose worker died under it
 
   // When the pool stops a worker (deadline, cancellation, destruction) it
   // sends SIGTERM, then SIGKILL after this long.
@@ -119,7 +124,7 @@ struct PoolOptions {
   // `stderr_tail_lines` lines are kept and quoted in the error of a task
   // whose worker crashed.
   bool forward_worker_stderr = true;
-  int stderr_tail_lines = 8;
+  int stderr_tail_lines = 8;  // quoted in a crashed task's error
 
   // How long Create() waits for every worker to load its plugins.
   absl::Duration start_timeout = absl::Seconds(30);

@@ -1,13 +1,16 @@
 #include "pool/runfiles.h"
 
+#include <dirent.h>
 #include <limits.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 
 namespace procpool {
 namespace {
@@ -33,23 +36,62 @@ std::vector<std::string> RunfilesRoots() {
   return roots;
 }
 
+// The names of the directories directly under `root`, sorted: one per
+// repository with files in the runfiles tree.
+std::vector<std::string> RepositoryDirs(const std::string& root) {
+  std::vector<std::string> names;
+  DIR* dir = ::opendir(root.c_str());
+  if (dir == nullptr) return names;
+  while (const dirent* e = ::readdir(dir)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    if (e->d_type != DT_DIR && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN) continue;
+    names.push_back(std::move(name));
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string Absolute(std::string path) {
+  if (!path.empty() && path[0] != '/') {
+    char cwd[PATH_MAX];
+    if (::getcwd(cwd, sizeof(cwd)) != nullptr) path = absl::StrCat(cwd, "/", path);
+  }
+  return path;
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> FindRunfile(std::string_view path_view) {
   absl::string_view path(path_view.data(), path_view.size());
+  // $(rootpath) and $(execpath) of a file in another repository give
+  // "../repo/p" and "external/repo/p"; both are "repo/p" in the runfiles.
+  bool repository_given = false;
+  for (absl::string_view prefix : {"../", "external/"}) {
+    if (absl::ConsumePrefix(&path, prefix)) repository_given = true;
+  }
   std::vector<std::string> tried;
   for (const std::string& root : RunfilesRoots()) {
-    for (std::string candidate :
-         {absl::StrCat(root, "/procpool/", path), absl::StrCat(root, "/", path)}) {
-      if (IsFile(candidate)) {
-        if (candidate[0] != '/') {
-          char cwd[PATH_MAX];
-          if (::getcwd(cwd, sizeof(cwd)) != nullptr) {
-            candidate = absl::StrCat(cwd, "/", candidate);
-          }
-        }
-        return candidate;
+    // The repositories to look in, most likely first: the test's own
+    // workspace, procpool, the path as given ("repo/p"), then every other
+    // repository in the tree.
+    std::vector<std::string> candidates;
+    if (!repository_given) {
+      if (const char* ws = std::getenv("TEST_WORKSPACE"); ws != nullptr && *ws != '\0') {
+        candidates.push_back(absl::StrCat(root, "/", ws, "/", path));
       }
+      candidates.push_back(absl::StrCat(root, "/procpool/", path));
+    }
+    candidates.push_back(absl::StrCat(root, "/", path));
+    if (!repository_given) {
+      for (const std::string& repo : RepositoryDirs(root)) {
+        candidates.push_back(absl::StrCat(root, "/", repo, "/", path));
+      }
+    }
+    for (std::string& candidate : candidates) {
+      if (std::find(tried.begin(), tried.end(), candidate) != tried.end()) continue;
+      if (IsFile(candidate)) return Absolute(std::move(candidate));
       tried.push_back(std::move(candidate));
     }
   }

@@ -13,7 +13,7 @@ namespace procpool {
 
 // One worker slot: the worker now serving it and those before it.
 struct WorkerStats {
-  int slot = 0;
+  int slot = 0;                // 0 .. max_workers - 1
   int pid = 0;                 // 0 while no worker is alive in the slot
   uint64_t tasks_done = 0;     // by every worker that served the slot
   absl::Duration busy;         // running tasks
@@ -25,10 +25,12 @@ struct WorkerStats {
   std::vector<std::string> restart_reasons;  // the latest 16, oldest first
 };
 
+// A snapshot of the whole pool, from ProcessPool::Stats(). The counts are
+// read one by one while the pool runs, so they need not add up exactly.
 struct PoolStats {
-  std::vector<WorkerStats> workers;
+  std::vector<WorkerStats> workers;  // one per worker slot
   uint64_t submitted = 0;  // tasks queued since the pool started
-  uint64_t succeeded = 0;
+  uint64_t succeeded = 0;  // tasks that returned a value
   uint64_t failed = 0;     // errors, crashes, deadlines (not cancellations)
   uint64_t pending = 0;    // queued, not yet sent to a worker
   uint64_t in_flight = 0;  // sent to a worker, not yet finished
@@ -39,8 +41,8 @@ struct Progress {
   uint64_t done = 0;    // items finished (successfully or not)
   uint64_t failed = 0;  // of which failed
   uint64_t total = 0;   // 0 when the input's size is not known
-  absl::Duration elapsed;
-  double items_per_second = 0;
+  absl::Duration elapsed;       // since the map started
+  double items_per_second = 0;  // done / elapsed
   absl::Duration eta = absl::InfiniteDuration();  // infinite when unknown
 };
 

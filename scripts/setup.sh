@@ -25,6 +25,7 @@ packages=(
   libxml2-dev         # plugins/text: HTML parser (tags, entities) (2.9.14)
   libre2-dev          # plugins/text: e-mail and URL patterns
   libphonenumber-dev  # plugins/text: finding phone numbers in text (8.12)
+  doxygen           # scripts/docs.sh: the API reference (1.9.4)
 )
 
 missing=()

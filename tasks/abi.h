@@ -36,6 +36,7 @@ enum {
 // Appends `len` bytes to the output buffer `out`.
 typedef void (*procpool_append_fn)(void* out, const char* data, size_t len);
 
+// One task of a plugin, as the worker sees it.
 typedef struct procpool_task_v1 {
   const char* name;         // unique within the plugin, e.g. "add"
   uint64_t fingerprint;     // hash of the decayed C++ signature
@@ -47,13 +48,16 @@ typedef struct procpool_task_v1 {
                 procpool_append_fn append);
 } procpool_task_v1;
 
+// What the entry point returns: everything a worker needs to know about a
+// plugin. Lives as long as the shared object is loaded.
 typedef struct procpool_manifest_v1 {
   uint32_t abi_version;     // PROCPOOL_ABI_VERSION the plugin was built with
-  const char* plugin_name;
-  size_t num_tasks;
-  const procpool_task_v1* tasks;
+  const char* plugin_name;  // as given to PROCPOOL_PLUGIN
+  size_t num_tasks;         // the length of `tasks`
+  const procpool_task_v1* tasks;  // in registration order
 } procpool_manifest_v1;
 
+// The type of the entry point, procpool_plugin_manifest.
 typedef const procpool_manifest_v1* (*procpool_entry_fn)(void);
 
 #ifdef __cplusplus

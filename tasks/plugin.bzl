@@ -13,7 +13,16 @@ def procpool_plugin(name, srcs = [], deps = [], copts = [], linkopts = [], **kwa
       copts: extra compiler flags.
       linkopts: extra linker flags.
       **kwargs: passed to cc_binary (testonly, visibility, tags...).
+
+    A cc_library in the same package must not be called `name`: Bazel builds
+    its shared library as lib<name>.so too, and the two outputs clash. Call
+    the logic library e.g. `<name>_tasks`.
     """
+    existing = native.existing_rule(name)
+    if existing and existing["kind"] == "cc_library":
+        fail(("procpool_plugin(name = \"%s\") builds lib%s.so, the same file as the " +
+              "shared library of cc_library \"%s\" in this package; rename the " +
+              "library (e.g. \"%s_tasks\")") % (name, name, name, name))
     native.cc_binary(
         name = "lib%s.so" % name,
         srcs = srcs,

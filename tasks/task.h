@@ -52,13 +52,17 @@ namespace procpool {
 template <class Sig>
 class TaskRef;
 
+// The task called `name`, taking Args... and returning R. `name` must
+// outlive the reference (a string literal does).
 template <class R, class... Args>
 class TaskRef<R(Args...)> {
  public:
-  using Signature = R(Args...);
-  using Result = std::decay_t<R>;
+  using Signature = R(Args...);     // the task's signature, as declared
+  using Result = std::decay_t<R>;   // what its futures hold
 
+  // Names the task; checks nothing (see ProcessPool::Task).
   constexpr explicit TaskRef(std::string_view name) : name_(name) {}
+  // The name the plugin registered the task under.
   constexpr std::string_view name() const { return name_; }
 
  private:
