@@ -584,6 +584,19 @@ void PoolCore::IoLoop() {
     Dispatch();
     // After Dispatch, so tasks just sent with a timeout are watched.
     timeout_ms = CheckTimers();
+    // A worker can also be lost in Dispatch (a send that fails because it
+    // just died) or in CheckTimers (stopped at a deadline). Its descriptors
+    // are out of epoll by now, so nothing would wake this loop to replace
+    // it: with every worker lost that way, the pool stalled with work
+    // queued (found by chaos_test). Go round again at once instead.
+    if (respawn_ms < 0 && started && !broken && stop == Stop::kNo) {
+      for (const auto& w : workers_) {
+        if (w == nullptr || w->dead) {
+          respawn_ms = 0;
+          break;
+        }
+      }
+    }
     if (respawn_ms >= 0 && (timeout_ms < 0 || respawn_ms < timeout_ms)) {
       timeout_ms = respawn_ms;
     }

@@ -114,6 +114,15 @@ ChaosResult RunChaos(int segv_every) {
   ChaosResult out;
   for (int i = 0; i < kTasks; ++i) {
     absl::StatusOr<int> r = futures[i].Result(absl::Seconds(120));
+    if (!r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded) {
+      // Where is it? Say what the pool holds, for the failure message.
+      PoolStats st = pool->Stats();
+      std::printf("stuck task %d: pending %llu, in flight %llu, workers:", i,
+                  static_cast<unsigned long long>(st.pending),
+                  static_cast<unsigned long long>(st.in_flight));
+      for (const WorkerStats& w : st.workers) std::printf(" pid %d", w.pid);
+      std::printf("\n");
+    }
     const bool crashes = segv_every > 0 && i % segv_every == 7;
     if (r.ok()) {
       EXPECT_EQ(*r, i);
