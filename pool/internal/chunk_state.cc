@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace procpool::internal {
@@ -16,7 +15,7 @@ size_t ChunkState::UnansweredIndex(size_t k) const {
 }
 
 std::string ChunkState::DescribeItem(size_t input_index) const {
-  return absl::StrCat("task '", task_name_, "' (input #", input_index, ")");
+  return DescribeTaskInput(task_name_, input_index);
 }
 
 std::string ChunkState::TakeLastItem() {
@@ -102,27 +101,9 @@ absl::Status ChunkState::ItemStatus(size_t i) const {
                          : status();
   }
   const Outcome& o = outcomes_[i];
-  const size_t index = first_index() + i;
-  switch (o.code) {
-    case static_cast<uint8_t>(ResultCode::kOk):
-      return absl::OkStatus();
-    case kFailedByPool:
-      return failures_[o.part];
-    case static_cast<uint8_t>(ResultCode::kBadArgs):
-      return absl::InvalidArgumentError(
-          absl::StrCat(DescribeItem(index), ": ", std::string(ItemBytes(i))));
-    case static_cast<uint8_t>(ResultCode::kException): {
-      RemoteException e = DecodeException(ItemBytes(i));
-      absl::Status s = absl::UnknownError(
-          absl::StrCat(DescribeItem(index), " raised ", e.type, ": ", e.what));
-      s.SetPayload("procpool/exception_type", absl::Cord(e.type));
-      s.SetPayload("procpool/exception_what", absl::Cord(e.what));
-      return s;
-    }
-    default:
-      return absl::InternalError(absl::StrCat(
-          DescribeItem(index), ": worker could not run it: ", std::string(ItemBytes(i))));
-  }
+  if (o.code == static_cast<uint8_t>(ResultCode::kOk)) return absl::OkStatus();
+  if (o.code == kFailedByPool) return failures_[o.part];
+  return AnswerStatus(o.code, ItemBytes(i), DescribeItem(first_index() + i));
 }
 
 std::string_view ChunkState::ItemBytes(size_t i) const {

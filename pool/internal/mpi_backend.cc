@@ -59,16 +59,14 @@ size_t Items(TaskState& t) {
 
 // A chunk result (wire.h) answering `answers` OK items with these archives.
 std::string OkChunkAnswer(const std::vector<std::string*>& answers) {
-  auto put32 = [](std::string* out, uint32_t v) {
-    for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
-  };
   std::string out;
-  put32(&out, static_cast<uint32_t>(answers.size()));
+  const size_t result = BeginChunkResult(&out);
   for (const std::string* a : answers) {
-    out.push_back(static_cast<char>(ResultCode::kOk));
-    put32(&out, static_cast<uint32_t>(a->size()));
+    const size_t answer = BeginChunkAnswer(&out);
     out.append(*a);
+    EndChunkAnswer(&out, answer, static_cast<uint8_t>(ResultCode::kOk));
   }
+  EndChunkResult(&out, result, static_cast<uint32_t>(answers.size()));
   return out;
 }
 
@@ -707,8 +705,7 @@ void MpiBackend::HandleResults(Agent& a, const MpiMessage& m) {
     absl::Status status(static_cast<absl::StatusCode>(r->code),
                         absl::StrCat(r->message, " [on ", DescribeAgent(a), "]"));
     if (!r->exception_type.empty() || !r->exception_what.empty()) {
-      status.SetPayload("procpool/exception_type", absl::Cord(r->exception_type));
-      status.SetPayload("procpool/exception_what", absl::Cord(r->exception_what));
+      SetExceptionPayloads(status, r->exception_type, r->exception_what);
     }
     Finish(*t, std::move(status));
   }
@@ -748,8 +745,7 @@ void MpiBackend::ApplyChunkResult(Agent& a, ChunkState& chunk, RemoteResult& r) 
     absl::Status why(static_cast<absl::StatusCode>(item.code),
                      absl::StrCat(item.message, " [on ", DescribeAgent(a), "]"));
     if (!item.exception_type.empty() || !item.exception_what.empty()) {
-      why.SetPayload("procpool/exception_type", absl::Cord(item.exception_type));
-      why.SetPayload("procpool/exception_what", absl::Cord(item.exception_what));
+      SetExceptionPayloads(why, item.exception_type, item.exception_what);
     }
     chunk.FailRunning(0, std::move(why));
   }

@@ -342,9 +342,16 @@ std::string CrashMessage(const std::string& what,
 
 }  // namespace
 
+void PoolCore::RequeueFront(std::vector<std::shared_ptr<TaskState>>& tasks) {
+  for (auto it = tasks.rbegin(); it != tasks.rend(); ++it) {
+    (*it)->Requeue();
+    pending_.push_front(std::move(*it));
+  }
+  tasks.clear();
+}
+
 std::string PoolCore::DescribeTask(const TaskState& t) const {
-  return absl::StrCat("task '", tasks_[t.task() & ~kChunkBit].name, "' (input #", t.index(),
-                      ")");
+  return DescribeTaskInput(tasks_[t.task() & ~kChunkBit].name, t.index());
 }
 
 std::vector<int> PoolCore::WorkerPids() const {
@@ -880,40 +887,15 @@ void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
       continue;
     }
     ++items;
-    absl::Status status;
-    switch (static_cast<ResultCode>(r.code)) {
-      case ResultCode::kOk:
-        break;
-      case ResultCode::kBadArgs:
-        status = absl::InvalidArgumentError(
-            absl::StrCat(DescribeTask(*t), ": ", r.payload));
-        break;
-      case ResultCode::kException: {
-        auto [type, what] = DecodeException(r.payload);
-        status = absl::UnknownError(
-            absl::StrCat(DescribeTask(*t), " raised ", type, ": ", what));
-        status.SetPayload("procpool/exception_type", absl::Cord(type));
-        status.SetPayload("procpool/exception_what", absl::Cord(what));
-        break;
-      }
-      default:
-        status = absl::InternalError(
-            absl::StrCat(DescribeTask(*t), ": worker could not run it: ",
-                         r.payload));
-        break;
-    }
-    if (status.ok()) {
+    if (r.code == static_cast<uint8_t>(ResultCode::kOk)) {
       Finish(*t, absl::OkStatus(), std::move(r.payload));
     } else {
-      Finish(*t, std::move(status));
+      Finish(*t, AnswerStatus(r.code, r.payload, DescribeTask(*t)));
     }
   }
   if (!requeue.empty()) {
     absl::MutexLock l(&mu_);
-    for (auto it = requeue.rbegin(); it != requeue.rend(); ++it) {
-      (*it)->Requeue();
-      pending_.push_front(std::move(*it));
-    }
+    RequeueFront(requeue);
   }
   if (items > 0) {
     uint64_t batch_avg = std::max<uint64_t>(1, total_ns / items);
@@ -1055,10 +1037,7 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
   {
     absl::MutexLock l(&mu_);
     in_flight_ -= inflight.size();
-    for (auto it = requeue.rbegin(); it != requeue.rend(); ++it) {
-      (*it)->Requeue();
-      pending_.push_front(*it);
-    }
+    RequeueFront(requeue);
   }
   if (victim) {
     Finish(*victim, absl::Status(protocol_error ? reason.code()

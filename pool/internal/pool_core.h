@@ -142,6 +142,10 @@ class PoolCore final : public Backend {
   void Wake();
 
   std::string DescribeTask(const TaskState& t) const;
+  // Puts `tasks` back at the front of the queue, in their order, to run
+  // next (their workers died or answered only part of a chunk); clears it.
+  void RequeueFront(std::vector<std::shared_ptr<TaskState>>& tasks)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const PoolOptions options_;
   // Set once by Start() before any task is queued; read-only afterwards.

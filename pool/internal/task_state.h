@@ -13,11 +13,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -56,6 +58,12 @@ struct TaskPolicy {
   // Tasks per batch sent to a worker; 0 lets the pool choose.
   int chunksize = 0;
 };
+
+// How errors name a task and its input: "task 'add' (input #3)".
+inline std::string DescribeTaskInput(std::string_view task, size_t index) {
+  return absl::StrCat("task '", absl::string_view(task.data(), task.size()),
+                      "' (input #", index, ")");
+}
 
 class ChunkState;  // chunk_state.h
 

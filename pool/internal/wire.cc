@@ -6,12 +6,23 @@
 #include <cstring>
 #include <type_traits>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "pool/internal/status_macros.h"
 
 namespace procpool::internal {
 
 namespace {
+
+void PutU32(std::string* out, size_t offset, uint32_t v) {
+  for (int i = 0; i < 4; ++i) (*out)[offset + i] = static_cast<char>(v >> (8 * i));
+}
+
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= uint32_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return v;
+}
 
 // Reads cereal's binary layout (little-endian fixed-width fields; strings
 // and vectors as a u64 count followed by the elements) without trusting it.
@@ -167,6 +178,33 @@ RemoteException DecodeException(std::string_view payload) {
   return e;
 }
 
+void SetExceptionPayloads(absl::Status& status, std::string_view type,
+                          std::string_view what) {
+  status.SetPayload("procpool/exception_type", absl::Cord(absl::string_view(type.data(), type.size())));
+  status.SetPayload("procpool/exception_what", absl::Cord(absl::string_view(what.data(), what.size())));
+}
+
+absl::Status AnswerStatus(uint8_t code, std::string_view payload,
+                          std::string_view task) {
+  const absl::string_view t(task.data(), task.size());
+  const absl::string_view p(payload.data(), payload.size());
+  switch (static_cast<ResultCode>(code)) {
+    case ResultCode::kOk:
+      return absl::OkStatus();
+    case ResultCode::kBadArgs:
+      return absl::InvalidArgumentError(absl::StrCat(t, ": ", p));
+    case ResultCode::kException: {
+      RemoteException e = DecodeException(payload);
+      absl::Status s =
+          absl::UnknownError(absl::StrCat(t, " raised ", e.type, ": ", e.what));
+      SetExceptionPayloads(s, e.type, e.what);
+      return s;
+    }
+    default:
+      return absl::InternalError(absl::StrCat(t, ": worker could not run it: ", p));
+  }
+}
+
 void AppendFrameHeader(std::string* out, FrameType type, size_t payload_size) {
   char h[kFrameHeaderSize];
   uint32_t len = static_cast<uint32_t>(payload_size);
@@ -178,15 +216,22 @@ void AppendFrameHeader(std::string* out, FrameType type, size_t payload_size) {
   out->append(h, sizeof(h));
 }
 
-CallsFrameBuilder::CallsFrameBuilder(std::string* out)
+VectorFrameBuilder::VectorFrameBuilder(std::string* out, FrameType type)
     : out_(out), start_(out->size()) {
-  AppendFrameHeader(out_, FrameType::kCalls, 0);
+  AppendFrameHeader(out_, type, 0);
   out_->append(sizeof(uint64_t), '\0');  // vector size, patched in Finish()
 }
 
+size_t VectorFrameBuilder::Finish() {
+  std::memcpy(out_->data() + start_ + kFrameHeaderSize, &count_, 8);
+  PutU32(out_, start_, static_cast<uint32_t>(out_->size() - start_ - kFrameHeaderSize));
+  return count_;
+}
+
+// Records are cereal's binary archive: fixed-width little-endian fields,
+// strings as a u64 length followed by the bytes.
+
 void CallsFrameBuilder::Add(uint64_t id, uint32_t task, std::string_view args) {
-  // cereal's binary archive: fixed-width little-endian fields, strings as a
-  // u64 length followed by the bytes.
   uint64_t len = args.size();
   char fixed[8 + 4 + 8];
   std::memcpy(fixed, &id, 8);
@@ -197,13 +242,34 @@ void CallsFrameBuilder::Add(uint64_t id, uint32_t task, std::string_view args) {
   ++count_;
 }
 
-size_t CallsFrameBuilder::Finish() {
-  std::memcpy(out_->data() + start_ + kFrameHeaderSize, &count_, 8);
-  uint32_t len = static_cast<uint32_t>(out_->size() - start_ - kFrameHeaderSize);
-  for (int i = 0; i < 4; ++i) {
-    (*out_)[start_ + i] = static_cast<char>(len >> (8 * i));
-  }
-  return count_;
+// ResultMsg: id u64, code u8, run_ns u64, payload (u64 length, bytes).
+constexpr size_t kResultFixedSize = 8 + 1 + 8 + 8;
+
+size_t ResultsFrameBuilder::BeginResult(uint64_t id) {
+  const size_t record = out_->size();
+  out_->append(reinterpret_cast<const char*>(&id), 8);
+  out_->append(kResultFixedSize - 8, '\0');
+  return record;
+}
+
+void ResultsFrameBuilder::EndResult(size_t record, uint8_t code, uint64_t run_ns) {
+  const uint64_t length = out_->size() - record - kResultFixedSize;
+  (*out_)[record + 8] = static_cast<char>(code);
+  std::memcpy(out_->data() + record + 9, &run_ns, 8);
+  std::memcpy(out_->data() + record + 17, &length, 8);
+  ++count_;
+}
+
+std::string ResultsFrameBuilder::TakeLastResult(size_t record) {
+  std::string bytes = out_->substr(record);
+  out_->resize(record);
+  --count_;
+  return bytes;
+}
+
+void ResultsFrameBuilder::AddResultBytes(std::string_view record_bytes) {
+  out_->append(record_bytes.data(), record_bytes.size());
+  ++count_;
 }
 
 char* FrameDecoder::WritableSpace(size_t min_size) {
@@ -289,20 +355,6 @@ absl::StatusOr<std::optional<Frame>> ReadFrame(int fd, FrameDecoder& decoder) {
   }
 }
 
-namespace {
-
-void PutU32(std::string* out, size_t offset, uint32_t v) {
-  for (int i = 0; i < 4; ++i) (*out)[offset + i] = static_cast<char>(v >> (8 * i));
-}
-
-uint32_t GetU32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= uint32_t{static_cast<unsigned char>(p[i])} << (8 * i);
-  return v;
-}
-
-}  // namespace
-
 size_t BeginChunkItem(std::string* out) {
   size_t offset = out->size();
   out->append(4, '\0');
@@ -311,6 +363,27 @@ size_t BeginChunkItem(std::string* out) {
 
 void PatchChunkLength(std::string* out, size_t offset) {
   PutU32(out, offset, static_cast<uint32_t>(out->size() - offset - 4));
+}
+
+size_t BeginChunkResult(std::string* out) {
+  size_t offset = out->size();
+  out->append(4, '\0');
+  return offset;
+}
+
+size_t BeginChunkAnswer(std::string* out) {
+  size_t offset = out->size();
+  out->append(5, '\0');
+  return offset;
+}
+
+void EndChunkAnswer(std::string* out, size_t answer, uint8_t code) {
+  (*out)[answer] = static_cast<char>(code);
+  PutU32(out, answer + 1, static_cast<uint32_t>(out->size() - answer - 5));
+}
+
+void EndChunkResult(std::string* out, size_t result, uint32_t answered) {
+  PutU32(out, result, answered);
 }
 
 absl::StatusOr<std::vector<std::string_view>> SplitChunkItems(std::string_view args) {

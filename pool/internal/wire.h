@@ -108,6 +108,14 @@ void PatchChunkLength(std::string* out, size_t offset);
 // lengths do not add up.
 absl::StatusOr<std::vector<std::string_view>> SplitChunkItems(std::string_view args);
 
+// Writes a chunk result in place: BeginChunkResult reserves the count,
+// each answer is BeginChunkAnswer, its bytes appended, EndChunkAnswer; then
+// EndChunkResult with the number of answers.
+size_t BeginChunkResult(std::string* out);
+size_t BeginChunkAnswer(std::string* out);
+void EndChunkAnswer(std::string* out, size_t answer, uint8_t code);
+void EndChunkResult(std::string* out, size_t result, uint32_t answered);
+
 struct ChunkAnswer {
   uint8_t code;  // ResultCode
   std::string_view bytes;
@@ -151,19 +159,47 @@ void AppendFrame(std::string* out, FrameType type, const Msg& msg) {
   for (int i = 0; i < 4; ++i) (*out)[start + i] = static_cast<char>(le >> (8 * i));
 }
 
-// Incrementally builds a kCalls frame without materialising CallMsg objects;
-// the bytes are those of AppendFrame(kCalls, std::vector<CallMsg>).
-class CallsFrameBuilder {
+// Builds, in place, a frame whose message is a std::vector of records (the
+// bytes of AppendFrame(type, std::vector<Msg>)): the header and the
+// element count are written first and patched by Finish(); the records are
+// appended in between by the subclasses below.
+class VectorFrameBuilder {
  public:
-  explicit CallsFrameBuilder(std::string* out);
-  void Add(uint64_t id, uint32_t task, std::string_view args);
-  // Patches the header. Returns the number of calls added.
+  // Patches the header and the count. Returns the number of records.
   size_t Finish();
+  size_t count() const { return count_; }
 
- private:
+ protected:
+  VectorFrameBuilder(std::string* out, FrameType type);
   std::string* out_;
   size_t start_;
   uint64_t count_ = 0;
+};
+
+// A kCalls frame, without materialising CallMsg objects.
+class CallsFrameBuilder : public VectorFrameBuilder {
+ public:
+  explicit CallsFrameBuilder(std::string* out)
+      : VectorFrameBuilder(out, FrameType::kCalls) {}
+  void Add(uint64_t id, uint32_t task, std::string_view args);
+};
+
+// A kResults frame whose payloads are written straight into it: between
+// BeginResult and EndResult, the result's payload is appended to the
+// frame's string (e.g. by a task through the plugin ABI).
+class ResultsFrameBuilder : public VectorFrameBuilder {
+ public:
+  explicit ResultsFrameBuilder(std::string* out)
+      : VectorFrameBuilder(out, FrameType::kResults) {}
+  // Starts the ResultMsg of call `id`; returns where it starts.
+  size_t BeginResult(uint64_t id);
+  // Completes the result begun at `record`: its payload is everything
+  // appended since.
+  void EndResult(size_t record, uint8_t code, uint64_t run_ns);
+  // Removes the last result (begun at `record`) and returns its bytes, for
+  // AddResultBytes on another frame.
+  std::string TakeLastResult(size_t record);
+  void AddResultBytes(std::string_view record_bytes);
 };
 
 // Decodes the archive of a message with cereal itself; errors are kDataLoss
@@ -205,6 +241,19 @@ struct RemoteException {
   }
 };
 RemoteException DecodeException(std::string_view payload);
+
+// What a task's answer means for its caller: OK for kOk; otherwise the
+// error, its message starting with `task` (e.g. "task 'add' (input #3)"):
+// kInvalidArgument for undecodable arguments, kUnknown for an exception
+// (with its type and what() as the status payloads TaskError reads),
+// kInternal for a task the worker does not have.
+absl::Status AnswerStatus(uint8_t code, std::string_view payload,
+                          std::string_view task);
+
+// Attaches a task exception's type and what() to `status`, under the
+// payload keys TaskError (pool/future.h) reads.
+void SetExceptionPayloads(absl::Status& status, std::string_view type,
+                          std::string_view what);
 
 // ---- Decoding ----
 

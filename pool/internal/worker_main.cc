@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -106,10 +107,6 @@ bool ParseArgs(int argc, char** argv, Args* out) {
   return out->fd >= 0 && out->status_fd >= 0 && out->parent > 0;
 }
 
-void AppendToString(void* out, const char* data, size_t len) {
-  static_cast<std::string*>(out)->append(data, len);
-}
-
 uint64_t NowNs() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -145,7 +142,8 @@ class Worker {
         max_frame_(args.max_frame),
         max_tasks_(args.max_tasks),
         max_rss_(args.max_rss),
-        decoder_(args.max_frame) {
+        decoder_(args.max_frame),
+        frame_budget_(std::min<size_t>(1u << 20, args.max_frame / 2)) {
     if (max_rss_ > 0) {
       statm_.Reset(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
     }
@@ -193,19 +191,10 @@ class Worker {
   // AppendFrame(kResults, std::vector<ResultMsg>)), with no copy.
   bool RunBatch(const std::vector<CallView>& calls) {
     uint64_t last_flush = NowNs();
-    const size_t budget = std::min<size_t>(1u << 20, max_frame_ / 2);
     for (const CallView& call : calls) {
       if (retire_ != RetireReason::kNone) break;  // the pool re-queues the rest
-      if (results_ == 0) {
-        out_.clear();
-        AppendFrameHeader(&out_, FrameType::kResults, 0);
-        out_.append(8, '\0');  // count
-      }
-      // ResultMsg: id u64, code u8, run_ns u64, payload (u64 length, bytes).
-      const size_t record = out_.size();
-      out_.append(reinterpret_cast<const char*>(&call.id), 8);
-      out_.append(1 + 8 + 8, '\0');
-      const size_t payload = out_.size();
+      if (!frame_) frame_.emplace(&out_);
+      const size_t record = frame_->BeginResult(call.id);
       uint64_t t0 = NowNs();
       page_->running_since_ns.store(t0, std::memory_order_relaxed);
       page_->running_task.store(call.id, std::memory_order_release);
@@ -222,29 +211,19 @@ class Worker {
         code = static_cast<uint8_t>(RunOne(task, call.args, &out_));
       }
       uint64_t t1 = NowNs();
-      const uint64_t run_ns = t1 - t0;
-      const uint64_t length = out_.size() - payload;
-      out_[record + 8] = static_cast<char>(code);
-      std::memcpy(&out_[record + 9], &run_ns, 8);
-      std::memcpy(&out_[record + 17], &length, 8);
+      frame_->EndResult(record, code, t1 - t0);
       page_->running_task.store(0, std::memory_order_release);
-      page_->busy_ns.fetch_add(run_ns, std::memory_order_relaxed);
+      page_->busy_ns.fetch_add(t1 - t0, std::memory_order_relaxed);
       if (!chunk) TaskDone();
-      ++results_;
       // Keep every frame under the limit: if this result does not fit
       // after the ones before it, send those first.
-      if (results_ > 1 && out_.size() + 64 > max_frame_) {
-        std::string last = out_.substr(record);
-        out_.resize(record);
-        --results_;
+      if (frame_->count() > 1 && out_.size() + 64 > max_frame_) {
+        std::string last = frame_->TakeLastResult(record);
         if (!Flush()) return false;
-        out_.clear();
-        AppendFrameHeader(&out_, FrameType::kResults, 0);
-        out_.append(8, '\0');
-        out_ += last;
-        results_ = 1;
+        frame_.emplace(&out_);
+        frame_->AddResultBytes(last);
       }
-      if (t1 - last_flush > 1'000'000 || out_.size() > budget) {
+      if (t1 - last_flush > 1'000'000 || out_.size() > frame_budget_) {
         if (!Flush()) return false;
         last_flush = t1;
       }
@@ -257,7 +236,7 @@ class Worker {
   int RunOne(uint32_t task, std::string_view args, std::string* out) {
     const procpool_task_v1& t = plugins_.task(task);
     const size_t start = out->size();
-    int code = t.invoke(t.ctx, args.data(), args.size(), out, &AppendToString);
+    int code = t.invoke(t.ctx, args.data(), args.size(), out, &serialize_internal::AppendToString);
     const size_t size = out->size() - start;
     if (size + 64 > max_frame_) {
       out->resize(start);
@@ -285,41 +264,25 @@ class Worker {
       std::fprintf(stderr, "procpool_worker: %s\n", items.status().ToString().c_str());
       return false;
     }
-    const procpool_task_v1& t = plugins_.task(task);
-    const size_t budget = std::min<size_t>(1u << 20, max_frame_ / 2);
-    const size_t start = out->size();
-    out->append(4, '\0');
+    const size_t start = BeginChunkResult(out);
     uint32_t answered = 0;
     for (size_t k = 0; k < items->size(); ++k) {
-      if (k > 0 && (retire_ != RetireReason::kNone || out->size() - start > budget)) {
+      if (k > 0 && (retire_ != RetireReason::kNone || out->size() - start > frame_budget_)) {
         break;
       }
       page_->running_item.store(static_cast<uint32_t>(k), std::memory_order_relaxed);
-      const size_t header = out->size();
-      out->append(5, '\0');
-      int code = t.invoke(t.ctx, (*items)[k].data(), (*items)[k].size(), out,
-                          &AppendToString);
-      size_t len = out->size() - header - 5;
-      if (len + 64 > max_frame_) {
-        out->resize(header + 5);
-        AppendTooLarge(task, len, out);
-        code = static_cast<int>(ResultCode::kException);
-        len = out->size() - header - 5;
-      } else if (out->size() - start + 64 > max_frame_) {
+      const size_t answer = BeginChunkAnswer(out);
+      const int code = RunOne(task, (*items)[k], out);
+      if (out->size() - start + 64 > max_frame_) {
         // Fits alone but not after the others: answer it next time.
-        out->resize(header);
+        out->resize(answer);
         break;
       }
-      (*out)[header] = static_cast<char>(code);
-      for (int i = 0; i < 4; ++i) {
-        (*out)[header + 1 + i] = static_cast<char>(static_cast<uint32_t>(len) >> (8 * i));
-      }
+      EndChunkAnswer(out, answer, static_cast<uint8_t>(code));
       ++answered;
       TaskDone();
     }
-    for (int i = 0; i < 4; ++i) {
-      (*out)[start + i] = static_cast<char>(answered >> (8 * i));
-    }
+    EndChunkResult(out, start, answered);
     return true;
   }
 
@@ -337,12 +300,9 @@ class Worker {
 
   // Sends the results frame being built, if any.
   bool Flush() {
-    if (results_ == 0) return true;
-    const uint64_t count = results_;
-    std::memcpy(&out_[kFrameHeaderSize], &count, 8);
-    const auto length = static_cast<uint32_t>(out_.size() - kFrameHeaderSize);
-    for (int i = 0; i < 4; ++i) out_[i] = static_cast<char>(length >> (8 * i));
-    results_ = 0;
+    if (!frame_) return true;
+    frame_->Finish();
+    frame_.reset();
     absl::Status s = WriteAll(sock_.get(), out_);
     out_.clear();
     if (out_.capacity() > (64u << 20)) std::string().swap(out_);
@@ -360,8 +320,9 @@ class Worker {
   UniqueFd statm_;
   RetireReason retire_ = RetireReason::kNone;
   FrameDecoder decoder_;
-  size_t results_ = 0;  // results in out_, the frame being built
+  const size_t frame_budget_;  // send results once a frame holds this much
   std::string out_;
+  std::optional<ResultsFrameBuilder> frame_;  // building in out_, if any
 };
 
 // Runs the --init-task once. Errors name the task and what went wrong.
@@ -383,7 +344,7 @@ absl::Status RunInitializer(const PluginSet& plugins, const Args& args) {
   }
   std::string out;
   int code = task->invoke(task->ctx, args.init_args.data(), args.init_args.size(),
-                          &out, &AppendToString);
+                          &out, &serialize_internal::AppendToString);
   if (code == PROCPOOL_INVOKE_OK) return absl::OkStatus();
   if (code == PROCPOOL_INVOKE_BAD_ARGS) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", out));

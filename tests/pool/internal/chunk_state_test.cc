@@ -35,23 +35,20 @@ std::vector<int> SentArgs(ChunkState& c) {
 
 // What a worker answers for `args`: x*x, except kException for negatives.
 std::string Answer(const std::vector<int>& args) {
-  std::string out(4, '\0');
-  uint32_t n = static_cast<uint32_t>(args.size());
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(n >> (8 * i));
+  std::string out;
+  const size_t result = BeginChunkResult(&out);
   for (int x : args) {
-    std::string bytes;
+    const size_t answer = BeginChunkAnswer(&out);
     uint8_t code = static_cast<uint8_t>(ResultCode::kOk);
     if (x == 3) {
       code = static_cast<uint8_t>(ResultCode::kException);
-      AppendArchive(&bytes, std::string("std::domain_error"), std::string("three"));
+      AppendArchive(&out, std::string("std::domain_error"), std::string("three"));
     } else {
-      AppendArchive(&bytes, x * x);
+      AppendArchive(&out, x * x);
     }
-    out.push_back(static_cast<char>(code));
-    uint32_t len = static_cast<uint32_t>(bytes.size());
-    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(len >> (8 * i)));
-    out += bytes;
+    EndChunkAnswer(&out, answer, code);
   }
+  EndChunkResult(&out, result, static_cast<uint32_t>(args.size()));
   return out;
 }
 
