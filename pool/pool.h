@@ -657,9 +657,10 @@ class MapRange : public std::ranges::view_base {
         }
         chunk = NewChunk(next_index_);
       }
-      const size_t room = chunk_size;
-      std::string carry;  // an item that did not fit, for the next chunk
-      while (chunk->size() < room && !AnyAtEnd()) {
+      // An item that did not fit, for the next chunk (its archive may be
+      // empty: an argument of an empty struct encodes to no bytes).
+      std::optional<std::string> carry;
+      while (chunk->size() < chunk_size && !AnyAtEnd()) {
         ArgsTuple args = ReadArgs();
         std::apply([&](const auto&... a) { chunk->AddItem(a...); }, args);
         if constexpr (Mode == MapMode::kUnordered) {
@@ -675,9 +676,9 @@ class MapRange : public std::ranges::view_base {
       }
       Seal(chunk, batch);
       chunk = nullptr;
-      if (!carry.empty()) {
+      if (carry.has_value()) {
         chunk = NewChunk(next_index_ - 1);
-        chunk->AddEncodedItem(carry);
+        chunk->AddEncodedItem(*carry);
         if constexpr (Mode == MapMode::kUnordered) {
           unordered_[next_index_ - 1].first = chunk;
         }
