@@ -108,8 +108,9 @@ struct MapOptions {
   // many run at once). 0: automatic, from the measured task duration — a
   // few per worker for slow tasks, up to thousands for tiny ones.
   size_t window = 0;
-  // Tasks sent to a worker in one batch (Python's chunksize). 0: automatic
-  // batching, adapted to measured task durations and payload sizes.
+  // Items sent to a worker as one call (Python's chunksize). 0: automatic,
+  // about a millisecond of work at the measured task duration (one item
+  // per call with a task_timeout, so the deadline stays per item).
   int chunksize = 0;
   // With unequal input lengths, Map stops at the shortest. With `strict`,
   // it then reports the mismatch: iteration throws TaskError
@@ -162,12 +163,10 @@ template <MapMode Mode, InputShape Shape, class R, class ArgsTuple, class... Vie
 class MapRange;
 
 inline internal::TaskPolicy PolicyFor(const internal::TaskPolicy& defaults,
-                                      absl::Duration timeout, int retries,
-                                      int chunksize) {
+                                      absl::Duration timeout, int retries) {
   internal::TaskPolicy p = defaults;
   if (timeout != absl::InfiniteDuration()) p.timeout = timeout;
   if (retries >= 0) p.retries = retries;
-  p.chunksize = chunksize;
   return p;
 }
 
@@ -239,7 +238,7 @@ class ProcessPool {
     auto state = MakeState<R, Args...>(task.index_, core_->NextSubmissionIndex(),
                                        std::forward<U>(args)...);
     state->mutable_policy() = pool_internal::PolicyFor(
-        core_->DefaultPolicy(), options.timeout, options.retries, 0);
+        core_->DefaultPolicy(), options.timeout, options.retries);
     core_->Enqueue(state);
     return Future<std::decay_t<R>>(std::move(state));
   }
@@ -509,10 +508,8 @@ class MapRange : public std::ranges::view_base {
         task_(task),
         task_name_(pool->core_for_internal_use().tasks()[task].name),
         options_(std::move(options)),
-        // Chunks are batched into frames by the pool; MapOptions::chunksize
-        // sets the items per chunk instead.
         policy_(PolicyFor(pool->core_for_internal_use().DefaultPolicy(),
-                          options_.task_timeout, options_.retries, 0)),
+                          options_.task_timeout, options_.retries)),
         deadline_(options_.timeout == absl::InfiniteDuration()
                       ? absl::InfiniteFuture()
                       : absl::Now() + options_.timeout),

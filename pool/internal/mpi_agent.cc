@@ -245,7 +245,6 @@ class Agent {
       p.timeout = c.timeout_ns < 0 ? absl::InfiniteDuration()
                                    : absl::Nanoseconds(c.timeout_ns);
       p.retries = c.retries;
-      p.chunksize = c.chunksize;
       const uint64_t id = c.id;
       // Runs on the local pool's I/O thread (or here, for a refusal).
       t->OnDone([this, id] {

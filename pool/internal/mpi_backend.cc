@@ -821,9 +821,7 @@ void MpiBackend::Dispatch() {
     const size_t pending_at_start = pending_.size();
     for (size_t k = 0; k < ready.size() && !pending_.empty(); ++k) {
       Agent& a = *ready[(rr_next_ + k) % ready.size()];
-      const int chunk = pending_.front()->policy().chunksize;
-      const size_t batch = chunk > 0 ? static_cast<size_t>(chunk) : auto_batch;
-      const size_t per_worker = (pipeline || chunk > 0) ? 2 * batch : batch;
+      const size_t per_worker = pipeline ? 2 * auto_batch : auto_batch;
       const size_t window =
           std::min<size_t>(static_cast<size_t>(a.workers) * per_worker, 4 * kMaxBatch);
       if (a.inflight_items >= window) continue;
@@ -853,7 +851,6 @@ void MpiBackend::Dispatch() {
                            ? -1
                            : absl::ToInt64Nanoseconds(t->policy().timeout);
         c.retries = t->policy().retries;
-        c.chunksize = t->policy().chunksize;
         if (ChunkState* chunk = t->AsChunk()) c.index = chunk->UnansweredIndex(0);
         c.args = t->args();
         bytes += c.args.size() + kCallOverhead;

@@ -93,7 +93,7 @@ class MpiBackend final : public Backend {
   // One WorkerStats per agent rank (slot = rank, pid = the agent's).
   PoolStats Stats() const override ABSL_LOCKS_EXCLUDED(mu_);
   TaskPolicy DefaultPolicy() const override {
-    return TaskPolicy{options_.task_timeout, options_.retries, 0};
+    return TaskPolicy{options_.task_timeout, options_.retries};
   }
   size_t SuggestedWindow() const override;
   size_t SuggestedChunkSize() const override;

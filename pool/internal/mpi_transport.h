@@ -163,11 +163,10 @@ struct RemoteCall {
   uint64_t index = 0;
   int64_t timeout_ns = -1;  // -1: none
   int32_t retries = 0;
-  int32_t chunksize = 0;
   std::string args;
   template <class A>
   void serialize(A& ar) {
-    ar(id, task, index, timeout_ns, retries, chunksize, args);
+    ar(id, task, index, timeout_ns, retries, args);
   }
 };
 

@@ -1117,10 +1117,8 @@ void PoolCore::Dispatch() {
   {
     absl::MutexLock l(&mu_);
     while (!pending_.empty()) {
-      // An explicit chunksize on the task at the head of the queue wins.
-      const int chunk = pending_.front()->policy().chunksize;
-      const size_t batch = chunk > 0 ? static_cast<size_t>(chunk) : auto_batch;
-      const size_t window = (pipeline || chunk > 0) ? 2 * batch : batch;
+      const size_t batch = auto_batch;
+      const size_t window = pipeline ? 2 * batch : batch;
       // The least loaded worker with room, round-robin among equals.
       WorkerConnection* best = nullptr;
       std::pair<size_t, bool> best_key;
@@ -1137,10 +1135,8 @@ void PoolCore::Dispatch() {
       if (best == nullptr) break;
       WorkerConnection& w = *best;
       size_t take = std::min(batch, window - w.inflight.size());
-      if (chunk <= 0) {
-        // Spread a short queue evenly instead of filling the first worker.
-        take = std::min(take, (pending_.size() + ready.size() - 1) / ready.size());
-      }
+      // Spread a short queue evenly instead of filling the first worker.
+      take = std::min(take, (pending_.size() + ready.size() - 1) / ready.size());
       if (quota > 0) take = std::min<size_t>(take, quota - w.dispatched);
       size_t mark = w.out.size();
       CallsFrameBuilder frame(&w.out);

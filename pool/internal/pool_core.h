@@ -94,7 +94,7 @@ class PoolCore final : public Backend {
 
   // Pool-wide defaults for a task's policy.
   TaskPolicy DefaultPolicy() const override {
-    return TaskPolicy{options_.task_timeout, options_.retries, 0};
+    return TaskPolicy{options_.task_timeout, options_.retries};
   }
 
   // How far ahead a lazy map should read: enough to keep every worker's

@@ -55,8 +55,6 @@ struct TaskPolicy {
   absl::Duration timeout = absl::InfiniteDuration();
   // How many times to re-run the task when its worker dies under it.
   int retries = 0;
-  // Tasks per batch sent to a worker; 0 lets the pool choose.
-  int chunksize = 0;
 };
 
 // How errors name a task and its input: "task 'add' (input #3)".
