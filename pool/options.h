@@ -147,6 +147,18 @@ struct PoolOptions {
   // to 1 GiB (process-wide) so freed buffers are reused; the process then
   // keeps its peak of freed heap memory. Workers always do this.
   bool retain_large_buffers = true;
+
+  // Arguments and results of at least this many bytes cross through shared
+  // memory instead of the socket: each worker has a region for calls and
+  // one for results (memfds mapped by both processes, grown as needed and
+  // reused), and the socket carries only where the bytes are. That saves
+  // the kernel's two copies and the wake-ups of a long transfer. A region
+  // holds one message at a time; the others (and everything when this is
+  // 0) use the socket. A result stays in the worker's region until its
+  // future is decoded (Get/Result) or dropped; until then that worker's
+  // large results take the socket. Each region keeps its largest size
+  // (at most max_frame_bytes) for the worker's life.
+  size_t shared_memory_min_bytes = size_t{256} << 10;
 };
 
 }  // namespace procpool

@@ -34,6 +34,10 @@ struct PoolStats {
   uint64_t failed = 0;     // errors, crashes, deadlines (not cancellations)
   uint64_t pending = 0;    // queued, not yet sent to a worker
   uint64_t in_flight = 0;  // sent to a worker, not yet finished
+  // Calls whose arguments, and results, crossed through shared memory
+  // rather than the socket (PoolOptions::shared_memory_min_bytes).
+  uint64_t shared_memory_args = 0;
+  uint64_t shared_memory_results = 0;
 };
 
 // Where a map is, for progress callbacks (MapOptions::on_progress).

@@ -19,6 +19,7 @@
 #include "pool/internal/child_process.h"
 #include "pool/internal/chunk_state.h"
 #include "pool/internal/malloc_tuning.h"
+#include "pool/internal/payload_region.h"
 #include "pool/internal/shared_memory.h"
 #include "pool/internal/status_macros.h"
 #include "pool/internal/wire.h"
@@ -69,6 +70,12 @@ class WorkerConnection {
   size_t timed_inflight = 0; // in-flight tasks that have a timeout
   // Sent and not yet answered, in the order the worker runs them.
   std::deque<std::shared_ptr<TaskState>> inflight;
+  // Large payloads (PoolOptions::shared_memory_min_bytes): the call region
+  // we write and the result region the worker writes (payload_region.h).
+  PayloadRegion call_region{UniqueFd()};
+  PayloadRegion result_region{UniqueFd()};
+  // Id of the call whose arguments are in call_region (0: it is free).
+  uint64_t call_region_task = 0;
 };
 
 namespace {
@@ -384,10 +391,12 @@ PoolStats PoolCore::Stats() const {
   out.failed = failed_.load(std::memory_order_relaxed);
   out.pending = pending_.size();
   out.in_flight = in_flight_;
+  out.shared_memory_args = shm_args_.load(std::memory_order_relaxed);
+  out.shared_memory_results = shm_results_.load(std::memory_order_relaxed);
   return out;
 }
 
-void PoolCore::Finish(TaskState& t, absl::Status status, std::string payload) {
+void PoolCore::Finish(TaskState& t, absl::Status status, ResultBytes payload) {
   // Only the I/O thread finishes tasks it has dispatched, so nothing can
   // complete `t` between this check and Complete(); counting first means a
   // caller woken by the completion sees the counters already updated.
@@ -447,6 +456,31 @@ void PoolCore::SpawnWorker(size_t slot) {
       options_.worker_path, "--fd=3", "--status-fd=4",
       absl::StrCat("--parent=", ::getpid()),
       absl::StrCat("--max-frame=", options_.max_frame_bytes)};
+  std::vector<ChildProcess::FdMapping> fds = {
+      {child_sock->get(), 3}, {status_fd->get(), 4}, {err_write->get(), 2}};
+  // Large payloads' shared memory: the call region (fd 5) and the result
+  // region (fd 6).
+  PayloadRegion call_region{UniqueFd()}, result_region{UniqueFd()};
+  UniqueFd call_region_fd, result_region_fd;
+  if (options_.shared_memory_min_bytes > 0) {
+    auto calls = PayloadRegion::Create("procpool-calls");
+    if (!calls.ok()) return fail(calls.status());
+    auto results = PayloadRegion::Create("procpool-results");
+    if (!results.ok()) return fail(results.status());
+    auto calls_fd = DupCloseOnExec(calls->fd(), 10);
+    if (!calls_fd.ok()) return fail(calls_fd.status());
+    auto results_fd = DupCloseOnExec(results->fd(), 10);
+    if (!results_fd.ok()) return fail(results_fd.status());
+    call_region = *std::move(calls);
+    result_region = *std::move(results);
+    call_region_fd = *std::move(calls_fd);
+    result_region_fd = *std::move(results_fd);
+    fds.push_back({call_region_fd.get(), 5});
+    fds.push_back({result_region_fd.get(), 6});
+    argv.push_back("--call-region-fd=5");
+    argv.push_back("--result-region-fd=6");
+    argv.push_back(absl::StrCat("--shm-min=", options_.shared_memory_min_bytes));
+  }
   if (options_.max_tasks_per_child > 0) {
     argv.push_back(absl::StrCat("--max-tasks=", options_.max_tasks_per_child));
   }
@@ -461,10 +495,8 @@ void PoolCore::SpawnWorker(size_t slot) {
         absl::StrCat("--init-args=", HexEncode(options_.initializer.args)));
   }
   argv.insert(argv.end(), options_.plugins.begin(), options_.plugins.end());
-  auto proc = ChildProcess::Spawn(
-      options_.worker_path, argv,
-      {{child_sock->get(), 3}, {status_fd->get(), 4}, {err_write->get(), 2}},
-      /*new_process_group=*/true);
+  auto proc = ChildProcess::Spawn(options_.worker_path, argv, fds,
+                                  /*new_process_group=*/true);
   if (!proc.ok()) return fail(proc.status());
 
   UniqueFd sock = std::move(pair->first);
@@ -480,6 +512,8 @@ void PoolCore::SpawnWorker(size_t slot) {
       slot, generation.fetch_add(1) + 1, *std::move(proc), std::move(sock),
       page, options_.max_frame_bytes);
   w->err = std::move(err_read);
+  w->call_region = std::move(call_region);
+  w->result_region = std::move(result_region);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLRDHUP;
   ev.data.u64 = w->epoll_tag();
@@ -850,6 +884,7 @@ void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
     }
     answered.push_back(std::move(w.inflight.front()));
     w.inflight.pop_front();
+    if (r.id == w.call_region_task) w.call_region_task = 0;
     if (answered.back()->policy().timeout != absl::InfiniteDuration()) {
       --w.timed_inflight;
     }
@@ -866,10 +901,28 @@ void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
     TaskState* t = answered[i].get();
     total_ns += r.run_ns;
     ChunkState* chunk = t->AsChunk();
-    if (chunk != nullptr && r.code == static_cast<uint8_t>(ResultCode::kOk)) {
+    const uint8_t code = r.code & ~kRegionResult;
+    ResultBytes bytes;
+    if (r.code & kRegionResult) {
+      // Only a single call's result is decoded later, by its caller; the
+      // rest is read now, and the region freed at once.
+      absl::StatusOr<ResultBytes> b = RegionResult(
+          w, r.payload,
+          /*borrow=*/chunk == nullptr && code == static_cast<uint8_t>(ResultCode::kOk));
+      if (!b.ok()) {
+        Finish(*t, absl::DataLossError(absl::StrCat(DescribeTask(*t), ": ",
+                                                    b.status().message())));
+        if (protocol_error.ok()) protocol_error = b.status();
+        continue;
+      }
+      bytes = *std::move(b);
+    } else {
+      bytes = ResultBytes(std::move(r.payload));
+    }
+    if (chunk != nullptr && code == static_cast<uint8_t>(ResultCode::kOk)) {
       if (t->Done()) continue;  // cancelled meanwhile
       size_t n = 0;
-      absl::StatusOr<bool> all = chunk->Accept(std::move(r.payload), &n);
+      absl::StatusOr<bool> all = chunk->Accept(std::string(bytes.view()), &n);
       if (!all.ok()) {
         // The worker wrote garbage: it is replaced, the chunk fails.
         Finish(*t, absl::DataLossError(absl::StrCat(
@@ -887,10 +940,10 @@ void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
       continue;
     }
     ++items;
-    if (r.code == static_cast<uint8_t>(ResultCode::kOk)) {
-      Finish(*t, absl::OkStatus(), std::move(r.payload));
+    if (code == static_cast<uint8_t>(ResultCode::kOk)) {
+      Finish(*t, absl::OkStatus(), std::move(bytes));
     } else {
-      Finish(*t, AnswerStatus(r.code, r.payload, DescribeTask(*t)));
+      Finish(*t, AnswerStatus(code, bytes.view(), DescribeTask(*t)));
     }
   }
   if (!requeue.empty()) {
@@ -1149,8 +1202,12 @@ void PoolCore::Dispatch() {
         std::shared_ptr<TaskState> t = std::move(pending_.front());
         pending_.pop_front();
         if (!t->TryDispatch()) continue;  // cancelled while queued
-        frame.Add(t->id(), t->task(), t->args());
-        bytes += t->args().size() + 32;
+        if (AddRegionCall(w, frame, *t)) {
+          bytes += 32;
+        } else {
+          frame.Add(t->id(), t->task(), t->args());
+          bytes += t->args().size() + 32;
+        }
         if (t->policy().timeout != absl::InfiniteDuration()) ++w.timed_inflight;
         w.inflight.push_back(std::move(t));
         ++w.dispatched;
@@ -1164,6 +1221,56 @@ void PoolCore::Dispatch() {
   for (WorkerConnection* w : ready) {
     if (!w->out.empty() && !w->want_write) Flush(*w);
   }
+}
+
+bool PoolCore::AddRegionCall(WorkerConnection& w, CallsFrameBuilder& frame,
+                             TaskState& t) {
+  const std::string& args = t.args();
+  const size_t min = options_.shared_memory_min_bytes;
+  if (min == 0 || args.size() < min || w.call_region_task != 0 ||
+      !w.call_region.valid()) {
+    return false;
+  }
+  // On failure (no memory for the region) the socket still works.
+  if (!w.call_region.Reserve(args.size()).ok()) return false;
+  std::memcpy(w.call_region.data(), args.data(), args.size());
+  std::string ref;
+  AppendRegionRef(&ref, RegionRef{0, args.size()});
+  frame.Add(t.id(), t.task() | kRegionBit, ref);
+  w.call_region_task = t.id();
+  shm_args_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+absl::StatusOr<ResultBytes> PoolCore::RegionResult(WorkerConnection& w,
+                                                   std::string_view ref_bytes,
+                                                   bool borrow) {
+  std::shared_ptr<SharedMemory> page = w.status;
+  auto release = [page] {
+    static_cast<WorkerStatusPage*>(page->data())
+        ->result_region_busy.store(0, std::memory_order_release);
+  };
+  absl::StatusOr<RegionRef> ref = ParseRegionRef(ref_bytes);
+  absl::StatusOr<std::shared_ptr<RegionMapping>> map =
+      ref.ok() ? w.result_region.Covering(ref->offset, ref->length)
+               : ref.status();
+  if (!map.ok()) {
+    return absl::DataLossError(absl::StrCat(
+        "protocol error from worker: ", map.status().message()));
+  }
+  std::string_view bytes((*map)->data() + ref->offset, ref->length);
+  shm_results_.fetch_add(1, std::memory_order_relaxed);
+  if (!borrow) {
+    std::string copy(bytes);
+    release();
+    return ResultBytes(std::move(copy));
+  }
+  // The lease keeps the mapping (and the status page) alive and frees the
+  // region for the worker's next large result when the bytes are let go.
+  const char* base = (*map)->data();
+  std::shared_ptr<const void> lease(
+      base, [map = *std::move(map), release](const void*) { release(); });
+  return ResultBytes(bytes, std::move(lease));
 }
 
 void PoolCore::OnWritable(WorkerConnection& w) { Flush(w); }

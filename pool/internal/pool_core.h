@@ -40,6 +40,7 @@
 namespace procpool::internal {
 
 class WorkerConnection;  // pool_core.cc
+class CallsFrameBuilder;  // wire.h
 class SharedMemory;
 
 class PoolCore final : public Backend {
@@ -132,8 +133,19 @@ class PoolCore final : public Backend {
   int CheckTimers();
   void HandleCancelRequests();
   // Finishes a task and counts the outcome.
-  void Finish(TaskState& t, absl::Status status, std::string payload = {});
+  void Finish(TaskState& t, absl::Status status, ResultBytes payload = {});
   void Dispatch();
+  // Puts a call whose arguments are large into `w`'s call region, with a
+  // reference to them in `frame`. False (nothing written) when the call is
+  // small, the region is taken or cannot grow: send the bytes inline.
+  bool AddRegionCall(WorkerConnection& w, CallsFrameBuilder& frame, TaskState& t)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The bytes of a result the worker left in its result region (`ref` is
+  // the RegionRef it sent). Borrowed, with a lease that frees the region
+  // when dropped, or copied (and the region freed now). kDataLoss if the
+  // reference is bad.
+  absl::StatusOr<ResultBytes> RegionResult(WorkerConnection& w,
+                                           std::string_view ref, bool borrow);
   void Flush(WorkerConnection& w);
   void StopWorkers(bool graceful);
   void UpdateInterest(WorkerConnection& w);
@@ -192,6 +204,8 @@ class PoolCore final : public Backend {
   uint64_t submitted_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> succeeded_{0};
   std::atomic<uint64_t> failed_{0};
+  std::atomic<uint64_t> shm_args_{0};     // PoolStats::shared_memory_args
+  std::atomic<uint64_t> shm_results_{0};  // PoolStats::shared_memory_results
   std::shared_ptr<CancelChannel> cancel_channel_;
 
   std::thread io_thread_;

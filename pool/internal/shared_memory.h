@@ -76,6 +76,10 @@ struct WorkerStatusPage {
   // While running a chunk (running_task is its id): which of the chunk's
   // items, counting from 0.
   std::atomic<uint32_t> running_item;
+  // 1 while the worker's result region (payload_region.h) holds a result
+  // the pool still needs: set by the worker when it writes one there,
+  // cleared by the pool when it no longer reads it.
+  std::atomic<uint32_t> result_region_busy;
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 

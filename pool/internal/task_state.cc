@@ -10,7 +10,7 @@ bool TaskState::Cancel(absl::Status why) {
   return Complete(std::move(why));
 }
 
-bool TaskState::Complete(absl::Status status, std::string payload) {
+bool TaskState::Complete(absl::Status status, ResultBytes payload) {
   std::vector<std::function<void()>> callbacks;
   {
     absl::MutexLock l(&mu_);

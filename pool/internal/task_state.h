@@ -65,6 +65,28 @@ inline std::string DescribeTaskInput(std::string_view task, size_t index) {
 
 class ChunkState;  // chunk_state.h
 
+// A task's result bytes: owned, or borrowed from shared memory that stays
+// reserved for them (and mapped) while `lease` lives. Move-only.
+class ResultBytes {
+ public:
+  ResultBytes() = default;
+  ResultBytes(std::string owned) : owned_(std::move(owned)) {}  // NOLINT
+  ResultBytes(std::string_view borrowed, std::shared_ptr<const void> lease)
+      : borrowed_(borrowed), lease_(std::move(lease)) {}
+  ResultBytes(ResultBytes&&) = default;
+  ResultBytes& operator=(ResultBytes&&) = default;
+
+  std::string_view view() const {
+    return lease_ != nullptr ? borrowed_ : std::string_view(owned_);
+  }
+  bool borrowed() const { return lease_ != nullptr; }
+
+ private:
+  std::string owned_;
+  std::string_view borrowed_;
+  std::shared_ptr<const void> lease_;
+};
+
 class TaskState {
  public:
   enum Phase : int { kQueued = 0, kDispatched = 1, kFinished = 2 };
@@ -125,7 +147,7 @@ class TaskState {
 
   // Records the outcome; true the first time, false (and no effect) after.
   // Runs the done-callbacks on the calling thread, outside any lock.
-  bool Complete(absl::Status status, std::string payload = {})
+  bool Complete(absl::Status status, ResultBytes payload = {})
       ABSL_LOCKS_EXCLUDED(mu_);
 
   bool Done() const { return done_flag_.load(std::memory_order_acquire); }
@@ -133,10 +155,12 @@ class TaskState {
   // True if done within `timeout`.
   bool WaitFor(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Valid once Done(). The payload is the result's archive when OK.
+  // Valid once Done(). The payload is the result's archive when OK. It
+  // may be borrowed from a worker's shared memory: release it as soon as
+  // it is decoded, so that the worker can use that memory again.
   const absl::Status& status() const { return status_; }
-  const std::string& payload() const { return payload_; }
-  void ReleasePayload() { std::string().swap(payload_); }
+  std::string_view payload() const { return payload_.view(); }
+  void ReleasePayload() { payload_ = ResultBytes(); }
 
   // Runs `fn` once the task is done: now, on this thread, if it already is;
   // otherwise on the thread that completes it. `fn` must not block.
@@ -158,7 +182,7 @@ class TaskState {
   std::atomic<bool> done_flag_{false};
   // Written once under mu_ before done_flag_ is set; read-only afterwards.
   absl::Status status_;
-  std::string payload_;
+  ResultBytes payload_;
 };
 
 // A TaskState that also caches the decoded result.

@@ -243,7 +243,7 @@ void CallsFrameBuilder::Add(uint64_t id, uint32_t task, std::string_view args) {
 }
 
 // ResultMsg: id u64, code u8, run_ns u64, payload (u64 length, bytes).
-constexpr size_t kResultFixedSize = 8 + 1 + 8 + 8;
+constexpr size_t kResultFixedSize = ResultsFrameBuilder::kRecordHeaderSize;
 
 size_t ResultsFrameBuilder::BeginResult(uint64_t id) {
   const size_t record = out_->size();
@@ -353,6 +353,29 @@ absl::StatusOr<std::optional<Frame>> ReadFrame(int fd, FrameDecoder& decoder) {
     }
     decoder.Commit(static_cast<size_t>(n));
   }
+}
+
+void AppendRegionRef(std::string* out, RegionRef ref) {
+  char bytes[kRegionRefSize];
+  for (int i = 0; i < 8; ++i) {
+    bytes[i] = static_cast<char>(ref.offset >> (8 * i));
+    bytes[8 + i] = static_cast<char>(ref.length >> (8 * i));
+  }
+  out->append(bytes, sizeof(bytes));
+}
+
+absl::StatusOr<RegionRef> ParseRegionRef(std::string_view bytes) {
+  if (bytes.size() != kRegionRefSize) {
+    return absl::DataLossError(absl::StrCat(
+        "a payload region reference has ", bytes.size(), " bytes, not ",
+        kRegionRefSize));
+  }
+  RegionRef ref;
+  for (int i = 7; i >= 0; --i) {
+    ref.offset = (ref.offset << 8) | static_cast<unsigned char>(bytes[i]);
+    ref.length = (ref.length << 8) | static_cast<unsigned char>(bytes[8 + i]);
+  }
+  return ref;
 }
 
 size_t BeginChunkItem(std::string* out) {

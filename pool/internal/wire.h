@@ -99,6 +99,28 @@ struct CallMsg {
 // limit, or because it is retiring); the pool sends the rest again.
 inline constexpr uint32_t kChunkBit = uint32_t{1} << 31;
 
+// Large payloads through shared memory (payload_region.h). A CallMsg whose
+// task carries kRegionBit has as its args a RegionRef into the worker's
+// call region instead of the argument bytes; the pool writes one such call
+// at a time per worker and reuses the space once the call is answered. A
+// ResultMsg whose code carries kRegionResult has as its payload a RegionRef
+// into the worker's result region; the worker sets
+// WorkerStatusPage::result_region_busy before writing there, and writes
+// there again only once the pool has cleared it (when it no longer needs
+// the bytes).
+inline constexpr uint32_t kRegionBit = uint32_t{1} << 30;
+inline constexpr uint8_t kRegionResult = 0x80;
+
+struct RegionRef {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+inline constexpr size_t kRegionRefSize = 16;
+// Appends the 16 bytes of `ref` (little endian).
+void AppendRegionRef(std::string* out, RegionRef ref);
+// kDataLoss unless `bytes` is exactly a RegionRef.
+absl::StatusOr<RegionRef> ParseRegionRef(std::string_view bytes);
+
 // Appends one item to chunk args. `archive` is filled by the caller: this
 // reserves the length and returns its offset, for PatchChunkLength.
 size_t BeginChunkItem(std::string* out);
@@ -191,7 +213,10 @@ class ResultsFrameBuilder : public VectorFrameBuilder {
  public:
   explicit ResultsFrameBuilder(std::string* out)
       : VectorFrameBuilder(out, FrameType::kResults) {}
-  // Starts the ResultMsg of call `id`; returns where it starts.
+  // Bytes of a result record before its payload (id, code, run_ns, length).
+  static constexpr size_t kRecordHeaderSize = 8 + 1 + 8 + 8;
+  // Starts the ResultMsg of call `id`; returns where it starts. Its
+  // payload starts kRecordHeaderSize bytes later.
   size_t BeginResult(uint64_t id);
   // Completes the result begun at `record`: its payload is everything
   // appended since.

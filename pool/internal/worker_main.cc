@@ -27,6 +27,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +38,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "pool/internal/malloc_tuning.h"
+#include "pool/internal/payload_region.h"
 #include "pool/internal/plugin_loader.h"
 #include "pool/internal/shared_memory.h"
 #include "pool/internal/unique_fd.h"
@@ -55,6 +58,9 @@ struct Args {
   std::string init_task;
   uint64_t init_fingerprint = 0;
   std::string init_args;  // raw bytes (hex on the command line)
+  int call_region_fd = -1;    // payload_region.h; -1: none
+  int result_region_fd = -1;
+  size_t shm_min = 0;         // results of this many bytes go to the region
   std::vector<std::string> plugins;
 };
 
@@ -86,7 +92,10 @@ bool ParseArgs(int argc, char** argv, Args* out) {
         value("--max-frame=", &out->max_frame) ||
         value("--max-tasks=", &out->max_tasks) ||
         value("--max-rss=", &out->max_rss) ||
-        value("--init-fingerprint=", &out->init_fingerprint)) {
+        value("--init-fingerprint=", &out->init_fingerprint) ||
+        value("--call-region-fd=", &out->call_region_fd) ||
+        value("--result-region-fd=", &out->result_region_fd) ||
+        value("--shm-min=", &out->shm_min)) {
       continue;
     }
     if (absl::StartsWith(a, "--init-task=")) {
@@ -143,7 +152,10 @@ class Worker {
         max_tasks_(args.max_tasks),
         max_rss_(args.max_rss),
         decoder_(args.max_frame),
-        frame_budget_(std::min<size_t>(1u << 20, args.max_frame / 2)) {
+        frame_budget_(std::min<size_t>(1u << 20, args.max_frame / 2)),
+        call_region_(UniqueFd(args.call_region_fd)),
+        result_region_(UniqueFd(args.result_region_fd)),
+        shm_min_(args.shm_min) {
     if (max_rss_ > 0) {
       statm_.Reset(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
     }
@@ -199,16 +211,33 @@ class Worker {
       page_->running_since_ns.store(t0, std::memory_order_relaxed);
       page_->running_task.store(call.id, std::memory_order_release);
       const bool chunk = (call.task & kChunkBit) != 0;
-      const uint32_t task = call.task & ~kChunkBit;
+      const uint32_t task = call.task & ~(kChunkBit | kRegionBit);
+      std::string_view args = call.args;
+      std::shared_ptr<RegionMapping> args_map;  // keeps `args` mapped
+      if (call.task & kRegionBit) {
+        absl::StatusOr<RegionRef> ref = ParseRegionRef(call.args);
+        absl::StatusOr<std::shared_ptr<RegionMapping>> map =
+            ref.ok() ? call_region_.Covering(ref->offset, ref->length) : ref.status();
+        if (!call_region_.valid()) map = absl::DataLossError("no call region");
+        if (!map.ok()) {
+          std::fprintf(stderr, "procpool_worker: call %llu: %s\n",
+                       static_cast<unsigned long long>(call.id),
+                       map.status().ToString().c_str());
+          return false;
+        }
+        args_map = *std::move(map);
+        args = std::string_view(args_map->data() + ref->offset, ref->length);
+      }
       uint8_t code;
       if (task >= plugins_.num_tasks()) {
         code = static_cast<uint8_t>(ResultCode::kUnknownTask);
         out_ += absl::StrCat("worker has no task #", task);
       } else if (chunk) {
         code = static_cast<uint8_t>(ResultCode::kOk);
-        if (!RunChunk(task, call.args, &out_)) return false;
+        if (!RunChunk(task, args, &out_)) return false;
+        code |= MoveToResultRegion(ResultsFrameBuilder::kRecordHeaderSize + record);
       } else {
-        code = static_cast<uint8_t>(RunOne(task, call.args, &out_));
+        code = static_cast<uint8_t>(RunOne(task, args, &out_, /*spill=*/true));
       }
       uint64_t t1 = NowNs();
       frame_->EndResult(record, code, t1 - t0);
@@ -231,19 +260,116 @@ class Worker {
     return Flush();
   }
 
-  // Runs one call of `task`; returns its ResultCode, the answer in `out`.
-  // (appended to `out`).
-  int RunOne(uint32_t task, std::string_view args, std::string* out) {
+  // Runs one call of `task`; returns its ResultCode, the answer appended
+  // to `out`. With `spill`, an answer that reaches shm_min_ bytes while the
+  // result region is free continues in the region instead, and `out` gets
+  // its RegionRef (the code then carries kRegionResult).
+  int RunOne(uint32_t task, std::string_view args, std::string* out, bool spill) {
     const procpool_task_v1& t = plugins_.task(task);
-    const size_t start = out->size();
-    int code = t.invoke(t.ctx, args.data(), args.size(), out, &serialize_internal::AppendToString);
-    const size_t size = out->size() - start;
+    ResultSink sink{this, out, out->size(), spill && CanUseResultRegion()};
+    int code = t.invoke(t.ctx, args.data(), args.size(), &sink, &ResultSink::Append);
+    const size_t size = sink.size();
     if (size + 64 > max_frame_) {
-      out->resize(start);
+      sink.Abandon();
       AppendTooLarge(task, size, out);
       return static_cast<int>(ResultCode::kException);
     }
+    if (sink.in_region) {
+      AppendRegionRef(out, RegionRef{0, sink.region_len});
+      code |= kRegionResult;
+    }
     return code;
+  }
+
+  // Where a task's answer goes (see RunOne): appended to `out`, moved to
+  // the result region once it is large.
+  struct ResultSink {
+    Worker* self;
+    std::string* out;
+    size_t start;
+    bool may_spill;
+    bool in_region = false;
+    size_t region_len = 0;
+
+    size_t size() const { return in_region ? region_len : out->size() - start; }
+
+    static void Append(void* p, const char* data, size_t len) {
+      auto* s = static_cast<ResultSink*>(p);
+      if (s->in_region) {
+        if (s->self->result_region_.Reserve(s->region_len + len).ok()) {
+          std::memcpy(s->self->result_region_.data() + s->region_len, data, len);
+          s->region_len += len;
+          return;
+        }
+        s->Unspill();  // no memory for the region: carry on in the frame
+      }
+      if (s->may_spill && s->out->size() - s->start + len >= s->self->shm_min_) {
+        // Large from here on: move what there is to the region, then
+        // write these bytes there directly rather than copy them twice.
+        s->may_spill = false;
+        if (s->Spill() && s->self->result_region_.Reserve(s->region_len + len).ok()) {
+          std::memcpy(s->self->result_region_.data() + s->region_len, data, len);
+          s->region_len += len;
+          return;
+        }
+        if (s->in_region) s->Unspill();
+      }
+      s->out->append(data, len);
+    }
+    bool Spill() {
+      const size_t have = out->size() - start;
+      if (!self->TakeResultRegion()) return false;
+      if (!self->result_region_.Reserve(have).ok()) {
+        self->ReleaseResultRegion();
+        return false;
+      }
+      std::memcpy(self->result_region_.data(), out->data() + start, have);
+      out->resize(start);
+      in_region = true;
+      region_len = have;
+      return true;
+    }
+    void Unspill() {
+      out->append(self->result_region_.data(), region_len);
+      in_region = false;
+      self->ReleaseResultRegion();
+    }
+    // Drops the answer written so far.
+    void Abandon() {
+      out->resize(start);
+      if (in_region) self->ReleaseResultRegion();
+      in_region = false;
+    }
+  };
+
+  bool CanUseResultRegion() const {
+    return shm_min_ > 0 && result_region_.valid() &&
+           page_->result_region_busy.load(std::memory_order_acquire) == 0;
+  }
+  // Claims the result region; false if the pool still holds a result there.
+  bool TakeResultRegion() {
+    if (!CanUseResultRegion()) return false;
+    page_->result_region_busy.store(1, std::memory_order_relaxed);
+    return true;
+  }
+  void ReleaseResultRegion() {
+    page_->result_region_busy.store(0, std::memory_order_release);
+  }
+
+  // Moves a finished answer that starts at out_[start] into the result
+  // region when it is large and the region is free, leaving its RegionRef
+  // in its place. Returns kRegionResult if it moved, else 0.
+  uint8_t MoveToResultRegion(size_t start) {
+    const size_t size = out_.size() - start;
+    if (shm_min_ == 0 || size < shm_min_ || !TakeResultRegion()) return 0;
+    if (!result_region_.Reserve(size).ok()) {
+      ReleaseResultRegion();
+      return 0;
+    }
+    std::memcpy(result_region_.data(), out_.data() + start, size);
+    out_.resize(start);
+    AppendRegionRef(&out_, RegionRef{0, size});
+    return kRegionResult;
   }
 
   void AppendTooLarge(uint32_t task, size_t size, std::string* out) const {
@@ -272,7 +398,7 @@ class Worker {
       }
       page_->running_item.store(static_cast<uint32_t>(k), std::memory_order_relaxed);
       const size_t answer = BeginChunkAnswer(out);
-      const int code = RunOne(task, (*items)[k], out);
+      const int code = RunOne(task, (*items)[k], out, /*spill=*/false);
       if (out->size() - start + 64 > max_frame_) {
         // Fits alone but not after the others: answer it next time.
         out->resize(answer);
@@ -323,6 +449,10 @@ class Worker {
   const size_t frame_budget_;  // send results once a frame holds this much
   std::string out_;
   std::optional<ResultsFrameBuilder> frame_;  // building in out_, if any
+  // Large payloads (payload_region.h); invalid when the pool uses none.
+  PayloadRegion call_region_;
+  PayloadRegion result_region_;
+  const size_t shm_min_;
 };
 
 // Runs the --init-task once. Errors name the task and what went wrong.

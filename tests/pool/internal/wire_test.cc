@@ -373,5 +373,23 @@ TEST_F(SocketPairTest, ReadFrameReportsEofInsideAFrameAsDataLoss) {
   EXPECT_EQ(ReadFrame(fds_[1], d).status().code(), absl::StatusCode::kDataLoss);
 }
 
+TEST(RegionRefTest, RoundTripsAndRejectsAnyOtherSize) {
+  std::string bytes;
+  AppendRegionRef(&bytes, RegionRef{0x0102030405060708ull, (uint64_t{1} << 40) + 3});
+  ASSERT_EQ(bytes.size(), kRegionRefSize);
+  absl::StatusOr<RegionRef> ref = ParseRegionRef(bytes);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_EQ(ref->offset, 0x0102030405060708ull);
+  EXPECT_EQ(ref->length, (uint64_t{1} << 40) + 3);
+  EXPECT_EQ(ParseRegionRef(bytes.substr(1)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ParseRegionRef(bytes + "x").status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(RegionRefTest, TheFlagsStayClearOfTaskIndicesAndResultCodes) {
+  EXPECT_EQ(kRegionBit & kChunkBit, 0u);
+  EXPECT_EQ(kRegionResult & static_cast<uint8_t>(ResultCode::kUnknownTask), 0);
+}
+
 }  // namespace
 }  // namespace procpool::internal
