@@ -143,9 +143,10 @@ struct PoolOptions {
   // a few buffers in this process. glibc gives such buffers fresh pages
   // from the kernel every time, and a first touch costs up to ~19 us per
   // 4 KiB page on a virtual machine: 50x the copying. When this is true,
-  // Create() sets glibc's M_MMAP_THRESHOLD to 32 MiB and M_TRIM_THRESHOLD
-  // to 1 GiB (process-wide) so freed buffers are reused; the process then
-  // keeps its peak of freed heap memory. Workers always do this.
+  // Create() sets glibc's M_MMAP_THRESHOLD to 32 MiB, M_MMAP_MAX to 0 and
+  // M_TRIM_THRESHOLD to 1 GiB (process-wide) so freed buffers of any size
+  // are reused; the process then keeps its peak of freed heap memory.
+  // Workers always do this.
   bool retain_large_buffers = true;
 
   // Arguments and results of at least this many bytes cross through shared
