@@ -789,8 +789,14 @@ class MapRange : public std::ranges::view_base {
       if (window_.empty()) return Finish();
       Slot& slot = window_.front();
       const size_t i = slot.next++;
-      std::shared_ptr<Chunk> chunk = slot.chunk;
-      if (slot.next == chunk->size()) window_.pop_front();
+      // No shared_ptr copy per item (an atomic increment and decrement):
+      // the slot holds the chunk until its last item, then `last` does.
+      Chunk* chunk = slot.chunk.get();
+      std::shared_ptr<Chunk> last;
+      if (slot.next == chunk->size()) {
+        last = std::move(slot.chunk);
+        window_.pop_front();
+      }
       --outstanding_;
       if (!chunk->Done() && !chunk->WaitFor(deadline_ - absl::Now())) {
         Expire();

@@ -199,12 +199,37 @@ inline void AppendToString(void* out, const char* data, size_t len) {
   static_cast<std::string*>(out)->append(data, len);
 }
 
+// Values cereal's binary archive writes as their own bytes (numbers and
+// characters; not bool, whose bytes need not be 0 or 1). A list of them is
+// encoded and decoded without building an archive: a cereal archive's
+// constructor and destructor (its type registries) cost more than a few
+// numbers, once per map item on both sides. The bytes are the same.
+template <class T>
+inline constexpr bool kRawBytes =
+    std::is_arithmetic_v<T> && !std::is_same_v<std::remove_cv_t<T>, bool>;
+template <class... T>
+inline constexpr bool kAllRawBytes = (sizeof...(T) > 0) && (kRawBytes<T> && ...);
+
+// Writes the archive of `values...` (in order) through `append`. Throws
+// what cereal throws.
+template <class... T>
+void WriteArchive(void* out, procpool_append_fn append, const T&... values) {
+  if constexpr (kAllRawBytes<T...>) {
+    char bytes[(sizeof(T) + ...)];
+    size_t offset = 0;
+    ((std::memcpy(bytes + offset, &values, sizeof(T)), offset += sizeof(T)), ...);
+    append(out, bytes, sizeof(bytes));
+  } else {
+    OutputArchive ar(out, append);
+    (ar(values), ...);
+  }
+}
+
 // Appends the archive of `values...` (in order) to `out`. Throws what cereal
 // throws.
 template <class... T>
 void AppendArchive(std::string* out, const T&... values) {
-  OutputArchive ar(out, &AppendToString);
-  (ar(values), ...);
+  WriteArchive(out, &AppendToString, values...);
 }
 
 // Decodes `values...` (in order) from `bytes`, which must hold exactly
@@ -212,10 +237,24 @@ void AppendArchive(std::string* out, const T&... values) {
 // std::runtime_error when bytes are left over.
 template <class... T>
 void DecodeArchiveInto(std::string_view bytes, T&... values) {
-  InputArchive ar(bytes.data(), bytes.size());
-  (ar(values), ...);
-  if (ar.remaining() != 0) {
-    throw std::runtime_error("trailing bytes after the archive");
+  if constexpr (kAllRawBytes<T...>) {
+    constexpr size_t kSize = (sizeof(T) + ...);
+    if (bytes.size() < kSize) {
+      throw cereal::Exception("Failed to read " + std::to_string(kSize) +
+                              " bytes from input stream! Read " +
+                              std::to_string(bytes.size()));
+    }
+    if (bytes.size() > kSize) {
+      throw std::runtime_error("trailing bytes after the archive");
+    }
+    size_t offset = 0;
+    ((std::memcpy(&values, bytes.data() + offset, sizeof(T)), offset += sizeof(T)), ...);
+  } else {
+    InputArchive ar(bytes.data(), bytes.size());
+    (ar(values), ...);
+    if (ar.remaining() != 0) {
+      throw std::runtime_error("trailing bytes after the archive");
+    }
   }
 }
 

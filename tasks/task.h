@@ -141,8 +141,7 @@ class FunctionTask final : public TaskBody {
     }
     // The one boundary where a task's exceptions stop.
     try {
-      serialize_internal::OutputArchive ar(out, append);
-      ar(std::apply(fn_, std::move(decoded)));
+      serialize_internal::WriteArchive(out, append, std::apply(fn_, std::move(decoded)));
       return PROCPOOL_INVOKE_OK;
     } catch (...) {
       AppendCurrentException(out, append);

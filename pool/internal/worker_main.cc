@@ -266,16 +266,22 @@ class Worker {
   // its RegionRef (the code then carries kRegionResult).
   int RunOne(uint32_t task, std::string_view args, std::string* out, bool spill) {
     const procpool_task_v1& t = plugins_.task(task);
-    ResultSink sink{this, out, out->size(), spill && CanUseResultRegion()};
-    int code = t.invoke(t.ctx, args.data(), args.size(), &sink, &ResultSink::Append);
-    const size_t size = sink.size();
+    const size_t start = out->size();
+    // Map items and small answers take the plain sink: one call per append.
+    std::optional<ResultSink> sink;
+    if (spill && CanUseResultRegion()) sink.emplace(ResultSink{this, out, start, true});
+    int code = sink ? t.invoke(t.ctx, args.data(), args.size(), &*sink, &ResultSink::Append)
+                    : t.invoke(t.ctx, args.data(), args.size(), out,
+                               &serialize_internal::AppendToString);
+    const size_t size = sink ? sink->size() : out->size() - start;
     if (size + 64 > max_frame_) {
-      sink.Abandon();
+      if (sink) sink->Abandon();
+      out->resize(start);
       AppendTooLarge(task, size, out);
       return static_cast<int>(ResultCode::kException);
     }
-    if (sink.in_region) {
-      AppendRegionRef(out, RegionRef{0, sink.region_len});
+    if (sink && sink->in_region) {
+      AppendRegionRef(out, RegionRef{0, sink->region_len});
       code |= kRegionResult;
     }
     return code;

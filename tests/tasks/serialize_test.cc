@@ -67,6 +67,28 @@ TEST(SerializeTest, SameBytesAsCerealBinaryArchive) {
   EXPECT_EQ(OurBytes(Empty{}), CerealBytes(Empty{}));
 }
 
+TEST(SerializeTest, NumbersWithoutAnArchiveAreCerealBytes) {
+  // Lists of numbers skip building an archive (kAllRawBytes): same bytes,
+  // same reads, same errors.
+  static_assert(kAllRawBytes<int, int>);
+  static_assert(kAllRawBytes<double, char, uint64_t, float>);
+  static_assert(!kAllRawBytes<int, bool>);
+  static_assert(!kAllRawBytes<int, std::string>);
+  static_assert(!kAllRawBytes<>);
+  EXPECT_EQ(OurBytes(-7, 9), CerealBytes(-7, 9));
+  EXPECT_EQ(OurBytes(2.5f, int16_t{-3}, uint8_t{200}, 1e300),
+            CerealBytes(2.5f, int16_t{-3}, uint8_t{200}, 1e300));
+  int a = 0, b = 0;
+  DecodeArchiveInto(CerealBytes(123, -456), a, b);
+  EXPECT_EQ(a, 123);
+  EXPECT_EQ(b, -456);
+  EXPECT_THROW(DecodeArchiveInto(CerealBytes(123), a, b), cereal::Exception);
+  EXPECT_THROW(DecodeArchiveInto(CerealBytes(1, 2, 3), a, b), std::runtime_error);
+  std::string written;
+  WriteArchive(&written, &AppendToString, 5, 6.0);
+  EXPECT_EQ(written, CerealBytes(5, 6.0));
+}
+
 TEST(SerializeTest, ReadsWhatCerealWrites) {
   const std::vector<Point> points = {{1, 2, "a"}, {3, 4, std::string(1000, 'b')}};
   const std::string bytes = CerealBytes(points, std::string("tail"));
