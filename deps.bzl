@@ -17,7 +17,8 @@ repository of that name already (so a consumer's own declarations win):
       Debian's Abseil (libabsl-dev), cereal (libcereal-dev), GoogleTest
       (libgtest-dev, libgmock-dev) and Google Benchmark (libbenchmark-dev)
       as cc_library targets: //:absl, //:cereal, //:gtest, //:gtest_main,
-      //:benchmark, //:benchmark_main (third_party/system_libs.BUILD).
+      //:benchmark, //:benchmark_main (third_party/system_libs.BUILD, with
+      Abseil's library list from third_party/absl.bzl).
       procpool's public API uses absl::Status, so a program that links
       procpool must use this same Abseil. Fetching the repository fails with
       an apt-get hint if Abseil's or cereal's headers are missing.
@@ -65,10 +66,10 @@ def _procpool_system_libs_impl(repository_ctx):
              "Install them with: apt-get install libabsl-dev libcereal-dev " +
              "(procpool's scripts/setup.sh installs everything it uses).")
     repository_ctx.file("WORKSPACE", 'workspace(name = "%s")\n' % repository_ctx.name)
-    repository_ctx.symlink(
-        _procpool_root(repository_ctx).get_child("third_party").get_child("system_libs.BUILD"),
-        "BUILD.bazel",
-    )
+    third_party = _procpool_root(repository_ctx).get_child("third_party")
+    repository_ctx.symlink(third_party.get_child("system_libs.BUILD"), "BUILD.bazel")
+    # The list of Abseil's libraries, shared with procpool's own BUILD files.
+    repository_ctx.symlink(third_party.get_child("absl.bzl"), "absl.bzl")
 
 _procpool_system_libs = repository_rule(
     implementation = _procpool_system_libs_impl,
