@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/time/clock.h"
+
 namespace procpool::internal {
 
 bool TaskState::Cancel(absl::Status why) {
@@ -29,14 +31,23 @@ bool TaskState::Complete(absl::Status status, std::string payload) {
 
 void TaskState::Wait() const {
   if (Done()) return;
+  if (cancel_channel_ != nullptr && phase_.load() == kDispatched) {
+    cancel_channel_->Assist(*this, absl::InfiniteFuture());
+    if (Done()) return;
+  }
   absl::MutexLock l(&mu_);
   mu_.Await(absl::Condition(&done_));
 }
 
 bool TaskState::WaitFor(absl::Duration timeout) const {
   if (Done()) return true;
+  const absl::Time deadline = absl::Now() + timeout;
+  if (cancel_channel_ != nullptr && phase_.load() == kDispatched) {
+    cancel_channel_->Assist(*this, deadline);
+    if (Done()) return true;
+  }
   absl::MutexLock l(&mu_);
-  return mu_.AwaitWithTimeout(absl::Condition(&done_), timeout);
+  return mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
 }
 
 void TaskState::OnDone(std::function<void()> fn) {
