@@ -200,7 +200,12 @@ absl::StatusOr<std::unique_ptr<PoolCore>> PoolCore::Start(PoolOptions options) {
         }
         c->Wake();
       },
-      [c](const TaskState& t, absl::Time deadline) { c->AssistWait(t, deadline); });
+      [c](const TaskState& t, absl::Time deadline) { c->AssistWait(t, deadline); },
+      [c] {
+        // A parked socket is read by a waiter or, within kParkFor, the I/O
+        // thread; a task watched by a callback should not wait that long.
+        if (c->parked_.load(std::memory_order_acquire)) c->Wake();
+      });
   c->epoll_fd_.Reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!c->epoll_fd_) return ErrnoToStatus("epoll_create1", errno);
   c->wake_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -1495,6 +1500,7 @@ bool PoolCore::CanStayParkedLocked(const WorkerConnection& w) {
 }
 
 void PoolCore::ArmParkTimerLocked() {
+  parked_.store(true, std::memory_order_release);
   if (park_timer_armed_) return;
   itimerspec spec{};
   spec.it_value = absl::ToTimespec(kParkFor);
@@ -1504,6 +1510,8 @@ void PoolCore::ArmParkTimerLocked() {
 }
 
 void PoolCore::UnparkLocked() {
+  if (!parked_.load(std::memory_order_relaxed)) return;
+  parked_.store(false, std::memory_order_relaxed);
   for (auto& wp : workers_) {
     if (wp != nullptr && wp->caller_owned && !wp->assisting) RearmLocked(*wp);
   }

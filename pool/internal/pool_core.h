@@ -224,6 +224,9 @@ class PoolCore final : public Backend {
   int consecutive_start_failures_ ABSL_GUARDED_BY(io_mu_) = 0;
   absl::Time respawn_not_before_ ABSL_GUARDED_BY(io_mu_) = absl::InfinitePast();
   bool park_timer_armed_ ABSL_GUARDED_BY(io_mu_) = false;
+  // Some socket may be parked (written under io_mu_; read without it to
+  // decide whether a watched task needs a Wake()).
+  std::atomic<bool> parked_{false};
   // Callers polling a claimed socket without io_mu_ right now.
   int pollers_ ABSL_GUARDED_BY(io_mu_) = 0;
   // Set (for good) before the sockets are closed by BreakPool or

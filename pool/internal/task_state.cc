@@ -51,14 +51,21 @@ bool TaskState::WaitFor(absl::Duration timeout) const {
 }
 
 void TaskState::OnDone(std::function<void()> fn) {
+  bool done;
   {
     absl::MutexLock l(&mu_);
-    if (!done_) {
-      callbacks_.push_back(std::move(fn));
-      return;
-    }
+    done = done_;
+    if (!done) callbacks_.push_back(std::move(fn));
   }
-  fn();
+  if (done) {
+    fn();
+    return;
+  }
+  // Its answer may be waiting for a thread that waits on it (the pool's
+  // fast path): make sure the pool reads it anyway.
+  if (cancel_channel_ != nullptr && phase_.load() == kDispatched) {
+    cancel_channel_->Watched();
+  }
 }
 
 }  // namespace procpool::internal

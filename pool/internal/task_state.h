@@ -1,8 +1,10 @@
 // TaskState: the shared state behind a Future.
 //
 // Created by the submitting thread, queued and dispatched by the pool's I/O
-// thread, completed exactly once (by the I/O thread, or by a caller that
-// cancels a task before it is dispatched). Thread-safe.
+// thread (or, on the pool's serial fast path, by the submitting thread),
+// completed exactly once (by the I/O thread, by a thread waiting on it that
+// reads its worker's answer itself, or by a caller that cancels a task
+// before it is dispatched). Thread-safe.
 
 #ifndef PROCPOOL_POOL_INTERNAL_TASK_STATE_H_
 #define PROCPOOL_POOL_INTERNAL_TASK_STATE_H_
@@ -43,8 +45,14 @@ class CancelChannel {
   // on the calling thread, or returns at once if it cannot help.
   using WaitSink = std::function<void(const TaskState& task,
                                       absl::Time deadline)>;
-  explicit CancelChannel(Sink sink, WaitSink wait_sink = nullptr)
-      : sink_(std::move(sink)), wait_sink_(std::move(wait_sink)) {}
+  // Told that a done-callback was added to a dispatched task: the pool
+  // must deliver the answer even if no thread waits for it.
+  using WatchSink = std::function<void()>;
+  explicit CancelChannel(Sink sink, WaitSink wait_sink = nullptr,
+                         WatchSink watch_sink = nullptr)
+      : sink_(std::move(sink)),
+        wait_sink_(std::move(wait_sink)),
+        watch_sink_(std::move(watch_sink)) {}
   // True if the pool took the request.
   bool Request(uint64_t task_id) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::ReaderMutexLock l(&mu_);
@@ -59,10 +67,16 @@ class CancelChannel {
     absl::ReaderMutexLock l(&mu_);
     if (wait_sink_) wait_sink_(task, deadline);
   }
+  // See WatchSink. Never blocks for long.
+  void Watched() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::ReaderMutexLock l(&mu_);
+    if (watch_sink_) watch_sink_();
+  }
   void Detach() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
     sink_ = nullptr;
     wait_sink_ = nullptr;
+    watch_sink_ = nullptr;
   }
 
  private:
@@ -70,6 +84,7 @@ class CancelChannel {
   absl::Mutex mu_;
   Sink sink_ ABSL_GUARDED_BY(mu_);
   WaitSink wait_sink_ ABSL_GUARDED_BY(mu_);
+  WatchSink watch_sink_ ABSL_GUARDED_BY(mu_);
 };
 
 // Per-task policy, set by the submitter before the task is queued and
