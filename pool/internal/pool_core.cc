@@ -344,6 +344,7 @@ void PoolCore::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
         ChunkState* chunk = t->AsChunk();
         submitted_ += chunk != nullptr ? chunk->size() : 1;
         pending_.push_back(std::move(t));
+        queued_hint_.store(true, std::memory_order_relaxed);
       }
       tasks.clear();
     } else {
@@ -399,6 +400,7 @@ void PoolCore::RequeueFront(std::vector<std::shared_ptr<TaskState>>& tasks) {
   for (auto it = tasks.rbegin(); it != tasks.rend(); ++it) {
     (*it)->Requeue();
     pending_.push_front(std::move(*it));
+    queued_hint_.store(true, std::memory_order_relaxed);
   }
   tasks.clear();
 }
@@ -1235,6 +1237,7 @@ void PoolCore::Dispatch() {
       if (frame.Finish() == 0) w.out.resize(mark);
     }
     ++rr_next_;
+    queued_hint_.store(!pending_.empty(), std::memory_order_relaxed);
   }
   for (WorkerConnection* w : ready) {
     if (!w->out.empty() && !w->want_write) Flush(*w);
@@ -1320,7 +1323,8 @@ void PoolCore::StopWorkers(bool graceful) {
 // handlers the I/O thread uses; only the I/O thread spawns workers.
 
 bool PoolCore::DispatchDirect(std::shared_ptr<TaskState>& task) {
-  if (t_io_locked || task->AsChunk() != nullptr ||
+  if (t_io_locked || queued_hint_.load(std::memory_order_relaxed) ||
+      task->AsChunk() != nullptr ||
       task->args().size() + kFrameOverhead > options_.max_frame_bytes) {
     return false;
   }
@@ -1383,19 +1387,34 @@ bool PoolCore::DispatchDirectLocked(std::shared_ptr<TaskState>& task) {
 }
 
 void PoolCore::AssistWait(const TaskState& t, absl::Time deadline) {
-  if (t_io_locked || assist_off_.load(std::memory_order_relaxed)) return;
+  if (t_io_locked || assist_off_.load(std::memory_order_relaxed) ||
+      queued_hint_.load(std::memory_order_relaxed)) {
+    return;
+  }
   const absl::Time give_back_at = std::min(deadline, absl::Now() + kAssistFor);
   WorkerConnection* w;
   int fd, err_fd;
+  // Never wait for the I/O thread here: if it holds the lock it is running,
+  // and it takes back a parked socket in this very iteration (UnparkLocked),
+  // so a plain wait is served without delay. (A map's consumer waiting on
+  // its chunks lands here too and must not contend with the I/O thread.)
+  // If another caller holds it instead, the I/O thread is woken to take
+  // back a parked socket now rather than when park_timer_ fires.
+  if (!io_mu_.TryLock()) {
+    if (parked_.load(std::memory_order_acquire)) Wake();
+    return;
+  }
   {
-    absl::MutexLock l(&io_mu_);
     IoLockedScope scope;
     w = ClaimForCallerLocked(t);
-    if (w == nullptr) return;
-    fd = w->sock.get();
-    err_fd = w->err ? w->err.get() : -1;  // the pipe is closed at its EOF
-    ++pollers_;
+    if (w != nullptr) {
+      fd = w->sock.get();
+      err_fd = w->err ? w->err.get() : -1;  // the pipe is closed at its EOF
+      ++pollers_;
+    }
   }
+  io_mu_.Unlock();
+  if (w == nullptr) return;
   while (true) {
     // The socket stays open while this thread polls it: closing a claimed
     // socket waits for pollers_ == 0 (AwaitNoPollersLocked).

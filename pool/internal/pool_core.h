@@ -227,6 +227,9 @@ class PoolCore final : public Backend {
   // Some socket may be parked (written under io_mu_; read without it to
   // decide whether a watched task needs a Wake()).
   std::atomic<bool> parked_{false};
+  // !pending_.empty(), as last seen under mu_ (set on every push, recomputed
+  // by Dispatch): lets a bulk Submit skip the fast path without locking.
+  std::atomic<bool> queued_hint_{false};
   // Callers polling a claimed socket without io_mu_ right now.
   int pollers_ ABSL_GUARDED_BY(io_mu_) = 0;
   // Set (for good) before the sockets are closed by BreakPool or
