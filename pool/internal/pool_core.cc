@@ -1128,7 +1128,6 @@ void PoolCore::HandleWorkerLoss(WorkerConnection& w, absl::Status reason) {
 }
 
 void PoolCore::BreakPool(absl::Status why) {
-  AwaitNoPollersLocked();  // it closes every socket
   std::deque<std::shared_ptr<TaskState>> pending;
   {
     absl::MutexLock l(&mu_);
@@ -1137,6 +1136,10 @@ void PoolCore::BreakPool(absl::Status why) {
     refuse_reason_ = why;
     pending.swap(pending_);
   }
+  // It closes every socket. Only after broken_ is set: waiting releases
+  // io_mu_, and the I/O thread must not replace (free) a dead worker that
+  // a caller running this (from HandleWorkerLoss) still refers to.
+  AwaitNoPollersLocked();
   for (auto& t : pending) {
     if (t->TryDispatch()) Finish(*t, why);
   }
@@ -1424,6 +1427,8 @@ void PoolCore::AssistWait(const TaskState& t, absl::Time deadline) {
     // The stderr pipe too, only to learn whether it has bytes: the worker
     // writes them before its answer, so if it shows none when the socket
     // is readable, there are none to forward first.
+    // (The I/O thread may close the pipe at its EOF meanwhile; a poll on
+    // a closed descriptor only wakes this loop early.)
     pollfd p[2] = {{fd, POLLIN | POLLRDHUP, 0}, {err_fd, POLLIN, 0}};
     int r = ::ppoll(p, 2, &ts, nullptr);
     absl::MutexLock l(&io_mu_);
@@ -1538,6 +1543,7 @@ void PoolCore::UnparkLocked() {
 
 void PoolCore::AwaitNoPollersLocked() {
   sockets_closing_ = true;
+  if (pollers_ == 0) return;  // without releasing io_mu_
   auto none = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_) {
     return pollers_ == 0;
   };

@@ -93,6 +93,17 @@ TEST_F(FastPathTest, LoneGetWhileTheWorkerIsKilledMidTaskFailsWithTheCrash) {
   ExpectServing();
 }
 
+TEST_F(FastPathTest, ALoneCrashWithBreakPoolBreaksThePool) {
+  PoolOptions opts = TestPoolOptions(2);
+  opts.on_worker_death = WorkerDeathPolicy::kBreakPool;
+  StartPool(opts);
+  absl::Status s = StatusWithin(pool().Submit(Task(faults::kSegfault), 1));
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  absl::Status after = StatusWithin(pool().Submit(Task(math::kAdd), 1, 2));
+  EXPECT_EQ(after.code(), absl::StatusCode::kAborted) << after;
+  EXPECT_THAT(std::string(after.message()), HasSubstr("BrokenPool"));
+}
+
 TEST_F(FastPathTest, TaskTimeoutStillFailsTheWaitingCaller) {
   SubmitOptions opts;
   opts.timeout = absl::Milliseconds(10);  // runs out while the caller reads
