@@ -1395,8 +1395,8 @@ void PoolCore::AssistWait(const TaskState& t, absl::Time deadline) {
     return;
   }
   const absl::Time give_back_at = std::min(deadline, absl::Now() + kAssistFor);
-  WorkerConnection* w;
-  int fd, err_fd;
+  WorkerConnection* w = nullptr;
+  int fd = -1, err_fd = -1;
   // Never wait for the I/O thread here: if it holds the lock it is running,
   // and it takes back a parked socket in this very iteration (UnparkLocked),
   // so a plain wait is served without delay. (A map's consumer waiting on
