@@ -102,7 +102,11 @@ void BM_CrashRecovery(benchmark::State& state) {
     WriteAll(release_fd, "r", 1);  // lets the survivor's hold return
     fs[wr.not_done[0]].Wait();
     if (t2 == 0 || !served.ok() || *served == survivor || *served == victim) {
-      state.SkipWithError("no replacement served a task");
+      const std::string why =
+          t2 == 0 ? std::string("no replacement was listed within 10 s")
+          : !served.ok() ? "the task for the replacement failed: " + served.status().ToString()
+                         : "the task ran on pid " + std::to_string(*served) + ", not on the replacement";
+      state.SkipWithError(("no replacement served a task: " + why).c_str());
       break;
     }
     state.SetIterationTime(t1 - t0);
