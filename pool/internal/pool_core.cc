@@ -1179,7 +1179,13 @@ void PoolCore::Dispatch() {
         WorkerConnection* w = ready[(rr_next_ + k) % ready.size()];
         if (w->inflight.size() >= window) continue;
         if (quota > 0 && w->dispatched >= quota) continue;  // about to retire
-        std::pair<size_t, bool> key{w->inflight.size(), on_long_task(*w)};
+        const bool long_task = on_long_task(*w);
+        // Never queue behind a task that has run far longer than tasks
+        // usually do: it may run for seconds, or hang, while another
+        // worker (or a replacement about to say hello) frees up. The task
+        // stays queued; the next answer or hello dispatches it.
+        if (long_task && !w->inflight.empty()) continue;
+        std::pair<size_t, bool> key{w->inflight.size(), long_task};
         if (best == nullptr || key < best_key) {
           best = w;
           best_key = key;

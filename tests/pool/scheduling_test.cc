@@ -55,5 +55,29 @@ TEST_F(SchedulingTest, AQuickTaskIsNotSentBehindALongOneWhileAWorkerIsIdle) {
   }
 }
 
+TEST_F(SchedulingTest, AQuickTaskWaitsForAFreeWorkerRatherThanQueueBehindAHungOne) {
+  // Both workers are busy: one with a task that never ends, one with a
+  // 300 ms task. Tiny tasks ran before, so the pool would happily queue
+  // several tasks per worker; it must still not queue the quick task behind
+  // the hung one (found by crash_recovery_bench: a task sent to a worker
+  // that ran a long task while its replacement partner was still starting).
+  for (int round = 0; round < 6; ++round) {
+    StartPool(testing::TestPoolOptions(/*workers=*/2));
+    std::vector<int> ones(20000, 1);
+    for (int r : pool().Map(Task(math::kNoop), ones)) ASSERT_EQ(r, 1);
+    const std::string announce = TempPath("hung");
+    Future<int> hung = pool().Submit(Task(probe::kAnnounceAndHang), announce);
+    ASSERT_TRUE(WaitForAnnouncedPid(announce).has_value());
+    Future<int> slow = pool().Submit(Task(faults::kSleepMs), 300);
+    absl::SleepFor(absl::Milliseconds(20));  // both are long tasks by now
+    absl::StatusOr<int> r = pool().Submit(Task(math::kAdd), 2, 3).Result(absl::Seconds(5));
+    ASSERT_TRUE(r.ok()) << "round " << round
+                        << ": the quick task was queued behind the hung one: " << r.status();
+    EXPECT_EQ(*r, 5);
+    EXPECT_TRUE(slow.Done());
+    EXPECT_FALSE(hung.Done());
+  }
+}
+
 }  // namespace
 }  // namespace procpool
