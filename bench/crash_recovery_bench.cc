@@ -79,6 +79,15 @@ void BM_CrashRecovery(benchmark::State& state) {
       state.SkipWithError("the hold tasks did not both start");
       break;
     }
+    // Hold a while before the kill. The holds then dominate the pool's
+    // average task time (well over 1 ms), so the pool sends one task at a
+    // time and nothing to a busy worker: the task submitted after the kill
+    // can only go to the replacement. Without this the average fell below
+    // 1 ms (the quick pid tasks), the pool pipelined, and a hold that had
+    // run only a few ms could have that task queued behind it: it then
+    // waited for the release (a 10 s timeout here) instead of measuring
+    // the replacement.
+    SleepMicros(20'000);
     const double t0 = NowSeconds();
     ::kill(victim, SIGKILL);
     WaitResult wr = Wait(fs, FIRST_COMPLETED, absl::Seconds(10));
