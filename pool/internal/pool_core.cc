@@ -922,7 +922,7 @@ void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
     if (chunk != nullptr && code == static_cast<uint8_t>(ResultCode::kOk)) {
       if (t->Done()) continue;  // cancelled meanwhile
       size_t n = 0;
-      absl::StatusOr<bool> all = chunk->Accept(std::string(bytes.view()), &n);
+      absl::StatusOr<bool> all = chunk->Accept(std::move(bytes).TakeOwned(), &n);
       if (!all.ok()) {
         // The worker wrote garbage: it is replaced, the chunk fails.
         Finish(*t, absl::DataLossError(absl::StrCat(

@@ -80,6 +80,14 @@ class ResultBytes {
     return lease_ != nullptr ? borrowed_ : std::string_view(owned_);
   }
   bool borrowed() const { return lease_ != nullptr; }
+  // The bytes as a string of one's own: moved out when owned, copied (and
+  // the lease let go) when borrowed.
+  std::string TakeOwned() && {
+    if (lease_ == nullptr) return std::move(owned_);
+    std::string copy(borrowed_);
+    lease_.reset();
+    return copy;
+  }
 
  private:
   std::string owned_;

@@ -217,8 +217,9 @@ class Worker {
       if (call.task & kRegionBit) {
         absl::StatusOr<RegionRef> ref = ParseRegionRef(call.args);
         absl::StatusOr<std::shared_ptr<RegionMapping>> map =
-            ref.ok() ? call_region_.Covering(ref->offset, ref->length) : ref.status();
-        if (!call_region_.valid()) map = absl::DataLossError("no call region");
+            !ref.ok()                ? ref.status()
+            : !call_region_.valid() ? absl::DataLossError("a region call, but no call region")
+                                    : call_region_.Covering(ref->offset, ref->length);
         if (!map.ok()) {
           std::fprintf(stderr, "procpool_worker: call %llu: %s\n",
                        static_cast<unsigned long long>(call.id),
@@ -301,44 +302,28 @@ class Worker {
 
     static void Append(void* p, const char* data, size_t len) {
       auto* s = static_cast<ResultSink*>(p);
+      if (!s->in_region && s->may_spill &&
+          s->out->size() - s->start + len >= s->self->shm_min_) {
+        // Large from here on: move what there is to the region and write
+        // these bytes there directly rather than copy them twice.
+        s->may_spill = false;
+        if (const std::optional<size_t> moved = s->self->MoveToRegion(s->out, s->start)) {
+          s->in_region = true;
+          s->region_len = *moved;
+        }
+      }
       if (s->in_region) {
         if (s->self->result_region_.Reserve(s->region_len + len).ok()) {
           std::memcpy(s->self->result_region_.data() + s->region_len, data, len);
           s->region_len += len;
           return;
         }
-        s->Unspill();  // no memory for the region: carry on in the frame
-      }
-      if (s->may_spill && s->out->size() - s->start + len >= s->self->shm_min_) {
-        // Large from here on: move what there is to the region, then
-        // write these bytes there directly rather than copy them twice.
-        s->may_spill = false;
-        if (s->Spill() && s->self->result_region_.Reserve(s->region_len + len).ok()) {
-          std::memcpy(s->self->result_region_.data() + s->region_len, data, len);
-          s->region_len += len;
-          return;
-        }
-        if (s->in_region) s->Unspill();
+        // No memory for the region: carry on in the frame.
+        s->out->append(s->self->result_region_.data(), s->region_len);
+        s->in_region = false;
+        s->self->ReleaseResultRegion();
       }
       s->out->append(data, len);
-    }
-    bool Spill() {
-      const size_t have = out->size() - start;
-      if (!self->TakeResultRegion()) return false;
-      if (!self->result_region_.Reserve(have).ok()) {
-        self->ReleaseResultRegion();
-        return false;
-      }
-      std::memcpy(self->result_region_.data(), out->data() + start, have);
-      out->resize(start);
-      in_region = true;
-      region_len = have;
-      return true;
-    }
-    void Unspill() {
-      out->append(self->result_region_.data(), region_len);
-      in_region = false;
-      self->ReleaseResultRegion();
     }
     // Drops the answer written so far.
     void Abandon() {
@@ -362,19 +347,29 @@ class Worker {
     page_->result_region_busy.store(0, std::memory_order_release);
   }
 
+  // Claims the result region and moves out[start..] to its start; returns
+  // how many bytes moved. Nothing changes when the region is taken or
+  // cannot grow.
+  std::optional<size_t> MoveToRegion(std::string* out, size_t start) {
+    const size_t size = out->size() - start;
+    if (!TakeResultRegion()) return std::nullopt;
+    if (!result_region_.Reserve(size).ok()) {
+      ReleaseResultRegion();
+      return std::nullopt;
+    }
+    std::memcpy(result_region_.data(), out->data() + start, size);
+    out->resize(start);
+    return size;
+  }
+
   // Moves a finished answer that starts at out_[start] into the result
   // region when it is large and the region is free, leaving its RegionRef
   // in its place. Returns kRegionResult if it moved, else 0.
   uint8_t MoveToResultRegion(size_t start) {
-    const size_t size = out_.size() - start;
-    if (shm_min_ == 0 || size < shm_min_ || !TakeResultRegion()) return 0;
-    if (!result_region_.Reserve(size).ok()) {
-      ReleaseResultRegion();
-      return 0;
-    }
-    std::memcpy(result_region_.data(), out_.data() + start, size);
-    out_.resize(start);
-    AppendRegionRef(&out_, RegionRef{0, size});
+    if (out_.size() - start < shm_min_) return 0;
+    const std::optional<size_t> moved = MoveToRegion(&out_, start);
+    if (!moved) return 0;
+    AppendRegionRef(&out_, RegionRef{0, *moved});
     return kRegionResult;
   }
 
