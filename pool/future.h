@@ -165,8 +165,9 @@ class Future {
   size_t index() const { return state_->index(); }
 
   // Calls `fn(*this)` once the future is done: at once on this thread if it
-  // already is, otherwise on the pool's I/O thread (so `fn` must be quick
-  // and must not block or wait on other futures).
+  // already is, otherwise on the pool's I/O thread or on a thread blocked
+  // waiting for this future (which may read the answer itself), so `fn`
+  // must be quick and must not block or wait on other futures.
   void AddDoneCallback(std::function<void(const Future<R>&)> fn) const {
     Future<R> self = *this;
     state_->OnDone([self, fn = std::move(fn)] { fn(self); });

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/time/clock.h"
+
 namespace procpool::internal {
 
 bool TaskState::Cancel(absl::Status why) {
@@ -29,25 +31,41 @@ bool TaskState::Complete(absl::Status status, ResultBytes payload) {
 
 void TaskState::Wait() const {
   if (Done()) return;
+  if (cancel_channel_ != nullptr && phase_.load() == kDispatched) {
+    cancel_channel_->Assist(*this, absl::InfiniteFuture());
+    if (Done()) return;
+  }
   absl::MutexLock l(&mu_);
   mu_.Await(absl::Condition(&done_));
 }
 
 bool TaskState::WaitFor(absl::Duration timeout) const {
   if (Done()) return true;
+  const absl::Time deadline = absl::Now() + timeout;
+  if (cancel_channel_ != nullptr && phase_.load() == kDispatched) {
+    cancel_channel_->Assist(*this, deadline);
+    if (Done()) return true;
+  }
   absl::MutexLock l(&mu_);
-  return mu_.AwaitWithTimeout(absl::Condition(&done_), timeout);
+  return mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
 }
 
 void TaskState::OnDone(std::function<void()> fn) {
+  bool done;
   {
     absl::MutexLock l(&mu_);
-    if (!done_) {
-      callbacks_.push_back(std::move(fn));
-      return;
-    }
+    done = done_;
+    if (!done) callbacks_.push_back(std::move(fn));
   }
-  fn();
+  if (done) {
+    fn();
+    return;
+  }
+  // Its answer may be waiting for a thread that waits on it (the pool's
+  // fast path): make sure the pool reads it anyway.
+  if (cancel_channel_ != nullptr && phase_.load() == kDispatched) {
+    cancel_channel_->Watched();
+  }
 }
 
 }  // namespace procpool::internal

@@ -1,8 +1,10 @@
 // TaskState: the shared state behind a Future.
 //
 // Created by the submitting thread, queued and dispatched by the pool's I/O
-// thread, completed exactly once (by the I/O thread, or by a caller that
-// cancels a task before it is dispatched). Thread-safe.
+// thread (or, on the pool's serial fast path, by the submitting thread),
+// completed exactly once (by the I/O thread, by a thread waiting on it that
+// reads its worker's answer itself, or by a caller that cancels a task
+// before it is dispatched). Thread-safe.
 
 #ifndef PROCPOOL_POOL_INTERNAL_TASK_STATE_H_
 #define PROCPOOL_POOL_INTERNAL_TASK_STATE_H_
@@ -25,27 +27,64 @@
 
 namespace procpool::internal {
 
-// Lets a future ask its pool to stop the worker running its task. The pool
-// detaches it when it goes away, after which requests are ignored.
+class TaskState;
+
+// Lets a future ask its pool to stop the worker running its task, and lets
+// a thread that waits on a dispatched task do that task's I/O itself (the
+// pool's serial fast path, see PoolCore::AssistWait) instead of waiting to
+// be woken. The pool detaches it when it goes away, after which requests are
+// ignored and waits are plain waits.
+//
+// Thread-safe. Request() never blocks for long; Assist() may run as long as
+// the pool's assist runs (bounded, a few milliseconds); Detach() waits for
+// the assists in progress to return.
 class CancelChannel {
  public:
   using Sink = std::function<void(uint64_t task_id)>;
-  explicit CancelChannel(Sink sink) : sink_(std::move(sink)) {}
+  // Waits on `task` until it is done or `deadline`, doing its worker's I/O
+  // on the calling thread, or returns at once if it cannot help.
+  using WaitSink = std::function<void(const TaskState& task,
+                                      absl::Time deadline)>;
+  // Told that a done-callback was added to a dispatched task: the pool
+  // must deliver the answer even if no thread waits for it.
+  using WatchSink = std::function<void()>;
+  explicit CancelChannel(Sink sink, WaitSink wait_sink = nullptr,
+                         WatchSink watch_sink = nullptr)
+      : sink_(std::move(sink)),
+        wait_sink_(std::move(wait_sink)),
+        watch_sink_(std::move(watch_sink)) {}
   // True if the pool took the request.
   bool Request(uint64_t task_id) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock l(&mu_);
+    absl::ReaderMutexLock l(&mu_);
     if (!sink_) return false;
     sink_(task_id);
     return true;
   }
+  // See WaitSink. A no-op for a pool without the fast path, or once
+  // detached.
+  void Assist(const TaskState& task, absl::Time deadline)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::ReaderMutexLock l(&mu_);
+    if (wait_sink_) wait_sink_(task, deadline);
+  }
+  // See WatchSink. Never blocks for long.
+  void Watched() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::ReaderMutexLock l(&mu_);
+    if (watch_sink_) watch_sink_();
+  }
   void Detach() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
     sink_ = nullptr;
+    wait_sink_ = nullptr;
+    watch_sink_ = nullptr;
   }
 
  private:
+  // Readers call the sinks (concurrently); Detach writes them.
   absl::Mutex mu_;
   Sink sink_ ABSL_GUARDED_BY(mu_);
+  WaitSink wait_sink_ ABSL_GUARDED_BY(mu_);
+  WatchSink watch_sink_ ABSL_GUARDED_BY(mu_);
 };
 
 // Per-task policy, set by the submitter before the task is queued and
@@ -159,8 +198,11 @@ class TaskState {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   bool Done() const { return done_flag_.load(std::memory_order_acquire); }
+  // Block until done (at most `timeout` for WaitFor, which returns true if
+  // done). A waiter on a dispatched task may first do its worker's I/O on
+  // its own thread (CancelChannel::Assist), so a done-callback of this or
+  // another task may then run on the waiting thread.
   void Wait() const ABSL_LOCKS_EXCLUDED(mu_);
-  // True if done within `timeout`.
   bool WaitFor(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Valid once Done(). The payload is the result's archive when OK. It
