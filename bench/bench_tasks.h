@@ -32,6 +32,10 @@ uint64_t SpinRounds(uint64_t rounds);
 // For the crash benchmark. `dir` holds two FIFOs made by the benchmark:
 // `pids` (the task writes its worker's pid there, as 4 bytes) and `release`
 // (the task then blocks until it reads one byte from it). Returns the pid.
+// If `dir` also has a FIFO `alive` that the benchmark reads, the task holds
+// its write end open from before it writes its pid until it returns, so the
+// benchmark sees EOF there when a killed worker's descriptors are closed:
+// the same moment the pool's socket to that worker reads EOF.
 int Hold(const std::string& dir);
 
 // This worker's pid.

@@ -13,8 +13,27 @@ namespace procpool::bench {
 
 uint64_t SpinRounds(uint64_t rounds) { return Mix(rounds); }
 
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+
+ private:
+  const int fd_;
+};
+
+}  // namespace
+
 int Hold(const std::string& dir) {
   const int pid = static_cast<int>(::getpid());
+  // -1 with ENOENT (no such FIFO) or ENXIO (nobody reads it): not wanted.
+  const Fd alive(::open((dir + "/alive").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
   int out = ::open((dir + "/pids").c_str(), O_WRONLY | O_CLOEXEC);
   if (out < 0) throw std::runtime_error("hold: cannot open " + dir + "/pids");
   ssize_t w = ::write(out, &pid, sizeof(pid));

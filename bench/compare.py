@@ -356,6 +356,14 @@ def build_rows(b, py):
                     "SIGKILL of a busy worker until its future has failed (PPE: %s; Pool: %s)"
                     % (pnote("crash_to_error_ms", "ppe"), pnote("crash_to_error_ms", "pool")),
                     ("≤ 1 ms", lambda r: med(r.procpool) <= 1.0)))
+    own = "BM_WorkerKillToEof/iterations:30/manual_time"
+    rows.append(Row("crash_to_error_own_floor_ms", "ms", False,
+                    b.samples(own, "pool_ms"), mul(b.samples(own, "seconds"), 1e3),
+                    floor_note="the same deaths: SIGKILL of the worker until its own "
+                               "descriptors read EOF (its teardown; nothing can learn of "
+                               "the death sooner)",
+                    notes="pool of 1 worker: SIGKILL of a busy worker until its future "
+                          "has failed, paired with the EOF of the same death"))
     respawn = mul(b.samples("BM_KillToRespawnReady/iterations:50/manual_time", "seconds"), 1e3)
     rows.append(Row("crash_to_replacement_ms", "ms", False,
                     b.samples(crash, "to_pids_ms"), respawn,

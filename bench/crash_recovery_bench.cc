@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench/bench_tasks.h"
@@ -137,6 +138,88 @@ void BM_CrashRecovery(benchmark::State& state) {
 BENCHMARK(BM_CrashRecovery)
     ->UseManualTime()
     ->Iterations(20)
+    ->Unit(benchmark::kMillisecond);
+
+// The floor for crash_to_error_ms that a pool cannot go below: SIGKILL of a
+// ready worker (a pool of 1, running `hold`) until its descriptors read EOF,
+// which is the first moment anyone can learn of its death (the kernel tears
+// down the address space first, then closes the descriptors). `hold` keeps
+// the write end of a FIFO open; the benchmark polls the read end, while a
+// second thread waits on the hold's future, so each iteration also gives
+// the pool's own time (pool_ms: kill until the future failed) for the same
+// death. The iteration time is kill -> EOF.
+void BM_WorkerKillToEof(benchmark::State& state) {
+  auto pool = MakePool(state, 1);
+  if (!pool) return;
+  auto hold = GetTask(state, *pool, kHold);
+  if (!hold) return;
+  char tmpl[] = "/tmp/procpool_kill_bench_XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    state.SkipWithError("mkdtemp");
+    return;
+  }
+  const std::string dir = tmpl;
+  ::mkfifo((dir + "/pids").c_str(), 0600);
+  ::mkfifo((dir + "/release").c_str(), 0600);
+  ::mkfifo((dir + "/alive").c_str(), 0600);
+  int pids_fd = ::open((dir + "/pids").c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  int release_fd = ::open((dir + "/release").c_str(), O_RDWR | O_CLOEXEC);
+  // Read-only, so that EOF comes when the worker's write end is closed.
+  int alive_fd = ::open((dir + "/alive").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  double pool_total = 0, gap_total = 0;
+  int64_t n = 0;
+  for (auto _ : state) {
+    Future<int> f = pool->Submit(*hold, dir);
+    int victim = 0;
+    if (!ReadPid(pids_fd, &victim, 10'000)) {
+      state.SkipWithError("the hold task did not start");
+      break;
+    }
+    double failed_at = 0;
+    absl::Status status;
+    std::thread waiter([&] {
+      status = f.WaitFor(absl::Seconds(10)) ? f.status()
+                                         : absl::DeadlineExceededError("10 s");
+      failed_at = NowSeconds();
+    });
+    SleepMicros(20'000);  // as in BM_CrashRecovery; the waiter blocks, the worker reads
+    const double t0 = NowSeconds();
+    ::kill(victim, SIGKILL);
+    pollfd pfd{alive_fd, POLLIN, 0};
+    bool eof = false;
+    char buf[16];
+    while (::poll(&pfd, 1, 10'000) > 0) {
+      if (::read(alive_fd, buf, sizeof(buf)) == 0) {
+        eof = true;
+        break;
+      }
+    }
+    const double t1 = NowSeconds();
+    waiter.join();
+    if (!eof || status.ok()) {
+      state.SkipWithError(!eof ? "no EOF from the killed worker within 10 s"
+                               : "the killed worker's task did not fail");
+      break;
+    }
+    state.SetIterationTime(t1 - t0);
+    pool_total += failed_at - t0;
+    gap_total += failed_at - t1;
+    ++n;
+  }
+  ::close(pids_fd);
+  ::close(release_fd);
+  ::close(alive_fd);
+  for (const char* f : {"/pids", "/release", "/alive"}) ::unlink((dir + f).c_str());
+  ::rmdir(dir.c_str());
+  state.SetItemsProcessed(state.iterations());
+  if (n > 0) {
+    state.counters["pool_ms"] = 1e3 * pool_total / static_cast<double>(n);
+    state.counters["after_eof_ms"] = 1e3 * gap_total / static_cast<double>(n);
+  }
+}
+BENCHMARK(BM_WorkerKillToEof)
+    ->UseManualTime()
+    ->Iterations(30)
     ->Unit(benchmark::kMillisecond);
 
 // Kill -> EOF on the socketpair, seen by a thread blocked in poll().
