@@ -2,19 +2,23 @@
 // arguments and results cross between the pool and a worker instead of
 // being copied through the socket.
 //
-// Each worker has two: the call region, written by the pool and read by
-// the worker, and the result region, written by the worker and read by the
-// pool. A region is mapped once and reused, so its pages are faulted in
+// Each worker has two: the call region, where the pool writes large
+// arguments (and the worker may write the answer back over them), and the
+// result region, where the worker writes other large answers. A region is mapped once and reused, so its pages are faulted in
 // once per worker rather than once per message (on a paravirtualised VM a
 // first touch of a page costs ~18 us; a fresh memfd per message measured
 // 0.19 GB/s here, a reused region 8-12 GB/s). The frame on the socket then
 // carries a RegionRef (offset and length) in place of the bytes.
 //
-// Only one side writes a region; which bytes are in use is agreed through
-// the protocol (see kRegionBit and kRegionResult in wire.h): the pool
-// writes one call's arguments at a time and reuses the space once that
-// call is answered; the worker writes a result only while the pool holds
-// no lease on the previous one (WorkerStatusPage::result_region_busy).
+// Which bytes are in use, and who may write them, is agreed through the
+// protocol (see kRegionBit, kRegionResult and kRegionResultInCall in
+// wire.h): the pool writes one call's arguments at a time and reuses the
+// space once that call is answered and no answer written over it is still
+// borrowed; the worker may write a large answer over the arguments it came
+// from, within what the pool mapped (it never grows the call region), and
+// writes the result region only while the pool holds no lease on the
+// previous result there (WorkerStatusPage::result_region_busy). Only the
+// pool grows the call region, only the worker the result region.
 //
 // Not thread-safe. Mappings are shared_ptrs so that bytes handed out stay
 // mapped after the region has grown (and been mapped again) or the region

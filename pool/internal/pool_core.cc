@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <chrono>
 #include <cerrno>
 #include <cstring>
@@ -86,9 +88,29 @@ class WorkerConnection {
   PayloadRegion result_region{UniqueFd()};
   // Id of the call whose arguments are in call_region (0: it is free).
   uint64_t call_region_task = 0;
+  // A result the worker wrote over its call's arguments
+  // (kRegionResultInCall) is still borrowed: no call goes there until its
+  // lease, which may be dropped on any thread, clears this.
+  std::shared_ptr<std::atomic<bool>> call_region_leased =
+      std::make_shared<std::atomic<bool>>(false);
 };
 
 namespace {
+
+// The pool's own mapping of a call region when it covers `ref`: a worker
+// writes an answer there (kRegionResultInCall) only within what the pool
+// has mapped. kDataLoss otherwise.
+absl::StatusOr<std::shared_ptr<RegionMapping>> OwnMappingCovering(
+    const PayloadRegion& region, RegionRef ref) {
+  const std::shared_ptr<RegionMapping>& map = region.mapping();
+  const uint64_t size = map == nullptr ? 0 : map->size();
+  if (ref.offset > size || ref.length > size - ref.offset) {
+    return absl::DataLossError(absl::StrCat(
+        "a call region reference [", ref.offset, ", +", ref.length,
+        ") is beyond the ", size, " bytes the pool mapped"));
+  }
+  return map;
+}
 
 constexpr uint64_t kWakeTag = ~uint64_t{0};
 constexpr uint64_t kParkTimerTag = ~uint64_t{0} - 2;  // even: no stderr bit
@@ -978,13 +1000,13 @@ void PoolCore::HandleResults(WorkerConnection& w, std::string_view payload) {
     TaskState* t = answered[i].get();
     total_ns += r.run_ns;
     ChunkState* chunk = t->AsChunk();
-    const uint8_t code = r.code & ~kRegionResult;
+    const uint8_t code = r.code & ~(kRegionResult | kRegionResultInCall);
     ResultBytes bytes;
-    if (r.code & kRegionResult) {
+    if (r.code & (kRegionResult | kRegionResultInCall)) {
       // Only a single call's result is decoded later, by its caller; the
       // rest is read now, and the region freed at once.
       absl::StatusOr<ResultBytes> b = RegionResult(
-          w, r.payload,
+          w, r.payload, /*in_call_region=*/(r.code & kRegionResultInCall) != 0,
           /*borrow=*/chunk == nullptr && code == static_cast<uint8_t>(ResultCode::kOk));
       if (!b.ok()) {
         Finish(*t, absl::DataLossError(absl::StrCat(DescribeTask(*t), ": ",
@@ -1317,7 +1339,8 @@ bool PoolCore::AddRegionCall(WorkerConnection& w, CallsFrameBuilder& frame,
   const std::string& args = t.args();
   const size_t min = options_.shared_memory_min_bytes;
   if (min == 0 || args.size() < min || w.call_region_task != 0 ||
-      !w.call_region.valid()) {
+      !w.call_region.valid() ||
+      w.call_region_leased->load(std::memory_order_acquire)) {
     return false;
   }
   // On failure (no memory for the region) the socket still works.
@@ -1333,17 +1356,26 @@ bool PoolCore::AddRegionCall(WorkerConnection& w, CallsFrameBuilder& frame,
 
 absl::StatusOr<ResultBytes> PoolCore::RegionResult(WorkerConnection& w,
                                                    std::string_view ref_bytes,
-                                                   bool borrow) {
-  std::shared_ptr<SharedMemory> page = w.status;
-  auto release = [page] {
-    static_cast<WorkerStatusPage*>(page->data())
-        ->result_region_busy.store(0, std::memory_order_release);
-  };
+                                                   bool in_call_region, bool borrow) {
+  std::function<void()> release;
+  if (in_call_region) {
+    w.call_region_leased->store(true, std::memory_order_relaxed);
+    release = [leased = w.call_region_leased] {
+      leased->store(false, std::memory_order_release);
+    };
+  } else {
+    release = [page = w.status] {
+      static_cast<WorkerStatusPage*>(page->data())
+          ->result_region_busy.store(0, std::memory_order_release);
+    };
+  }
   absl::StatusOr<RegionRef> ref = ParseRegionRef(ref_bytes);
   absl::StatusOr<std::shared_ptr<RegionMapping>> map =
-      ref.ok() ? w.result_region.Covering(ref->offset, ref->length)
-               : ref.status();
+      !ref.ok()       ? ref.status()
+      : in_call_region ? OwnMappingCovering(w.call_region, *ref)
+                       : w.result_region.Covering(ref->offset, ref->length);
   if (!map.ok()) {
+    release();
     return absl::DataLossError(absl::StrCat(
         "protocol error from worker: ", map.status().message()));
   }
@@ -1355,7 +1387,8 @@ absl::StatusOr<ResultBytes> PoolCore::RegionResult(WorkerConnection& w,
     return ResultBytes(std::move(copy));
   }
   // The lease keeps the mapping (and the status page) alive and frees the
-  // region for the worker's next large result when the bytes are let go.
+  // region (for the worker's next large result, or the pool's next large
+  // call) when the bytes are let go.
   const char* base = (*map)->data();
   std::shared_ptr<const void> lease(
       base, [map = *std::move(map), release](const void*) { release(); });

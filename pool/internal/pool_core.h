@@ -157,12 +157,14 @@ class PoolCore final : public Backend {
   // small, the region is taken or cannot grow: send the bytes inline.
   bool AddRegionCall(WorkerConnection& w, CallsFrameBuilder& frame, TaskState& t)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
-  // The bytes of a result the worker left in its result region (`ref` is
-  // the RegionRef it sent). Borrowed, with a lease that frees the region
-  // when dropped, or copied (and the region freed now). kDataLoss if the
-  // reference is bad.
+  // The bytes of a result the worker left in shared memory (`ref` is the
+  // RegionRef it sent): in its result region, or over its call's arguments
+  // in the call region (`in_call_region`, kRegionResultInCall). Borrowed,
+  // with a lease that frees that region when dropped, or copied (and the
+  // region freed now). kDataLoss if the reference is bad.
   absl::StatusOr<ResultBytes> RegionResult(WorkerConnection& w, std::string_view ref,
-                                           bool borrow) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+                                           bool in_call_region, bool borrow)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   void Flush(WorkerConnection& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   void StopWorkers(bool graceful) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   void UpdateInterest(WorkerConnection& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);

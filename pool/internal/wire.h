@@ -107,9 +107,15 @@ inline constexpr uint32_t kChunkBit = uint32_t{1} << 31;
 // into the worker's result region; the worker sets
 // WorkerStatusPage::result_region_busy before writing there, and writes
 // there again only once the pool has cleared it (when it no longer needs
-// the bytes).
+// the bytes). A ResultMsg whose code carries kRegionResultInCall has as its
+// payload a RegionRef into the worker's call region instead: the answer to
+// a call whose arguments came through that region, written over them once
+// the task has returned, within what the pool had mapped (the worker never
+// grows the call region). The pool then writes no call there until it no
+// longer needs those bytes.
 inline constexpr uint32_t kRegionBit = uint32_t{1} << 30;
 inline constexpr uint8_t kRegionResult = 0x80;
+inline constexpr uint8_t kRegionResultInCall = 0x40;
 
 struct RegionRef {
   uint64_t offset = 0;

@@ -236,7 +236,14 @@ class Worker {
       } else if (chunk) {
         code = static_cast<uint8_t>(ResultCode::kOk);
         if (!RunChunk(task, args, &out_)) return false;
-        code |= MoveToResultRegion(ResultsFrameBuilder::kRecordHeaderSize + record);
+        code |= MoveLargeAnswer(ResultsFrameBuilder::kRecordHeaderSize + record,
+                                args_map != nullptr);
+      } else if (args_map != nullptr) {
+        // The answer is built in out_ (a task may read its arguments until
+        // it returns) and then goes where the arguments were.
+        code = static_cast<uint8_t>(RunOne(task, args, &out_, /*spill=*/false));
+        code |= MoveLargeAnswer(ResultsFrameBuilder::kRecordHeaderSize + record,
+                                /*call_region_free=*/true);
       } else {
         code = static_cast<uint8_t>(RunOne(task, args, &out_, /*spill=*/true));
       }
@@ -362,11 +369,32 @@ class Worker {
     return size;
   }
 
-  // Moves a finished answer that starts at out_[start] into the result
-  // region when it is large and the region is free, leaving its RegionRef
-  // in its place. Returns kRegionResult if it moved, else 0.
-  uint8_t MoveToResultRegion(size_t start) {
-    if (out_.size() - start < shm_min_) return 0;
+  // Moves a finished answer that starts at out_[start] to shared memory
+  // when it is large, leaving its RegionRef in its place: to the call
+  // region when `call_region_free` (the call's arguments came through it
+  // and have been read) and the answer fits in what the pool has mapped
+  // there, else to the result region when that is free. Returns the flag
+  // for the result code: kRegionResultInCall, kRegionResult or 0 (left in
+  // the frame).
+  //
+  // The call region comes first because an answer written over the pages
+  // its arguments came in keeps the pages the two processes share to one
+  // set: when the host's caches are contended, writing 1 MiB to pages the
+  // other process last read was measured 2.8x slower than writing it to
+  // pages this process just read (docs/PERFORMANCE.md, section 3).
+  uint8_t MoveLargeAnswer(size_t start, bool call_region_free) {
+    const size_t size = out_.size() - start;
+    if (shm_min_ == 0 || size < shm_min_) return 0;
+    if (call_region_free && call_region_.valid()) {
+      // Only what the pool made: the worker never grows the call region.
+      const std::shared_ptr<RegionMapping>& map = call_region_.mapping();
+      if (map != nullptr && size <= map->size()) {
+        std::memcpy(map->data(), out_.data() + start, size);
+        out_.resize(start);
+        AppendRegionRef(&out_, RegionRef{0, size});
+        return kRegionResultInCall;
+      }
+    }
     const std::optional<size_t> moved = MoveToRegion(&out_, start);
     if (!moved) return 0;
     AppendRegionRef(&out_, RegionRef{0, *moved});

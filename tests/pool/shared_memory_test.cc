@@ -102,6 +102,48 @@ TEST_F(SharedMemoryTest, AnUndecodedResultKeepsTheRegionAndTheNextTakesTheSocket
   EXPECT_EQ(ResultsViaRegion(), 2u);
 }
 
+TEST_F(SharedMemoryTest, AnAnswerWrittenOverItsArgumentsKeepsThemUntilDecoded) {
+  // A large identity answer goes back over the pages its argument came in
+  // (kRegionResultInCall). While it is undecoded, the next large call must
+  // not be written there: it takes the socket, and its answer the result
+  // region; both answers arrive intact.
+  auto identity = Task(math::kIdentity);
+  std::string first = Pattern(size_t{2} << 20, 21);
+  Future<std::string> held = pool().Submit(identity, first);
+  ASSERT_TRUE(held.WaitFor(kWait));
+  EXPECT_EQ(ArgsViaRegion(), 1u);
+  EXPECT_EQ(ResultsViaRegion(), 1u);
+  std::string second = Pattern(size_t{2} << 20, 22);
+  EXPECT_TRUE(Same(pool().Submit(identity, second).Get(kWait), second));
+  EXPECT_EQ(ArgsViaRegion(), 1u);
+  EXPECT_EQ(ResultsViaRegion(), 2u);
+  EXPECT_TRUE(Same(held.Get(kWait), first));
+  // Decoded: the call region takes arguments again, and answers.
+  for (uint32_t k = 0; k < 3; ++k) {
+    std::string next = Pattern((size_t{1} << 20) + 4096 * k, 23 + k);
+    EXPECT_TRUE(Same(pool().Submit(identity, next).Get(kWait), next)) << k;
+  }
+  EXPECT_EQ(ArgsViaRegion(), 4u);
+  EXPECT_EQ(ResultsViaRegion(), 5u);
+}
+
+TEST_F(SharedMemoryTest, AnAnswerLargerThanTheCallRegionTakesTheResultRegion) {
+  // An argument archive of exactly 1 MiB (8 bytes of length + the message)
+  // gets a call region of 1 MiB; the exception's archive (type + message)
+  // is larger, so it cannot go back over the argument and must arrive
+  // through the result region instead, intact.
+  std::string message = Text((size_t{1} << 20) - 8, 32);
+  Future<int> f = pool().Submit(Task(faults::kThrow), message);
+  absl::Status s = StatusWithin(f);
+  ASSERT_EQ(s.code(), absl::StatusCode::kUnknown) << s;
+  ASSERT_TRUE(f.Exception().has_value());
+  EXPECT_TRUE(Same(f.Exception()->exception_what(), message));
+  EXPECT_EQ(ArgsViaRegion(), 1u);
+  EXPECT_EQ(ResultsViaRegion(), 1u);
+  std::string next = Pattern(size_t{1} << 20, 33);
+  EXPECT_TRUE(Same(pool().Submit(Task(math::kIdentity), next).Get(kWait), next));
+}
+
 TEST_F(SharedMemoryTest, ADroppedFutureLetsTheRegionGo) {
   auto huge = Task(faults::kHuge);
   {
