@@ -140,6 +140,14 @@ uint64_t PeakRss() {
   return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
 }
 
+// Single calls whose arguments came through the call region with at most
+// this many bytes build their answer in memory and then write it over the
+// arguments (Worker::MoveLargeAnswer); larger ones stream their answer
+// into the result region as it is produced. Page reuse saves more than the
+// extra copy costs up to a few MiB (4 MiB echo: 816 vs 1283 us), not at
+// 16 MiB (4.8 vs 4.4 ms), where the caches hold neither way.
+constexpr size_t kAnswerOverArgumentsMax = size_t{8} << 20;
+
 class Worker {
  public:
   Worker(UniqueFd sock, SharedMemory status, PluginSet plugins,
@@ -238,7 +246,7 @@ class Worker {
         if (!RunChunk(task, args, &out_)) return false;
         code |= MoveLargeAnswer(ResultsFrameBuilder::kRecordHeaderSize + record,
                                 args_map != nullptr);
-      } else if (args_map != nullptr) {
+      } else if (args_map != nullptr && args.size() <= kAnswerOverArgumentsMax) {
         // The answer is built in out_ (a task may read its arguments until
         // it returns) and then goes where the arguments were.
         code = static_cast<uint8_t>(RunOne(task, args, &out_, /*spill=*/false));
@@ -381,7 +389,8 @@ class Worker {
   // its arguments came in keeps the pages the two processes share to one
   // set: when the host's caches are contended, writing 1 MiB to pages the
   // other process last read was measured 2.8x slower than writing it to
-  // pages this process just read (docs/PERFORMANCE.md, section 3).
+  // pages this process just read (docs/PERFORMANCE.md, section 3). See
+  // kAnswerOverArgumentsMax for where that stops paying.
   uint8_t MoveLargeAnswer(size_t start, bool call_region_free) {
     const size_t size = out_.size() - start;
     if (shm_min_ == 0 || size < shm_min_) return 0;
