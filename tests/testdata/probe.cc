@@ -1,5 +1,8 @@
 #include "tests/testdata/probe.h"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -39,6 +42,57 @@ int AnnounceAndSegfaultAfterMs(const std::string& path, int ms) {
   volatile int* p = nullptr;
   *p = ms;
   return ms;
+}
+
+int CloseFdsAndReturn(int x) {
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  const int max = limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur > 65536
+                      ? 65536
+                      : static_cast<int>(limit.rlim_cur);
+  for (int fd = 3; fd < max; ++fd) ::close(fd);
+  return x;
+}
+
+__attribute__((no_sanitize("undefined")))
+int ForkSleeperThenCrash(const std::string& path, int sleep_ms) {
+  const pid_t child = ::fork();
+  if (child < 0) throw std::runtime_error("fork failed");
+  if (child == 0) {
+    Announce(path);
+    std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+    ::_exit(0);
+  }
+  // Crash only once the child is known to hold the descriptors.
+  while (::access(path.c_str(), F_OK) != 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  volatile int* p = nullptr;
+  *p = sleep_ms;
+  return sleep_ms;
+}
+
+int PrintToStdout(const std::string& text) {
+  std::fprintf(stdout, "%s\n", text.c_str());
+  std::fflush(stdout);
+  return static_cast<int>(text.size());
+}
+
+int StopSelf(int x) {
+  ::raise(SIGSTOP);
+  return x;
+}
+
+int Touch(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot create " + path);
+  ::close(fd);
+  return 1;
+}
+
+int HangIfExists(const std::string& path) {
+  if (::access(path.c_str(), F_OK) != 0) return 0;
+  while (true) ::pause();
 }
 
 }  // namespace procpool::probe

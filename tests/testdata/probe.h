@@ -22,7 +22,38 @@ int AnnounceAndHang(const std::string& path);
 // worker more calls that it will never read.
 int AnnounceAndSegfaultAfterMs(const std::string& path, int ms);
 
+// Closes every descriptor from 3 up (the worker's socket among them), then
+// returns x: the worker dies after running the task, before it can answer.
+int CloseFdsAndReturn(int x);
+
+// Forks a child that writes its pid to `path` (as AnnounceAndHang does) and
+// then sleeps `sleep_ms` milliseconds, holding every descriptor the worker
+// had; once the child has announced itself, dies of SIGSEGV.
+int ForkSleeperThenCrash(const std::string& path, int sleep_ms);
+
+// Writes `text` and a newline to stdout (fd 1) and flushes; returns its
+// length.
+int PrintToStdout(const std::string& text);
+
+// Stops its own process with SIGSTOP (nobody continues it), then returns x.
+int StopSelf(int x);
+
+// Creates the file `path`; returns 1.
+int Touch(const std::string& path);
+
+// Never returns if the file `path` exists; returns 0 at once otherwise.
+// As an initializer, it makes workers started after the file appears hang
+// before they are ready.
+int HangIfExists(const std::string& path);
+
 inline constexpr TaskRef<int(int, int, int)> kAdd3{"add3"};
+inline constexpr TaskRef<int(int)> kCloseFdsAndReturn{"close_fds_and_return"};
+inline constexpr TaskRef<int(std::string, int)> kForkSleeperThenCrash{
+    "fork_sleeper_then_crash"};
+inline constexpr TaskRef<int(std::string)> kPrintToStdout{"print_to_stdout"};
+inline constexpr TaskRef<int(int)> kStopSelf{"stop_self"};
+inline constexpr TaskRef<int(std::string)> kTouch{"touch"};
+inline constexpr TaskRef<int(std::string)> kHangIfExists{"hang_if_exists"};
 inline constexpr TaskRef<int(std::string)> kAnnounceAndHang{
     "announce_and_hang"};
 inline constexpr TaskRef<int(std::string, int)> kAnnounceAndSegfaultAfterMs{

@@ -7,6 +7,12 @@ namespace procpool::probe {
 PROCPOOL_TASK("add3", Add3);
 PROCPOOL_TASK("announce_and_hang", AnnounceAndHang);
 PROCPOOL_TASK("announce_and_segfault_after_ms", AnnounceAndSegfaultAfterMs);
+PROCPOOL_TASK("close_fds_and_return", CloseFdsAndReturn);
+PROCPOOL_TASK("fork_sleeper_then_crash", ForkSleeperThenCrash);
+PROCPOOL_TASK("print_to_stdout", PrintToStdout);
+PROCPOOL_TASK("stop_self", StopSelf);
+PROCPOOL_TASK("touch", Touch);
+PROCPOOL_TASK("hang_if_exists", HangIfExists);
 
 }  // namespace procpool::probe
 
