@@ -152,7 +152,7 @@ class Future {
     if (state_->Cancel(absl::CancelledError("cancelled before it ran"))) {
       return true;
     }
-    return state_->RequestCancelRunning();
+    return state_->RequestStop();
   }
 
   // True if the future resolved with kCancelled. Never blocks.

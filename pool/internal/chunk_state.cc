@@ -18,6 +18,19 @@ std::string ChunkState::DescribeItem(size_t input_index) const {
   return DescribeTaskInput(task_name_, input_index);
 }
 
+std::string_view ChunkState::ArgsPrefix(size_t n) const {
+  const std::string& a = const_cast<ChunkState*>(this)->args();
+  size_t at = 0;
+  for (size_t k = 0; k < n && at + 4 <= a.size(); ++k) {
+    uint32_t len = 0;
+    for (int i = 0; i < 4; ++i) {
+      len |= static_cast<uint32_t>(static_cast<unsigned char>(a[at + i])) << (8 * i);
+    }
+    at = std::min(a.size(), at + 4 + len);
+  }
+  return std::string_view(a).substr(0, at);
+}
+
 std::string ChunkState::TakeLastItem() {
   std::string item = args().substr(last_item_ + 4);
   args().resize(last_item_);

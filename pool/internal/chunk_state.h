@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "pool/internal/task_state.h"
@@ -40,6 +41,10 @@ class ChunkState final : public TaskState {
       : TaskState(task | kChunkBit, first_index), task_name_(std::move(task_name)) {}
 
   ChunkState* AsChunk() override { return this; }
+  // Crashes of the item at `position`: retries and poison are per item.
+  std::vector<std::string>& crashes(size_t position) override {
+    return item_crashes_[position];
+  }
 
   // ---- The submitter, before the chunk is queued ----
 
@@ -74,6 +79,10 @@ class ChunkState final : public TaskState {
   size_t unanswered() const;
   // Input index of the k-th unanswered item.
   size_t UnansweredIndex(size_t k) const;
+  // Position in the chunk (0 .. size()-1) of the k-th unanswered item.
+  size_t UnansweredPosition(size_t k) const {
+    return remaining_.empty() ? answered_prefix_ + k : remaining_[k];
+  }
 
   // Records a worker's answer to the first items still unanswered. Returns
   // true once every item has an outcome; false if some are left, in which
@@ -86,6 +95,15 @@ class ChunkState final : public TaskState {
   // outcome is `why`; the others stay unanswered. Returns true if no item
   // is left; otherwise args() holds those left.
   bool FailRunning(size_t k, absl::Status why);
+
+  // Set by the scheduler when a worker died after running some of this
+  // chunk's items, before answering, so that the culprit is unknown: from
+  // then on each call carries one item, and the next such death names it.
+  bool one_item_per_call = false;
+
+  // The first `n` unanswered items' part of args(): what a call that
+  // carries only those sends.
+  std::string_view ArgsPrefix(size_t n) const;
 
   // ---- Any thread, once Done() ----
 
@@ -112,10 +130,6 @@ class ChunkState final : public TaskState {
     uint32_t length = 0;
   };
 
-  // Position in the chunk of the k-th unanswered item.
-  size_t UnansweredPosition(size_t k) const {
-    return remaining_.empty() ? answered_prefix_ + k : remaining_[k];
-  }
   // Keeps only the unanswered items in args(): those after the first
   // `drop_front` and, if `skip` < unanswered(), not the skip-th one.
   void Rebuild(size_t drop_front, size_t skip);
@@ -130,6 +144,7 @@ class ChunkState final : public TaskState {
   std::vector<Outcome> outcomes_;
   std::vector<std::string> parts_;        // the answers' payloads
   std::vector<absl::Status> failures_;    // failures the pool decided
+  absl::flat_hash_map<size_t, std::vector<std::string>> item_crashes_;
 };
 
 }  // namespace procpool::internal

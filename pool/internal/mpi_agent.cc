@@ -137,7 +137,7 @@ class Agent {
           auto it = running_.find(id);
           if (it == running_.end()) continue;
           if (!it->second->Cancel(absl::CancelledError("cancelled by the front end"))) {
-            it->second->RequestCancelRunning();
+            it->second->RequestStop();
           }
         }
         break;

@@ -6,9 +6,46 @@
 
 namespace procpool::internal {
 
-bool TaskState::Cancel(absl::Status why) {
+bool TaskState::TryDispatch(std::shared_ptr<ClaimTable> claims, uint64_t seq) {
+  claims_ = std::move(claims);
+  claim_seq_ = seq;
   int expected = kQueued;
-  if (!phase_.compare_exchange_strong(expected, kFinished)) return false;
+  return phase_.compare_exchange_strong(expected, kDispatched);
+}
+
+bool TaskState::Requeue(bool ran) {
+  absl::MutexLock l(&mu_);
+  int expected = kDispatched;
+  if (!phase_.compare_exchange_strong(expected, kQueued)) return false;
+  ran_ = ran_ || ran;
+  return true;
+}
+
+bool TaskState::Reclaim() {
+  absl::MutexLock l(&mu_);
+  if (phase_.load() != kDispatched || claims_ == nullptr ||
+      !claims_->TryCancel(claim_seq_)) {
+    return false;
+  }
+  phase_.store(kQueued);
+  return true;
+}
+
+bool TaskState::Cancel(absl::Status why) {
+  {
+    // Under mu_, so that Requeue and Reclaim (which also take it) cannot
+    // move the task between reading its phase and claiming it.
+    absl::MutexLock l(&mu_);
+    if (done_ || ran_) return false;
+    int expected = kQueued;
+    if (!phase_.compare_exchange_strong(expected, kFinished)) {
+      if (expected != kDispatched || claims_ == nullptr ||
+          !claims_->TryCancel(claim_seq_)) {
+        return false;
+      }
+      phase_.store(kFinished);
+    }
+  }
   return Complete(std::move(why));
 }
 

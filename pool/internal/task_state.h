@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "pool/internal/claim_table.h"
 
 namespace procpool::internal {
 
@@ -162,35 +163,47 @@ class TaskState {
   const TaskPolicy& policy() const { return policy_; }
   TaskPolicy& mutable_policy() { return policy_; }
 
-  // Why the workers that ran this task died, oldest first. I/O thread only.
-  std::vector<std::string>& crashes() { return crashes_; }
+  // Why workers that ran this task (for a chunk: its item at `position`)
+  // died under it, oldest first. The scheduler's only.
+  virtual std::vector<std::string>& crashes(size_t position = 0) {
+    (void)position;
+    return crashes_;
+  }
 
-  // Set by the pool when queued; used by RequestCancelRunning().
+  // Set by the pool when queued; used by RequestStop().
   void set_cancel_channel(std::shared_ptr<CancelChannel> c) {
     cancel_channel_ = std::move(c);
   }
-  // Asks the pool to stop the worker running this (dispatched) task. True
-  // if the request was taken; the future then resolves with kCancelled
-  // unless the task finishes first.
-  bool RequestCancelRunning() {
-    if (Done() || phase_.load() != kDispatched || cancel_channel_ == nullptr) {
-      return false;
-    }
+  // Asks the pool to stop this task wherever it is (Future::Terminate): a
+  // running task's worker is stopped. True if the request was taken; the
+  // future then resolves with kCancelled unless the task finishes first.
+  bool RequestStop() {
+    if (Done() || cancel_channel_ == nullptr) return false;
     return cancel_channel_->Request(id_);
   }
 
-  // Queued -> dispatched. False if the task was cancelled meanwhile.
-  bool TryDispatch() {
-    int expected = kQueued;
-    return phase_.compare_exchange_strong(expected, kDispatched);
-  }
-  // Dispatched -> queued, when a worker died before running it.
-  void Requeue() { phase_.store(kQueued); }
+  // ---- Phase changes. Each is atomic against the others and Cancel(). ----
+
+  // The scheduler: queued -> dispatched as call `seq` of a worker whose
+  // claim table is `claims` (null: the call cannot be taken back). False if
+  // the task was cancelled meanwhile.
+  bool TryDispatch(std::shared_ptr<ClaimTable> claims = nullptr, uint64_t seq = 0);
+  // The scheduler: dispatched -> queued, to run again (its worker is gone,
+  // or answered part of a chunk). `ran`: it had started (it crashed, or
+  // ran and lost its answer), so Cancel() can no longer promise it never
+  // ran, and refuses. False if it was cancelled.
+  bool Requeue(bool ran = false) ABSL_LOCKS_EXCLUDED(mu_);
+  // The scheduler: dispatched -> queued if the worker has not started it
+  // yet, which it then never will (ClaimTable::TryCancel). False otherwise.
+  bool Reclaim() ABSL_LOCKS_EXCLUDED(mu_);
   bool queued() const { return phase_.load() == kQueued; }
 
-  // Cancels a task that is still queued: completes it with kCancelled and
-  // returns true. Returns false once it was dispatched or finished.
-  bool Cancel(absl::Status why);
+  // Cancels the task if it has never started and never will: queued in the
+  // pool, or queued in a worker that has not started it (claimed back
+  // through its claim table). Completes it with `why` and returns true;
+  // false once it is running or done, or if it ran before (it waits to run
+  // again after its worker died).
+  bool Cancel(absl::Status why) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Records the outcome; true the first time, false (and no effect) after.
   // Runs the done-callbacks on the calling thread, outside any lock.
@@ -225,6 +238,11 @@ class TaskState {
   std::vector<std::string> crashes_;
   std::shared_ptr<CancelChannel> cancel_channel_;
   std::atomic<int> phase_{kQueued};
+  // Where the worker that holds it claims it. Written by the scheduler
+  // while queued, before TryDispatch publishes them; read under mu_.
+  std::shared_ptr<ClaimTable> claims_;
+  uint64_t claim_seq_ = 0;
+  bool ran_ ABSL_GUARDED_BY(mu_) = false;
 
   mutable absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;

@@ -178,10 +178,16 @@ RemoteException DecodeException(std::string_view payload) {
   return e;
 }
 
+namespace {
+// The keys TaskError (pool/future.h) reads.
+constexpr char kExceptionTypeKey[] = "procpool/exception_type";
+constexpr char kExceptionWhatKey[] = "procpool/exception_what";
+}  // namespace
+
 void SetExceptionPayloads(absl::Status& status, std::string_view type,
                           std::string_view what) {
-  status.SetPayload("procpool/exception_type", absl::Cord(absl::string_view(type.data(), type.size())));
-  status.SetPayload("procpool/exception_what", absl::Cord(absl::string_view(what.data(), what.size())));
+  status.SetPayload(kExceptionTypeKey, absl::Cord(absl::string_view(type.data(), type.size())));
+  status.SetPayload(kExceptionWhatKey, absl::Cord(absl::string_view(what.data(), what.size())));
 }
 
 absl::Status AnswerStatus(uint8_t code, std::string_view payload,
@@ -200,9 +206,42 @@ absl::Status AnswerStatus(uint8_t code, std::string_view payload,
       SetExceptionPayloads(s, e.type, e.what);
       return s;
     }
+    case ResultCode::kStatus:
+      return DecodeStatus(payload);
     default:
       return absl::InternalError(absl::StrCat(t, ": worker could not run it: ", p));
   }
+}
+
+namespace {
+struct EncodedStatus {
+  uint32_t code = 0;
+  std::string message, type, what;
+  template <class A>
+  void serialize(A& ar) {
+    ar(code, message, type, what);
+  }
+};
+}  // namespace
+
+std::string EncodeStatus(const absl::Status& status) {
+  EncodedStatus e;
+  e.code = static_cast<uint32_t>(status.code());
+  e.message = std::string(status.message());
+  if (auto p = status.GetPayload(kExceptionTypeKey)) e.type = std::string(*p);
+  if (auto p = status.GetPayload(kExceptionWhatKey)) e.what = std::string(*p);
+  std::string out;
+  serialize_internal::AppendArchive(&out, e);
+  return out;
+}
+
+absl::Status DecodeStatus(std::string_view payload) {
+  absl::StatusOr<EncodedStatus> e = DecodeMessage<EncodedStatus>(payload, "status");
+  if (!e.ok()) return e.status();
+  if (e->code == 0) return absl::OkStatus();
+  absl::Status s(static_cast<absl::StatusCode>(e->code), e->message);
+  if (!e->type.empty() || !e->what.empty()) SetExceptionPayloads(s, e->type, e->what);
+  return s;
 }
 
 void AppendFrameHeader(std::string* out, FrameType type, size_t payload_size) {

@@ -158,7 +158,18 @@ enum class ResultCode : uint8_t {
   kBadArgs = 1,     // payload: message
   kException = 2,   // payload: archive of (type, what)
   kUnknownTask = 3, // payload: message
+  // The worker skipped the call: the pool cancelled it or took it back
+  // before it started (claim_table.h). No payload.
+  kSkipped = 4,
+  // Never sent by a worker: an outcome decided elsewhere (an MPI agent's
+  // pool), carried as EncodeStatus's bytes.
+  kStatus = 5,
 };
+
+// A Status (code, message and the exception payloads TaskError reads) as
+// the payload of a kStatus answer, and back. kDataLoss if malformed.
+std::string EncodeStatus(const absl::Status& status);
+absl::Status DecodeStatus(std::string_view payload);
 
 struct ResultMsg {
   uint64_t id = 0;
