@@ -143,15 +143,22 @@ class Future {
     return state_->status();
   }
 
-  // Cancels the task. A task not yet running resolves with kCancelled at
-  // once. A running task's worker is stopped (SIGTERM, then SIGKILL after
+  // Cancels the task if it has not started, as Python's Future.cancel()
+  // does: a task queued in the pool, or sent to a worker that has not
+  // started it yet (the worker then skips it), resolves with kCancelled at
+  // once and never runs; returns true. Returns false if it is running, has
+  // run (it may wait to run again after its worker died), or is done.
+  // Never blocks.
+  bool Cancel() { return state_->Cancel(absl::CancelledError("cancelled before it ran")); }
+
+  // Stops the task wherever it is: Cancel() if it has not started;
+  // otherwise its worker is stopped (SIGTERM, then SIGKILL after
   // PoolOptions::kill_grace) and replaced, and the future resolves with
-  // kCancelled (Python cannot cancel a running task). Returns false if the
-  // future was already done (or the pool is gone). Never blocks.
-  bool Cancel() {
-    if (state_->Cancel(absl::CancelledError("cancelled before it ran"))) {
-      return true;
-    }
+  // kCancelled unless the task finishes first. (Python cannot stop a
+  // running task; pebble's cancel() does this.) Returns false if the future
+  // was already done (or the pool is gone). Never blocks.
+  bool Terminate() {
+    if (Cancel()) return true;
     return state_->RequestStop();
   }
 

@@ -126,6 +126,12 @@ struct PoolOptions {
   bool forward_worker_stderr = true;
   int stderr_tail_lines = 8;  // quoted in a crashed task's error
 
+  // A worker's stdout (fd 1) goes to the same pipe as its stderr, so what a
+  // task prints is forwarded as above and never mixes with this process's
+  // own output. With this true, workers write to this process's stdout
+  // instead.
+  bool inherit_worker_stdout = false;
+
   // How long Create() waits for every worker to load its plugins.
   absl::Duration start_timeout = absl::Seconds(30);
 

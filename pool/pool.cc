@@ -1,6 +1,6 @@
 #include "pool/pool.h"
 
-#include "pool/internal/pool_core.h"
+#include "pool/internal/local_driver.h"
 
 namespace procpool {
 
@@ -16,9 +16,9 @@ absl::StatusOr<ProcessPool> ProcessPool::Create(PoolOptions options) {
                               factory(std::move(options)));
     return ProcessPool(std::move(backend));
   }
-  PROCPOOL_ASSIGN_OR_RETURN(std::unique_ptr<internal::PoolCore> core,
-                            internal::PoolCore::Start(std::move(options)));
-  return ProcessPool(std::move(core));
+  PROCPOOL_ASSIGN_OR_RETURN(std::unique_ptr<internal::LocalDriver> driver,
+                            internal::LocalDriver::Start(std::move(options)));
+  return ProcessPool(std::move(driver));
 }
 
 ProcessPool::ProcessPool(ProcessPool&&) noexcept = default;

@@ -193,10 +193,11 @@ class ProcessPool {
 
   ProcessPool(ProcessPool&&) noexcept;
   ProcessPool& operator=(ProcessPool&&) noexcept;
-  // Cancels queued tasks, stops the workers (SIGTERM, then SIGKILL after
-  // kill_grace; tasks still running fail with kCancelled), reaps them and
-  // returns. Never waits for a running task: call Shutdown() first to let
-  // queued work finish.
+  // Drains, as Shutdown(/*wait=*/true) does (and as Python's `with` block
+  // and C++ executors do): blocks until every queued and running task has
+  // finished and the workers have exited. A task that never returns and has
+  // no time limit makes it wait forever: call Shutdown(timeout) or
+  // Terminate() first to bound it.
   ~ProcessPool();
 
   // ---- Tasks ----
@@ -407,10 +408,27 @@ class ProcessPool {
   // kFailedPrecondition). With `cancel_pending`, tasks not yet sent to a
   // worker resolve with kCancelled. With `wait`, blocks until every
   // remaining task has finished and the workers have exited; without it,
-  // returns at once and the remaining work finishes in the background.
+  // returns at once and the remaining work finishes in the background
+  // (workers that retire meanwhile are still replaced while work remains).
   void Shutdown(bool wait = true, bool cancel_pending = false) {
-    core_->Shutdown(wait, cancel_pending);
+    core_->Shutdown(wait, cancel_pending, absl::InfiniteDuration());
   }
+
+  // Shutdown(/*wait=*/true, cancel_pending), but at most `timeout` from now
+  // (pebble's join(timeout)): then the tasks still queued or running
+  // resolve with kCancelled and their workers are stopped (SIGTERM, then
+  // SIGKILL after PoolOptions::kill_grace). Blocks until the workers are
+  // gone, so for at most about timeout + kill_grace. True if every task
+  // finished before the deadline.
+  bool Shutdown(absl::Duration timeout, bool cancel_pending = false) {
+    return core_->Shutdown(/*wait=*/true, cancel_pending, timeout);
+  }
+
+  // Stops the pool now: every queued and running task resolves with
+  // kCancelled, every worker is killed (SIGKILL, with what its tasks
+  // forked), and later submissions resolve with kFailedPrecondition. Blocks
+  // until the workers are reaped (milliseconds).
+  void Terminate() { core_->Terminate(); }
 
   int num_workers() const { return core_->num_workers(); }
 

@@ -1,10 +1,10 @@
 // Backend: what a ProcessPool needs from the machinery that runs its tasks.
 //
 // Two implementations serve the same ProcessPool API:
-//   - PoolCore (pool_core.h): worker processes on this machine, talking over
+//   - LocalDriver (local_driver.h): worker processes on this machine, talking over
 //     socketpairs. The default.
 //   - MpiBackend (mpi_backend.h, in //pool:mpi): MPI rank 0 is the front end;
-//     every other rank is a node agent running a PoolCore of its own.
+//     every other rank is a node agent running a LocalDriver of its own.
 //
 // Contract shared by both: every TaskState given to Enqueue/EnqueueMany (a
 // single call, or a ChunkState of several items of one map) is completed
@@ -27,6 +27,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "pool/internal/task_state.h"
 #include "pool/options.h"
 #include "pool/stats.h"
@@ -63,8 +64,14 @@ class Backend {
   // Next value of the pool-wide submission counter.
   virtual size_t NextSubmissionIndex() = 0;
 
-  // See ProcessPool::Shutdown.
-  virtual void Shutdown(bool wait, bool cancel_pending) = 0;
+  // See ProcessPool::Shutdown: stop accepting tasks, run what is left
+  // (cancel what is queued with `cancel_pending`) and, `timeout` after the
+  // call, cancel what still runs; with `wait`, block until the workers are
+  // gone. True if nothing had to be cancelled at the deadline.
+  virtual bool Shutdown(bool wait, bool cancel_pending, absl::Duration timeout) = 0;
+  // See ProcessPool::Terminate: cancel everything now and kill the
+  // workers; blocks until they are gone.
+  virtual void Terminate() = 0;
 
   // Worker processes serving the pool (for MPI: over every live agent).
   virtual int num_workers() const = 0;

@@ -73,6 +73,9 @@ class ChildProcess {
 
   pid_t pid() const { return pid_; }
   bool reaped() const { return status_.has_value(); }
+  // Readable once the child has exited (for poll or epoll); -1 on kernels
+  // without pidfd_open. Owned by this object.
+  int pidfd() const { return pidfd_.get(); }
 
   // Sends `sig` unless the child has been reaped. Never blocks.
   void Kill(int sig);

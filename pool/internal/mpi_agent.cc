@@ -18,7 +18,7 @@
 #include "absl/time/time.h"
 #include "pool/internal/chunk_state.h"
 #include "pool/internal/mpi_transport.h"
-#include "pool/internal/pool_core.h"
+#include "pool/internal/local_driver.h"
 #include "pool/internal/wire.h"
 #include "pool/internal/task_state.h"
 
@@ -184,8 +184,8 @@ class Agent {
     heartbeat_ = absl::Nanoseconds(config->heartbeat_ns);
     agent_timeout_ = absl::Nanoseconds(config->agent_timeout_ns);
     // Relative plugin paths are resolved here, against this agent's
-    // working directory (PoolCore::Start does it).
-    absl::StatusOr<std::unique_ptr<PoolCore>> pool = PoolCore::Start(std::move(opts));
+    // working directory (LocalDriver::Start does it).
+    absl::StatusOr<std::unique_ptr<LocalDriver>> pool = LocalDriver::Start(std::move(opts));
     if (!pool.ok()) {
       hello.error_code = static_cast<uint32_t>(pool.status().code());
       hello.error = std::string(pool.status().message());
@@ -202,8 +202,9 @@ class Agent {
   }
 
   void StopPool() {
-    // The local pool's destructor cancels what is queued and stops busy
-    // workers; the callbacks it runs only record ids, dropped below.
+    // Terminate cancels what is queued and kills the workers; the callbacks
+    // it runs only record ids, dropped below.
+    if (pool_ != nullptr) pool_->Terminate();
     pool_.reset();
     running_.clear();
     absl::MutexLock l(&mu_);
@@ -357,7 +358,7 @@ class Agent {
   std::vector<uint64_t> done_ ABSL_GUARDED_BY(mu_);
   // Tasks handed to the local pool and not yet answered, by front-end id.
   absl::flat_hash_map<uint64_t, std::shared_ptr<TaskState>> running_;
-  std::unique_ptr<PoolCore> pool_;
+  std::unique_ptr<LocalDriver> pool_;
 };
 
 }  // namespace

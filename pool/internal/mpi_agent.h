@@ -1,7 +1,7 @@
 // The node agent of the MPI backend: what every rank other than 0 runs.
 //
 // An agent waits for the front end (rank 0) to send a pool configuration,
-// starts a local PoolCore of worker processes with it, answers with its
+// starts a local LocalDriver of worker processes with it, answers with its
 // plugin manifest (or the error that kept the pool from starting), and then
 // relays: calls from the front end go into the local pool, results go back
 // in batches. Plugin code only ever runs in the local pool's workers, so a

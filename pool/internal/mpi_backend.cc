@@ -159,7 +159,7 @@ absl::StatusOr<std::unique_ptr<Backend>> MpiBackend::Start(PoolOptions options) 
 
 MpiBackend::~MpiBackend() {
   if (cancel_channel_) cancel_channel_->Detach();
-  Shutdown(/*wait=*/false, /*cancel_pending=*/true);
+  Shutdown(/*wait=*/false, /*cancel_pending=*/true, absl::InfiniteDuration());
   {
     absl::MutexLock l(&mu_);
     stop_ = Stop::kForce;
@@ -170,7 +170,19 @@ MpiBackend::~MpiBackend() {
   MpiWorld::Get().ReleasePool();
 }
 
-void MpiBackend::Shutdown(bool wait, bool cancel_pending) {
+void MpiBackend::Terminate() {
+  Shutdown(/*wait=*/false, /*cancel_pending=*/true, absl::InfiniteDuration());
+  {
+    absl::MutexLock l(&mu_);
+    stop_ = Stop::kForce;
+    wake_ = true;
+  }
+  absl::MutexLock l(&mu_);
+  mu_.Await(absl::Condition(&io_done_));
+}
+
+bool MpiBackend::Shutdown(bool wait, bool cancel_pending, absl::Duration timeout) {
+  (void)timeout;
   std::deque<std::shared_ptr<TaskState>> cancelled;
   {
     absl::MutexLock l(&mu_);
@@ -200,6 +212,7 @@ void MpiBackend::Shutdown(bool wait, bool cancel_pending) {
     absl::MutexLock l(&mu_);
     mu_.Await(absl::Condition(&io_done_));
   }
+  return true;
 }
 
 // ---------------------------------------------------------------------------

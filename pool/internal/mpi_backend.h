@@ -84,7 +84,9 @@ class MpiBackend final : public Backend {
   void EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) override
       ABSL_LOCKS_EXCLUDED(mu_);
   size_t NextSubmissionIndex() override { return submissions_.fetch_add(1); }
-  void Shutdown(bool wait, bool cancel_pending) override ABSL_LOCKS_EXCLUDED(mu_);
+  bool Shutdown(bool wait, bool cancel_pending, absl::Duration timeout) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void Terminate() override ABSL_LOCKS_EXCLUDED(mu_);
   int num_workers() const override {
     return total_workers_.load(std::memory_order_relaxed);
   }

@@ -74,14 +74,14 @@ void Scheduler::SpawnSlot(size_t slot, absl::Time now, Actions& out) {
   Action a{Action::Kind::kSpawn};
   a.worker = w->id;
   a.slot = slot;
-  out.push_back(std::move(a));
+  out.controls.push_back(std::move(a));
   workers_.emplace(w->id, std::move(w));
 }
 
-void Scheduler::OnSpawned(WorkerId worker, int pid, std::shared_ptr<ClaimTable> claims) {
+void Scheduler::OnSpawned(WorkerId worker, int pid, ClaimTable* claims) {
   if (Worker* w = Find(worker)) {
     w->pid = pid;
-    w->claims = std::move(claims);
+    w->claims = claims;
   }
 }
 
@@ -125,7 +125,7 @@ void Scheduler::StartFailed(Worker& w, const absl::Status& why, absl::Time now,
   Action note{Action::Kind::kSlotNote};
   note.slot = w.slot;
   note.text = absl::StrCat("could not start a worker: ", why.message());
-  out.push_back(std::move(note));
+  out.controls.push_back(std::move(note));
   if (slots_[w.slot].current == w.id) {
     slots_[w.slot].current = 0;
     vacancies_ = true;
@@ -183,7 +183,7 @@ void Scheduler::StopWorker(Worker& w, std::string why, absl::Time now, Actions& 
   Action a{Action::Kind::kSignal};
   a.worker = w.id;
   a.signal = SIGTERM;
-  out.push_back(std::move(a));
+  out.controls.push_back(std::move(a));
   ArmTimer(now + config_.kill_grace, TimerKind::kKill, w.id, 1);
 }
 
@@ -191,12 +191,11 @@ void Scheduler::KillWorker(Worker& w, Actions& out) {
   if (w.state == WorkerState::kGone) return;
   HeapRemove(&w);
   w.state = WorkerState::kStopping;
-  if (w.stopped_why.empty()) w.stopped_why = "killed by the pool";
   Action a{Action::Kind::kSignal};
   a.worker = w.id;
   a.signal = SIGKILL;
   a.text = w.stopped_why;
-  out.push_back(std::move(a));
+  out.controls.push_back(std::move(a));
 }
 
 void Scheduler::OnHeard(WorkerId worker, absl::Time now) {
@@ -208,20 +207,15 @@ void Scheduler::OnHeard(WorkerId worker, absl::Time now) {
 
 void Scheduler::Submit(std::shared_ptr<TaskState> task, absl::Time now, Actions& out) {
   if (!accepting_) {
-    Action a{Action::Kind::kResolve};
-    a.task = std::move(task);
-    a.status = refuse_reason_;
-    out.push_back(std::move(a));
+    out.resolves.push_back(ResolveAction{std::move(task), refuse_reason_, {}});
     return;
   }
   if (task->args().size() + kCallOverhead > config_.max_call_bytes) {
-    Action a{Action::Kind::kResolve};
-    a.status = absl::ResourceExhaustedError(absl::StrCat(
+    absl::Status why = absl::ResourceExhaustedError(absl::StrCat(
         Describe(*task), ": its arguments are ", task->args().size(),
         " bytes, over the frame limit of ", config_.max_call_bytes,
         " bytes (PoolOptions::max_frame_bytes)"));
-    a.task = std::move(task);
-    out.push_back(std::move(a));
+    out.resolves.push_back(ResolveAction{std::move(task), std::move(why), {}});
     return;
   }
   task->set_id(next_id_++);
@@ -244,11 +238,7 @@ void Scheduler::Resolve(std::shared_ptr<TaskState> task, absl::Status status,
   } else if (!absl::IsCancelled(status)) {
     failed_.fetch_add(1, std::memory_order_relaxed);
   }
-  Action a{Action::Kind::kResolve};
-  a.task = std::move(task);
-  a.status = std::move(status);
-  a.bytes = std::move(bytes);
-  out.push_back(std::move(a));
+  out.resolves.push_back(ResolveAction{std::move(task), std::move(status), std::move(bytes)});
 }
 
 void Scheduler::Requeue(std::vector<std::shared_ptr<TaskState>>& tasks) {
@@ -295,7 +285,7 @@ void Scheduler::StopTask(uint64_t id, absl::Time now, Actions& out) {
       Action a{Action::Kind::kCancelRemote};
       a.worker = w.id;
       a.task = std::move(task);
-      out.push_back(std::move(a));
+      out.controls.push_back(std::move(a));
     } else if (task->Reclaim()) {
       Resolve(task, absl::CancelledError(absl::StrCat(Describe(*task),
                                                       " was cancelled before it ran")),
@@ -348,7 +338,10 @@ void Scheduler::Break(absl::Status why, absl::Time now, Actions& out) {
     start_error_ = why;
   }
   ResolveEverything(why, out);
-  for (auto& [id, wp] : workers_) KillWorker(*wp, out);
+  for (auto& [id, wp] : workers_) {
+    wp->stopped_why = "the pool broke";
+    KillWorker(*wp, out);
+  }
   (void)now;
 }
 
@@ -412,7 +405,7 @@ void Scheduler::MaybeCloseIdleWorkers(absl::Time now, Actions& out) {
     w.stopped_why = "closed at the end of a drain";
     Action a{Action::Kind::kClose};
     a.worker = w.id;
-    out.push_back(std::move(a));
+    out.controls.push_back(std::move(a));
     ArmTimer(now + config_.close_grace, TimerKind::kKill, w.id, 0);
   }
 }
@@ -486,6 +479,7 @@ void Scheduler::HandleTimer(const Timer& t, absl::Time now, Actions& out) {
     }
     case TimerKind::kShutdown: {
       if (now < shutdown_deadline_ || terminated_ || broken_) return;
+      cut_by_deadline_ = !queue_.empty() || inflight_calls_.load() > 0;
       ResolveEverything(
           absl::CancelledError("cancelled: the pool's shutdown deadline passed"), out);
       for (auto& [id, wp] : workers_) {
@@ -513,6 +507,11 @@ void Scheduler::HandleTimer(const Timer& t, absl::Time now, Actions& out) {
     case TimerKind::kSteal:
       Dispatch(now, out);
       return;
+    case TimerKind::kDisconnected: {
+      Worker* w = Find(t.worker);
+      if (w != nullptr && w->state != WorkerState::kGone) KillWorker(*w, out);
+      return;
+    }
   }
 }
 

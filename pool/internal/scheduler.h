@@ -120,22 +120,36 @@ struct WorkerExit {
   std::string stderr_tail;
 };
 
+// What the scheduler asks its driver to do, in three lists that the driver
+// carries out in this order: sends (so calls are on their way first), then
+// control actions, then resolutions (which run futures' callbacks).
+struct SendAction {
+  // Send `call` (call number `seq` of `worker`) to `worker`; for a chunk,
+  // its first `items` unanswered items (0: all of them). Consecutive sends
+  // to one worker may share a message.
+  WorkerId worker = 0;
+  TaskState* call = nullptr;  // kept alive by the scheduler
+  uint64_t seq = 0;
+  size_t items = 0;
+};
+
+struct ResolveAction {
+  // Complete `task` with `status` and `bytes` (running its callbacks).
+  std::shared_ptr<TaskState> task;
+  absl::Status status;
+  ResultBytes bytes;
+};
+
 struct Action {
   enum class Kind : uint8_t {
     // Start a worker for `slot`, known as `worker` from now on. The driver
     // answers with OnSpawned or OnSpawnFailed.
     kSpawn,
-    // Send `call` (call number `seq` of `worker`) to `worker`; for a chunk,
-    // its first `items` unanswered items (0: all of them). Consecutive
-    // sends to one worker may share a message.
-    kSend,
-    // Complete `task` with `status` and `bytes` (run its callbacks).
-    kResolve,
-    // Nothing more will be sent to `worker`: close the connection, so that
-    // it exits once it has answered.
+    // Nothing more will be sent to `worker`: close the sending side of the
+    // connection, so that it exits once it has answered.
     kClose,
     // Send `signal` to `worker` (SIGTERM, or SIGKILL: for an agent, give
-    // up on it). Its exit is reported with OnExit, as any.
+    // up on it, `text` saying why). Its exit is reported with OnExit.
     kSignal,
     // An agent should stop running `task` (it was resolved here).
     kCancelRemote,
@@ -146,17 +160,18 @@ struct Action {
   Kind kind;
   WorkerId worker = 0;
   size_t slot = 0;
-  uint64_t seq = 0;
-  size_t items = 0;
   int signal = 0;
   bool restart = false;
-  TaskState* call = nullptr;         // kSend (kept alive by the scheduler)
-  std::shared_ptr<TaskState> task;   // kResolve, kCancelRemote
-  absl::Status status;
-  ResultBytes bytes;
+  std::shared_ptr<TaskState> task;
   std::string text;
 };
-using Actions = std::vector<Action>;
+
+struct Actions {
+  std::vector<SendAction> sends;
+  std::vector<Action> controls;
+  std::vector<ResolveAction> resolves;
+  bool empty() const { return sends.empty() && controls.empty() && resolves.empty(); }
+};
 
 class Scheduler {
  public:
@@ -174,8 +189,11 @@ class Scheduler {
   // Starts a worker in every slot.
   void Start(absl::Time now, Actions& out);
   // The driver started `worker` (a kSpawn); `claims` is its claim table
-  // (processes), `pid` its process id (or an agent's, for messages).
-  void OnSpawned(WorkerId worker, int pid, std::shared_ptr<ClaimTable> claims);
+  // (processes; null for agents), `pid` its process id (or an agent's, for
+  // messages). The driver keeps `claims` valid until it has carried out
+  // the actions of the OnExit that reports the worker's end: tasks refer
+  // to it while they are dispatched there.
+  void OnSpawned(WorkerId worker, int pid, ClaimTable* claims);
   void OnSpawnFailed(WorkerId worker, absl::Status why, absl::Time now, Actions& out);
   // It said hello; `capacity` is how many calls it runs at once (agents).
   void OnReady(WorkerId worker, size_t capacity, absl::Time now, Actions& out);
@@ -222,12 +240,23 @@ class Scheduler {
   // Shut down (or terminated, or broken) and every worker has exited.
   bool Drained() const;
   bool accepting() const { return accepting_; }
+  const absl::Status& refuse_reason() const { return refuse_reason_; }
+  // Whether Shutdown's deadline cancelled anything.
+  bool cut_by_deadline() const { return cut_by_deadline_; }
+  bool QueueEmpty() const { return queue_.empty(); }
   bool stopping() const { return stopping_; }
   // Nothing queued and no call in flight.
   bool Idle() const { return queued_ == 0 && inflight_calls_ == 0; }
   // A ready, idle process a lone task could go to at once (the serial fast
   // path), or 0.
   WorkerId IdleWorker() const;
+  // Whether the task `id` is the only call `worker` holds (the serial fast
+  // path reads its answer itself then).
+  bool LoneCall(WorkerId worker, uint64_t id) const;
+  // The worker's connection closed (EOF) while it may still run: nothing
+  // more is sent to it, and unless it exits on its own soon it is killed
+  // (its exit then blames what it ran, as any).
+  void OnDisconnected(WorkerId worker, absl::Time now, Actions& out);
   size_t ready_workers() const { return ready_count_; }
 
   // Average run time of a call (a chunk: of an item) as answers report it.
@@ -259,7 +288,7 @@ class Scheduler {
     size_t slot = 0;
     int pid = 0;
     WorkerState state = WorkerState::kStarting;
-    std::shared_ptr<ClaimTable> claims;
+    ClaimTable* claims = nullptr;
     size_t capacity = 1;
     uint64_t sent_seq = 0;       // calls sent so far
     uint64_t dispatched = 0;     // for max_tasks_per_child
@@ -278,11 +307,12 @@ class Scheduler {
     // Why the pool stopped it, if it did; and why to blame its exit.
     std::string stopped_why;
     bool start_timed_out = false;
+    bool disconnected = false;  // its connection closed: nothing can be sent
     absl::Status protocol_error;
     bool ready_once = false;
   };
   enum class TimerKind { kStartDeadline, kKill, kTaskDeadline, kRespawn, kShutdown,
-                         kLiveness, kSteal };
+                         kLiveness, kSteal, kDisconnected };
   struct Timer {
     absl::Time at;
     TimerKind kind;
@@ -371,6 +401,7 @@ class Scheduler {
   bool broken_ = false;
   bool terminated_ = false;
   absl::Time shutdown_deadline_ = absl::InfiniteFuture();
+  bool cut_by_deadline_ = false;
 
   std::atomic<uint64_t> avg_ns_{0};
   std::atomic<uint64_t> submitted_{0}, succeeded_{0}, failed_{0};

@@ -141,6 +141,18 @@ void Scheduler::OnProtocolError(WorkerId worker, absl::Status why, absl::Time no
   SlotFreed(w->slot, now, out);
 }
 
+void Scheduler::OnDisconnected(WorkerId worker, absl::Time now, Actions& out) {
+  Worker* w = Find(worker);
+  if (w == nullptr || w->state == WorkerState::kGone) return;
+  HeapRemove(w);
+  w->disconnected = true;
+  // A worker that exits gets a moment to do so, so that its own exit status
+  // is reported.
+  ArmTimer(now + absl::Milliseconds(200), TimerKind::kDisconnected, w->id, 0);
+  SlotFreed(w->slot, now, out);
+  MaybeCloseIdleWorkers(now, out);
+}
+
 // ---------------------------------------------------------------------------
 // What a worker runs: time limits
 
@@ -265,7 +277,7 @@ void Scheduler::HandleExit(Worker& w, const WorkerExit& exit, absl::Time now,
   note.slot = w.slot;
   note.text = how;
   note.restart = true;
-  out.push_back(std::move(note));
+  out.controls.push_back(std::move(note));
 
   std::vector<Call> calls;
   for (Call& c : w.inflight) calls.push_back(std::move(c));

@@ -90,6 +90,14 @@ WorkerId Scheduler::IdleWorker() const {
   return w->id;
 }
 
+bool Scheduler::LoneCall(WorkerId worker, uint64_t id) const {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return false;
+  const Worker& w = *it->second;
+  return w.state == WorkerState::kReady && w.load == 1 && w.inflight.size() == 1 &&
+         !w.inflight.front().abandoned && w.inflight.front().task->id() == id;
+}
+
 void Scheduler::AddInflight(Worker& w, Call call) {
   TaskState& t = *call.task;
   w.load += Units(config_.kind, t);
@@ -170,19 +178,14 @@ void Scheduler::Dispatch(absl::Time now, Actions& out) {
       queue_.pop_front();
       queued_.fetch_sub(1, std::memory_order_relaxed);
       const uint64_t seq = w->sent_seq + 1;
-      if (!t->TryDispatch(w->claims, seq)) continue;  // cancelled while queued
+      if (!t->TryDispatch(w->claims, seq, w->id)) continue;  // cancelled while queued
       w->sent_seq = seq;
       ++w->dispatched;
       bytes += t->args().size() + 32;
       const size_t units = Units(config_.kind, *t);
       ChunkState* chunk = t->AsChunk();
       const size_t items = chunk != nullptr && chunk->one_item_per_call ? 1 : 0;
-      Action a{Action::Kind::kSend};
-      a.worker = w->id;
-      a.seq = seq;
-      a.items = items;
-      a.call = t.get();
-      out.push_back(std::move(a));
+      out.sends.push_back(SendAction{w->id, t.get(), seq, items});
       AddInflight(*w, Call{std::move(t), seq, now, items});
       take -= std::min(take, units);
     }
@@ -271,7 +274,7 @@ void Scheduler::HeapSiftDown(size_t i) {
 }
 
 void Scheduler::HeapPush(Worker* w) {
-  if (w->heap_pos != SIZE_MAX || w->state != WorkerState::kReady) return;
+  if (w->heap_pos != SIZE_MAX || w->state != WorkerState::kReady || w->disconnected) return;
   w->heap_pos = ready_heap_.size();
   ready_heap_.push_back(w);
   ++ready_count_;

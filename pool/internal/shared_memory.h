@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+#include "pool/internal/claim_table.h"
 #include "pool/internal/unique_fd.h"
 
 namespace procpool::internal {
@@ -84,6 +85,8 @@ struct WorkerStatusPage {
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
 inline constexpr size_t kWorkerStatusPageSize = 4096;
+// A worker's status memory: the page, then its claim table (claim_table.h).
+inline constexpr size_t kWorkerStatusMemoryBytes = kWorkerStatusPageSize + kClaimTableBytes;
 
 }  // namespace procpool::internal
 

@@ -6,9 +6,10 @@
 
 namespace procpool::internal {
 
-bool TaskState::TryDispatch(std::shared_ptr<ClaimTable> claims, uint64_t seq) {
-  claims_ = std::move(claims);
+bool TaskState::TryDispatch(ClaimTable* claims, uint64_t seq, uint64_t worker) {
+  claims_ = claims;
   claim_seq_ = seq;
+  worker_ = worker;
   int expected = kQueued;
   return phase_.compare_exchange_strong(expected, kDispatched);
 }

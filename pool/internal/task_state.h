@@ -32,7 +32,7 @@ class TaskState;
 
 // Lets a future ask its pool to stop the worker running its task, and lets
 // a thread that waits on a dispatched task do that task's I/O itself (the
-// pool's serial fast path, see PoolCore::AssistWait) instead of waiting to
+// pool's serial fast path, see LocalDriver::AssistWait) instead of waiting to
 // be woken. The pool detaches it when it goes away, after which requests are
 // ignored and waits are plain waits.
 //
@@ -187,7 +187,12 @@ class TaskState {
   // The scheduler: queued -> dispatched as call `seq` of a worker whose
   // claim table is `claims` (null: the call cannot be taken back). False if
   // the task was cancelled meanwhile.
-  bool TryDispatch(std::shared_ptr<ClaimTable> claims = nullptr, uint64_t seq = 0);
+  // The table must stay valid while the task is dispatched there. `worker`
+  // (the scheduler's id of it) is kept for worker().
+  bool TryDispatch(ClaimTable* claims = nullptr, uint64_t seq = 0, uint64_t worker = 0);
+  // The worker the task was last dispatched to (0: none yet). Written and
+  // read under the pool's I/O lock only.
+  uint64_t worker() const { return worker_; }
   // The scheduler: dispatched -> queued, to run again (its worker is gone,
   // or answered part of a chunk). `ran`: it had started (it crashed, or
   // ran and lost its answer), so Cancel() can no longer promise it never
@@ -240,8 +245,9 @@ class TaskState {
   std::atomic<int> phase_{kQueued};
   // Where the worker that holds it claims it. Written by the scheduler
   // while queued, before TryDispatch publishes them; read under mu_.
-  std::shared_ptr<ClaimTable> claims_;
+  ClaimTable* claims_ = nullptr;
   uint64_t claim_seq_ = 0;
+  uint64_t worker_ = 0;
   bool ran_ ABSL_GUARDED_BY(mu_) = false;
 
   mutable absl::Mutex mu_;

@@ -1,16 +1,16 @@
-// procpool_worker: the process a pool spawns for each worker.
+// procpool_worker: the process a pool spawns for each worker. Its command
+// line is a WorkerCommand (worker_command.h).
 //
-//   procpool_worker --fd=N --status-fd=M --parent=PID --max-frame=BYTES
-//                   [--max-tasks=N] [--max-rss=BYTES]
-//                   [--init-task=NAME --init-fingerprint=FP --init-args=HEX]
-//                   [plugin.so ...]
-//
-// Loads the plugins, says hello with their manifests on fd N, then runs the
-// calls it receives, one at a time in arrival order, and answers with their
-// results. Before each task it publishes the task's id in the shared status
-// page (fd M), so that if the task kills the process the pool knows which
-// task to blame. Exits on EOF (the pool closed its end or died) and, through
-// PR_SET_PDEATHSIG, when the pool process dies while a task is running.
+// Loads the plugins, says hello with their manifests on its socket, then
+// runs the calls it receives, one at a time in arrival order, and answers
+// with their results. Before each call it claims it in the claim table that
+// follows its status page (claim_table.h): a call the pool cancelled or
+// took back meanwhile is skipped (answered kSkipped). Before each task (and
+// each item of a chunk) it publishes what it runs and since when in the
+// status page, so that if the task kills the process the pool knows which
+// task and item to blame, and can enforce time limits. Exits on EOF (the
+// pool closed its end or died) and, through PR_SET_PDEATHSIG, when the pool
+// process dies while a task is running.
 //
 // With --max-tasks or --max-rss the worker retires itself (records why in
 // the status page, sends its results and exits 0) after that many tasks or
@@ -37,84 +37,18 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "pool/internal/claim_table.h"
 #include "pool/internal/malloc_tuning.h"
 #include "pool/internal/payload_region.h"
 #include "pool/internal/plugin_loader.h"
 #include "pool/internal/shared_memory.h"
 #include "pool/internal/unique_fd.h"
 #include "pool/internal/wire.h"
+#include "pool/internal/worker_command.h"
 #include "tasks/abi.h"
 
 namespace procpool::internal {
 namespace {
-
-struct Args {
-  int fd = -1;
-  int status_fd = -1;
-  pid_t parent = 0;
-  size_t max_frame = kDefaultMaxFrameBytes;
-  uint64_t max_tasks = 0;
-  uint64_t max_rss = 0;
-  std::string init_task;
-  uint64_t init_fingerprint = 0;
-  std::string init_args;  // raw bytes (hex on the command line)
-  int call_region_fd = -1;    // payload_region.h; -1: none
-  int result_region_fd = -1;
-  size_t shm_min = 0;         // results of this many bytes go to the region
-  std::vector<std::string> plugins;
-};
-
-bool HexDecode(absl::string_view hex, std::string* out) {
-  if (hex.size() % 2 != 0) return false;
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  out->clear();
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out->push_back(static_cast<char>(hi * 16 + lo));
-  }
-  return true;
-}
-
-bool ParseArgs(int argc, char** argv, Args* out) {
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view a = argv[i];
-    auto value = [&](absl::string_view flag, auto* dst) {
-      if (!absl::StartsWith(a, flag)) return false;
-      return absl::SimpleAtoi(a.substr(flag.size()), dst);
-    };
-    int64_t parent = 0;
-    if (value("--fd=", &out->fd) || value("--status-fd=", &out->status_fd) ||
-        value("--max-frame=", &out->max_frame) ||
-        value("--max-tasks=", &out->max_tasks) ||
-        value("--max-rss=", &out->max_rss) ||
-        value("--init-fingerprint=", &out->init_fingerprint) ||
-        value("--call-region-fd=", &out->call_region_fd) ||
-        value("--result-region-fd=", &out->result_region_fd) ||
-        value("--shm-min=", &out->shm_min)) {
-      continue;
-    }
-    if (absl::StartsWith(a, "--init-task=")) {
-      out->init_task = std::string(a.substr(12));
-      continue;
-    }
-    if (absl::StartsWith(a, "--init-args=")) {
-      if (!HexDecode(a.substr(12), &out->init_args)) return false;
-      continue;
-    }
-    if (value("--parent=", &parent)) {
-      out->parent = static_cast<pid_t>(parent);
-      continue;
-    }
-    if (absl::StartsWith(a, "--")) return false;
-    out->plugins.emplace_back(a);
-  }
-  return out->fd >= 0 && out->status_fd >= 0 && out->parent > 0;
-}
 
 uint64_t NowNs() {
   return static_cast<uint64_t>(
@@ -151,10 +85,11 @@ constexpr size_t kAnswerOverArgumentsMax = size_t{8} << 20;
 class Worker {
  public:
   Worker(UniqueFd sock, SharedMemory status, PluginSet plugins,
-         const Args& args)
+         const WorkerCommand& args)
       : sock_(std::move(sock)),
         status_mem_(std::move(status)),
         page_(static_cast<WorkerStatusPage*>(status_mem_.data())),
+        claims_(ClaimWords(status_mem_), nullptr),
         plugins_(std::move(plugins)),
         max_frame_(args.max_frame),
         max_tasks_(args.max_tasks),
@@ -223,6 +158,11 @@ class Worker {
       if (retire_ != RetireReason::kNone) break;  // the pool re-queues the rest
       if (!frame_) frame_.emplace(&out_);
       const size_t record = frame_->BeginResult(call.id);
+      if (!claims_.TryStart(++calls_received_)) {
+        // Cancelled, or taken back for another worker, before it started.
+        frame_->EndResult(record, static_cast<uint8_t>(ResultCode::kSkipped), 0);
+        continue;
+      }
       uint64_t t0 = NowNs();
       page_->running_since_ns.store(t0, std::memory_order_relaxed);
       page_->running_task.store(call.id, std::memory_order_release);
@@ -442,7 +382,9 @@ class Worker {
       if (k > 0 && (retire_ != RetireReason::kNone || out->size() - start > frame_budget_)) {
         break;
       }
-      page_->running_item.store(static_cast<uint32_t>(k), std::memory_order_relaxed);
+      // Each item's time limit runs from its own start.
+      if (k > 0) page_->running_since_ns.store(NowNs(), std::memory_order_relaxed);
+      page_->running_item.store(static_cast<uint32_t>(k), std::memory_order_release);
       const size_t answer = BeginChunkAnswer(out);
       const int code = RunOne(task, (*items)[k], out, /*spill=*/false);
       if (out->size() - start + 64 > max_frame_) {
@@ -482,10 +424,17 @@ class Worker {
     return s.ok();
   }
 
+  static std::atomic<uint64_t>* ClaimWords(SharedMemory& status) {
+    return reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(status.data()) +
+                                                    kWorkerStatusPageSize);
+  }
+
   UniqueFd sock_;
   uint64_t last_rss_sample_ns_ = 0;  // see Serve()
   SharedMemory status_mem_;
   WorkerStatusPage* page_;
+  ClaimTable claims_;            // after the status page
+  uint64_t calls_received_ = 0;  // the pool numbers its calls the same way
   PluginSet plugins_;
   size_t max_frame_;
   uint64_t max_tasks_;
@@ -503,7 +452,7 @@ class Worker {
 };
 
 // Runs the --init-task once. Errors name the task and what went wrong.
-absl::Status RunInitializer(const PluginSet& plugins, const Args& args) {
+absl::Status RunInitializer(const PluginSet& plugins, const WorkerCommand& args) {
   if (args.init_task.empty()) return absl::OkStatus();
   const procpool_task_v1* task = nullptr;
   for (size_t i = 0; i < plugins.num_tasks(); ++i) {
@@ -532,14 +481,14 @@ absl::Status RunInitializer(const PluginSet& plugins, const Args& args) {
 
 int Main(int argc, char** argv) {
   RetainLargeBuffers();  // payloads reuse memory instead of fresh pages
-  Args args;
-  if (!ParseArgs(argc, argv, &args)) {
+  absl::StatusOr<WorkerCommand> parsed = WorkerCommand::Parse(argc, argv);
+  if (!parsed.ok()) {
     std::fprintf(stderr,
-                 "procpool_worker is started by a procpool pool, not by hand.\n"
-                 "usage: procpool_worker --fd=N --status-fd=M --parent=PID "
-                 "[--max-frame=BYTES] [plugin.so ...]\n");
+                 "procpool_worker is started by a procpool pool, not by hand: %s\n",
+                 std::string(parsed.status().message()).c_str());
     return 64;
   }
+  const WorkerCommand& args = *parsed;
   // Die with the pool. The check after prctl closes the race with a parent
   // that died before it.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -549,7 +498,7 @@ int Main(int argc, char** argv) {
 
   UniqueFd sock(args.fd);
   absl::StatusOr<SharedMemory> status =
-      SharedMemory::Map(UniqueFd(args.status_fd), kWorkerStatusPageSize);
+      SharedMemory::Map(UniqueFd(args.status_fd), kWorkerStatusMemoryBytes);
   if (!status.ok()) {
     std::fprintf(stderr, "procpool_worker: %s\n",
                  status.status().ToString().c_str());

@@ -446,7 +446,7 @@ TEST(PoolrunTest, TimeoutDeadLettersTheSlowRecord) {
                    "--timeout", "300ms", "--workers", "2"});
   EXPECT_EQ(o.exit_code, 1) << o.err;
   EXPECT_EQ(o.out, "1\n2\n");
-  EXPECT_TRUE(absl::StrContains(o.err, "DEADLINE_EXCEEDED")) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, "RESOURCE_EXHAUSTED")) << o.err;
 }
 
 // ---- Interruptions ----

@@ -179,13 +179,23 @@ TEST_F(FutureTest, GetOfACancelledTaskThrowsCancelled) {
   }
 }
 
-TEST_F(FutureTest, CancelOfARunningTaskStopsItAndResolvesCancelled) {
-  // future.h: "A running task's worker is stopped ... and replaced, and the
-  // future resolves with kCancelled."
+TEST_F(FutureTest, CancelOfARunningTaskReturnsFalseAndTheTaskGoesOn) {
+  // Python's Future.cancel(): a call that is running cannot be cancelled.
   const std::string announce = TempPath("running");
   Future<int> f = pool().Submit(Task(probe::kAnnounceAndHang), announce);
   ASSERT_TRUE(WaitForAnnouncedPid(announce).has_value());
-  EXPECT_TRUE(f.Cancel());
+  EXPECT_FALSE(f.Cancel());
+  EXPECT_FALSE(f.WaitFor(absl::Milliseconds(50)));
+  EXPECT_FALSE(f.Cancelled());
+}
+
+TEST_F(FutureTest, TerminateOfARunningTaskStopsItAndResolvesCancelled) {
+  // future.h: "its worker is stopped ... and replaced, and the future
+  // resolves with kCancelled".
+  const std::string announce = TempPath("running");
+  Future<int> f = pool().Submit(Task(probe::kAnnounceAndHang), announce);
+  ASSERT_TRUE(WaitForAnnouncedPid(announce).has_value());
+  EXPECT_TRUE(f.Terminate());
   EXPECT_EQ(StatusWithin(f).code(), absl::StatusCode::kCancelled);
   EXPECT_TRUE(f.Cancelled());
   EXPECT_EQ(pool().Submit(Task(math::kAdd), 1, 2).Get(kWait), 3);

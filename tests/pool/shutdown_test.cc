@@ -1,6 +1,6 @@
-// Shutdown() with and without waiting or cancelling, the destructor with
-// work still running, submissions after shutdown, and child processes left
-// behind (none, not even zombies).
+// Shutdown() with and without waiting or cancelling, the destructor (which
+// drains) and Terminate() with work still running, submissions after
+// shutdown, and child processes left behind (none, not even zombies).
 
 #include <string>
 #include <utility>
@@ -149,27 +149,38 @@ TEST_F(ShutdownTest, TaskLookupStillWorksAfterShutdown) {
   EXPECT_TRUE(pool().Task(math::kAdd).ok());
 }
 
-// ---- The destructor ----
+// ---- The destructor and Terminate ----
+
+TEST_F(ShutdownTest, DestroyingAPoolDrainsItsQueuedAndRunningTasks) {
+  std::vector<Future<int>> futures;
+  for (int i = 0; i < 10; ++i)
+    futures.push_back(pool().Submit(Task(faults::kSleepMs), 20));
+  DestroyPool();
+  for (auto& f : futures) {
+    ASSERT_TRUE(f.Done());
+    EXPECT_EQ(f.status(), absl::OkStatus());
+  }
+}
 
 TEST_F(ShutdownTest,
-       DestroyingAPoolWithAHungTaskReturnsAndTheFutureResolvesCancelled) {
+       TerminatingAPoolWithAHungTaskReturnsAndTheFutureResolvesCancelled) {
   const std::string announce = TempPath("hung");
   Future<int> hung = pool().Submit(Task(probe::kAnnounceAndHang), announce);
   ASSERT_TRUE(WaitForAnnouncedPid(announce).has_value());
   absl::Time start = absl::Now();
-  DestroyPool();
+  TerminatePool();
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
   ASSERT_TRUE(hung.Done());
   EXPECT_EQ(hung.status().code(), absl::StatusCode::kCancelled);
 }
 
-TEST_F(ShutdownTest, DestroyingAPoolCancelsItsQueuedTasks) {
+TEST_F(ShutdownTest, TerminatingAPoolCancelsItsQueuedTasks) {
   std::vector<Future<int>> futures;
   for (int i = 0; i < 8; ++i)
     futures.push_back(pool().Submit(Task(faults::kHang), i));
   for (int i = 0; i < 8; ++i)
     futures.push_back(pool().Submit(Task(math::kAdd), i, i));
-  DestroyPool();
+  TerminatePool();
   for (auto& f : futures) {
     absl::Status s = StatusWithin(f);
     if (!s.ok()) EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
@@ -179,18 +190,24 @@ TEST_F(ShutdownTest, DestroyingAPoolCancelsItsQueuedTasks) {
   }
 }
 
-TEST_F(ShutdownTest, DestroyingAPoolAfterShutdownWithoutWaitIsPrompt) {
+TEST_F(ShutdownTest, TerminatingAPoolAfterShutdownWithoutWaitIsPrompt) {
   std::vector<Future<int>> futures;
   for (int i = 0; i < 40; ++i)
     futures.push_back(pool().Submit(Task(faults::kSleepMs), 200));
   pool().Shutdown(/*wait=*/false);
   absl::Time start = absl::Now();
-  DestroyPool();
+  TerminatePool();
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   for (auto& f : futures) {
     absl::Status s = StatusWithin(f);
     if (!s.ok()) EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
   }
+}
+
+TEST_F(ShutdownTest, SubmitAfterTerminateReturnsFailedPrecondition) {
+  pool().Terminate();
+  EXPECT_EQ(StatusWithin(pool().Submit(Task(math::kAdd), 1, 2)).code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(ShutdownTest, DestroyingAnIdlePoolLeavesNoChildProcess) {
@@ -200,7 +217,7 @@ TEST_F(ShutdownTest, DestroyingAnIdlePoolLeavesNoChildProcess) {
   EXPECT_TRUE(children.empty()) << Describe(children);
 }
 
-TEST_F(ShutdownTest, NoZombieIsLeftAfterCrashesKillsAndDestruction) {
+TEST_F(ShutdownTest, NoZombieIsLeftAfterCrashesKillsAndTermination) {
   // Crashed and killed workers, replacements, a hung task at the end.
   ASSERT_EQ(StatusWithin(pool().Submit(Task(faults::kSegfault), 0)).code(),
             absl::StatusCode::kAborted);
@@ -210,7 +227,7 @@ TEST_F(ShutdownTest, NoZombieIsLeftAfterCrashesKillsAndDestruction) {
   const std::string announce = TempPath("hung");
   Future<int> hung = pool().Submit(Task(probe::kAnnounceAndHang), announce);
   ASSERT_TRUE(WaitForAnnouncedPid(announce).has_value());
-  DestroyPool();
+  TerminatePool();
   std::vector<ChildProcessInfo> children = ChildProcesses();
   EXPECT_TRUE(children.empty()) << Describe(children);
   EXPECT_EQ(StatusWithin(hung).code(), absl::StatusCode::kCancelled);

@@ -110,7 +110,7 @@ PoolOptions TestPoolOptions(int workers) {
 }
 
 void PoolTest::StartPool(PoolOptions options) {
-  pool_.reset();
+  TerminatePool();
   absl::StatusOr<ProcessPool> pool = ProcessPool::Create(std::move(options));
   ASSERT_TRUE(pool.ok()) << pool.status();
   pool_.emplace(*std::move(pool));

@@ -96,18 +96,26 @@ absl::Status StatusWithin(const Future<R>& f, absl::Duration timeout = kWait) {
 PoolOptions TestPoolOptions(int workers = 2);
 
 // A fixture owning a pool (2 workers, math + faults + probe plugins) and a
-// watchdog that outlives it.
+// watchdog that outlives it. A test ends by terminating its pool, so that
+// the tasks it left hanging do not hold the suite; DestroyPool() drains it,
+// as the pool's destructor does.
 class PoolTest : public ::testing::Test {
  protected:
   void SetUp() override { StartPool(TestPoolOptions()); }
+  void TearDown() override { TerminatePool(); }
 
-  // Replaces the pool with one made from `options`; fails the test (fatal)
-  // if it cannot be created.
+  // Replaces the pool (terminating the old one) with one made from
+  // `options`; fails the test (fatal) if it cannot be created.
   void StartPool(PoolOptions options);
 
   ProcessPool& pool() { return *pool_; }
-  // Destroys the pool now (its futures stay valid).
+  // Destroys the pool now, draining it (its futures stay valid).
   void DestroyPool() { pool_.reset(); }
+  // Terminates and destroys the pool now.
+  void TerminatePool() {
+    if (pool_.has_value()) pool_->Terminate();
+    pool_.reset();
+  }
 
   template <class Sig>
   TaskHandle<Sig> Task(TaskRef<Sig> ref) {

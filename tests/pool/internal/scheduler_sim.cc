@@ -75,7 +75,7 @@ struct SimWorker {
   WorkerId id = 0;
   int pid = 0;
   std::unique_ptr<std::atomic<uint64_t>[]> words;
-  std::shared_ptr<ClaimTable> claims;
+  std::unique_ptr<ClaimTable> claims;
   enum class Start { kNormal, kFail, kCrash, kHang } start = Start::kNormal;
   bool ready = false, dead = false, closed = false;
   std::deque<SimCall> mailbox;
@@ -133,8 +133,9 @@ class Sim {
   void MakeScenario();
   void SubmitTask(size_t task);
   void Apply();
-  void OnSend(const Action& a);
-  void OnResolve(const Action& a);
+  void Control(const Action& a);
+  void OnSend(const SendAction& a);
+  void OnResolve(const ResolveAction& a);
   SimWorker* W(WorkerId id) {
     auto it = workers_.find(id);
     return it == workers_.end() ? nullptr : it->second.get();
@@ -261,102 +262,107 @@ void Sim::SubmitTask(size_t i) {
 // The driver's part: carrying out actions
 
 void Sim::Apply() {
-  Actions actions;
-  actions.swap(actions_);
-  for (const Action& a : actions) {
-    if (Tracing()) {
-      static const char* kNames[] = {"spawn", "send", "resolve", "close", "signal",
-                                     "cancel-remote", "slot-note"};
-      Trace(absl::StrCat("  action ", kNames[static_cast<int>(a.kind)], " worker=", a.worker,
-                         " slot=", a.slot, " seq=", a.seq, " items=", a.items,
-                         a.call ? absl::StrCat(" task=", task_index_.count(a.call) ? task_index_[a.call] : 999999, " id=", a.call->id()) : "",
-                         a.task ? absl::StrCat(" task=", task_index_.count(a.task.get()) ? task_index_[a.task.get()] : 999999) : "",
-                         a.kind == Action::Kind::kResolve || a.kind == Action::Kind::kSlotNote
-                             ? absl::StrCat(" ", a.status.ToString(), " ", a.text)
-                             : "",
-                         a.kind == Action::Kind::kSignal ? absl::StrCat(" sig=", a.signal) : ""));
+  while (!actions_.empty()) {
+    Actions actions;
+    std::swap(actions, actions_);
+    for (const SendAction& a : actions.sends) {
+      Trace(absl::StrCat("  send worker=", a.worker, " seq=", a.seq, " items=", a.items,
+                         " task=", task_index_.count(a.call) ? task_index_[a.call] : 999999,
+                         " id=", a.call->id()));
+      OnSend(a);
     }
-    switch (a.kind) {
-      case Action::Kind::kSpawn: {
-        auto w = std::make_unique<SimWorker>();
-        w->id = a.worker;
-        w->pid = next_pid_++;
-        w->words.reset(new std::atomic<uint64_t>[kClaimSlots]());
-        w->claims = std::make_shared<ClaimTable>(w->words.get(), nullptr);
-        if (spawns_++ >= config_.slots && P(start_trouble_)) {
-          w->start = static_cast<SimWorker::Start>(1 + R(3));
-        }
-        sched_->OnSpawned(w->id, w->pid, w->claims);
-        SimWorker* raw = w.get();
-        workers_[a.worker] = std::move(w);
-        At(now_ + Ms(0.5, 5), [this, raw] {
-          if (raw->dead) return;
-          switch (raw->start) {
-            case SimWorker::Start::kNormal:
-              raw->ready = true;
-              sched_->OnReady(raw->id, 1, now_, actions_);
-              Apply();
-              Step(*raw);
-              break;
-            case SimWorker::Start::kFail: {
-              raw->dead = true;
-              WorkerExit exit;
-              exit.how = "exited with code 1";
-              exit.hello_error = absl::InvalidArgumentError("a plugin would not load");
-              sched_->OnExit(raw->id, exit, now_, actions_);
-              Apply();
-              break;
-            }
-            case SimWorker::Start::kCrash:
-              Die(*raw, "killed by signal 11 (SIGSEGV)", false, false);
-              break;
-            case SimWorker::Start::kHang:
-              break;  // until the pool kills it
-          }
-        });
-        break;
-      }
-      case Action::Kind::kSend:
-        OnSend(a);
-        break;
-      case Action::Kind::kResolve:
-        OnResolve(a);
-        break;
-      case Action::Kind::kClose: {
-        SimWorker* w = W(a.worker);
-        if (w == nullptr || w->dead) break;
-        w->closed = true;
-        if (!w->ready) {
-          At(now_ + Ms(0.1, 1), [this, w] {
-            if (!w->dead) Die(*w, "exited with code 0", false, false, true);
-          });
-        } else if (!w->busy) {
-          At(now_, [this, w] { Step(*w); });
-        }
-        break;
-      }
-      case Action::Kind::kSignal: {
-        SimWorker* w = W(a.worker);
-        if (w == nullptr || w->dead) break;
-        if (a.signal == SIGTERM && w->stopped_self) break;  // stopped: only SIGKILL
-        const bool kill = a.signal == SIGKILL;
-        At(now_ + Ms(0.01, 0.5), [this, w, kill] {
-          if (!w->dead) {
-            Die(*w, kill ? "killed by signal 9 (SIGKILL)" : "killed by signal 15 (SIGTERM)",
-                true, false);
-          }
-        });
-        break;
-      }
-      case Action::Kind::kCancelRemote:
-      case Action::Kind::kSlotNote:
-        break;
+    for (const Action& a : actions.controls) Control(a);
+    for (const ResolveAction& a : actions.resolves) {
+      Trace(absl::StrCat("  resolve task=",
+                         task_index_.count(a.task.get()) ? task_index_[a.task.get()] : 999999,
+                         " ", a.status.ToString()));
+      OnResolve(a);
     }
   }
-  if (!actions_.empty()) Apply();
 }
 
-void Sim::OnSend(const Action& a) {
+void Sim::Control(const Action& a) {
+  if (Tracing()) {
+    static const char* kNames[] = {"spawn", "close", "signal", "cancel-remote", "slot-note"};
+    Trace(absl::StrCat("  ", kNames[static_cast<int>(a.kind)], " worker=", a.worker,
+                       " slot=", a.slot, a.kind == Action::Kind::kSignal
+                                             ? absl::StrCat(" sig=", a.signal)
+                                             : "",
+                       " ", a.text));
+  }
+  switch (a.kind) {
+    case Action::Kind::kSpawn: {
+      auto w = std::make_unique<SimWorker>();
+      w->id = a.worker;
+      w->pid = next_pid_++;
+      w->words.reset(new std::atomic<uint64_t>[kClaimSlots]());
+      w->claims = std::make_unique<ClaimTable>(w->words.get(), nullptr);
+      if (spawns_++ >= config_.slots && P(start_trouble_)) {
+        w->start = static_cast<SimWorker::Start>(1 + R(3));
+      }
+      sched_->OnSpawned(w->id, w->pid, w->claims.get());
+      SimWorker* raw = w.get();
+      workers_[a.worker] = std::move(w);
+      At(now_ + Ms(0.5, 5), [this, raw] {
+        if (raw->dead) return;
+        switch (raw->start) {
+          case SimWorker::Start::kNormal:
+            raw->ready = true;
+            sched_->OnReady(raw->id, 1, now_, actions_);
+            Apply();
+            Step(*raw);
+            break;
+          case SimWorker::Start::kFail: {
+            raw->dead = true;
+            WorkerExit exit;
+            exit.how = "exited with code 1";
+            exit.hello_error = absl::InvalidArgumentError("a plugin would not load");
+            sched_->OnExit(raw->id, exit, now_, actions_);
+            Apply();
+            break;
+          }
+          case SimWorker::Start::kCrash:
+            Die(*raw, "killed by signal 11 (SIGSEGV)", false, false);
+            break;
+          case SimWorker::Start::kHang:
+            break;  // until the pool kills it
+        }
+      });
+      break;
+    }
+    case Action::Kind::kClose: {
+      SimWorker* w = W(a.worker);
+      if (w == nullptr || w->dead) break;
+      w->closed = true;
+      if (!w->ready) {
+        At(now_ + Ms(0.1, 1), [this, w] {
+          if (!w->dead) Die(*w, "exited with code 0", false, false, true);
+        });
+      } else if (!w->busy) {
+        At(now_, [this, w] { Step(*w); });
+      }
+      break;
+    }
+    case Action::Kind::kSignal: {
+      SimWorker* w = W(a.worker);
+      if (w == nullptr || w->dead) break;
+      if (a.signal == SIGTERM && w->stopped_self) break;  // stopped: only SIGKILL
+      const bool kill = a.signal == SIGKILL;
+      At(now_ + Ms(0.01, 0.5), [this, w, kill] {
+        if (!w->dead) {
+          Die(*w, kill ? "killed by signal 9 (SIGKILL)" : "killed by signal 15 (SIGTERM)",
+              true, false);
+        }
+      });
+      break;
+    }
+    case Action::Kind::kCancelRemote:
+    case Action::Kind::kSlotNote:
+      break;
+  }
+}
+
+void Sim::OnSend(const SendAction& a) {
   SimWorker* w = W(a.worker);
   auto it = task_index_.find(a.call);
   if (it == task_index_.end()) return Fail("sent a task the simulation never made");
@@ -378,7 +384,7 @@ void Sim::OnSend(const Action& a) {
   if (!w->busy) At(now_, [this, w] { Step(*w); });
 }
 
-void Sim::OnResolve(const Action& a) {
+void Sim::OnResolve(const ResolveAction& a) {
   auto it = task_index_.find(a.task.get());
   if (it == task_index_.end()) return Fail("resolved a task the simulation never made");
   Task& t = tasks_[it->second];

@@ -1,0 +1,602 @@
+#include "pool/internal/local_driver.h"
+
+#include <limits.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "pool/internal/chunk_state.h"
+#include "pool/internal/status_macros.h"
+#include "pool/internal/wire.h"
+#include "pool/internal/worker_connection.h"
+#include "pool/runfiles.h"
+
+namespace procpool::internal {
+
+namespace {
+
+// epoll tags: a worker's (id << 2) | what, or one of these.
+constexpr uint64_t kWakeTag = ~uint64_t{0};
+constexpr uint64_t kParkTimerTag = ~uint64_t{0} - 1;
+enum : uint64_t { kSocket = 0, kStderr = 1, kPidfd = 2 };
+uint64_t Tag(WorkerId id, uint64_t what) { return (id << 2) | what; }
+
+constexpr size_t kMaxBatch = 4096;
+constexpr uint64_t kTargetBatchNs = 1'000'000;
+constexpr size_t kMaxRestartReasons = 16;
+// While some worker runs a task with a time limit, its status page is read
+// this often.
+constexpr absl::Duration kObserveEvery = absl::Milliseconds(1);
+
+size_t BatchFor(uint64_t avg_ns) {
+  if (avg_ns == 0) return 1;
+  return std::clamp<size_t>(kTargetBatchNs / avg_ns, 1, kMaxBatch);
+}
+
+std::string AbsolutePath(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  char cwd[PATH_MAX];
+  if (::getcwd(cwd, sizeof(cwd)) == nullptr) return path;
+  return absl::StrCat(cwd, "/", path);
+}
+
+// A CLOCK_MONOTONIC time (the status page's) as an absl::Time, given the
+// same instant in both clocks.
+absl::Time FromMonotonic(uint64_t mono_ns, uint64_t now_mono_ns, absl::Time now) {
+  return now - absl::Nanoseconds(static_cast<int64_t>(now_mono_ns - std::min(mono_ns, now_mono_ns)));
+}
+
+uint64_t MonotonicNowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+void AddInto(WorkerStats& into, const WorkerStatusPage& page, absl::Duration alive) {
+  into.tasks_done += page.tasks_done.load(std::memory_order_relaxed);
+  const absl::Duration busy = absl::Nanoseconds(page.busy_ns.load(std::memory_order_relaxed));
+  into.busy += busy;
+  into.idle += std::max(absl::ZeroDuration(), alive - busy);
+  into.serialize += absl::Nanoseconds(page.codec_ns.load(std::memory_order_relaxed));
+  into.peak_rss_bytes = std::max<uint64_t>(
+      into.peak_rss_bytes, page.peak_rss_bytes.load(std::memory_order_relaxed));
+}
+
+SchedulerConfig ConfigFor(const PoolOptions& o) {
+  SchedulerConfig c;
+  c.kind = SchedulerConfig::Kind::kProcess;
+  c.slots = static_cast<size_t>(o.max_workers);
+  c.max_tasks_per_child = o.max_tasks_per_child;
+  c.on_worker_death = o.on_worker_death;
+  c.start_timeout = o.start_timeout;
+  c.kill_grace = o.kill_grace;
+  c.max_call_bytes = o.max_frame_bytes;
+  c.batch_bytes = std::max<size_t>(1, std::min(size_t{1} << 20, o.max_frame_bytes / 2));
+  return c;
+}
+
+PoolOptions Resolved(PoolOptions options) {
+  if (options.max_workers <= 0) {
+    options.max_workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }
+  for (std::string& p : options.plugins) p = AbsolutePath(p);
+  return options;
+}
+
+}  // namespace
+
+thread_local bool LocalDriver::t_io_locked_ = false;
+
+// ---------------------------------------------------------------------------
+// Setup and teardown
+
+LocalDriver::LocalDriver(PoolOptions options)
+    : options_(std::move(options)), sched_(ConfigFor(options_)) {}
+
+absl::StatusOr<std::unique_ptr<LocalDriver>> LocalDriver::Start(PoolOptions options) {
+  options = Resolved(std::move(options));
+  if (options.worker_path.empty()) {
+    PROCPOOL_ASSIGN_OR_RETURN(options.worker_path, DefaultWorkerPath());
+  }
+  for (const std::string& p : options.plugins) {
+    if (::access(p.c_str(), F_OK) != 0) return ErrnoToStatus(absl::StrCat("plugin ", p), errno);
+  }
+  std::unique_ptr<LocalDriver> d(new LocalDriver(std::move(options)));
+  LocalDriver* self = d.get();
+  d->cancel_channel_ = std::make_shared<CancelChannel>(
+      [self](uint64_t id) {
+        {
+          absl::MutexLock l(&self->mu_);
+          self->stop_requests_.push_back(id);
+        }
+        self->Wake();
+      },
+      [self](const TaskState& t, absl::Time deadline) { self->AssistWait(t, deadline); },
+      [self] {
+        // A parked socket is read by a waiter or, soon, the I/O thread; a
+        // task watched by a callback should not wait that long.
+        if (self->parked_.load(std::memory_order_acquire)) self->Wake();
+      });
+  d->epoll_fd_.Reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!d->epoll_fd_) return ErrnoToStatus("epoll_create1", errno);
+  d->wake_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!d->wake_fd_) return ErrnoToStatus("eventfd", errno);
+  d->park_timer_.Reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!d->park_timer_) return ErrnoToStatus("timerfd_create", errno);
+  for (auto [fd, tag] : {std::pair{d->wake_fd_.get(), kWakeTag},
+                         std::pair{d->park_timer_.get(), kParkTimerTag}}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    if (::epoll_ctl(d->epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+      return ErrnoToStatus("epoll_ctl", errno);
+    }
+  }
+  {
+    absl::MutexLock l(&d->mu_);
+    d->slots_.resize(static_cast<size_t>(d->options_.max_workers));
+  }
+  d->io_thread_ = std::thread([self] { self->IoLoop(); });
+  absl::Status error;
+  {
+    absl::MutexLock l(&d->mu_);
+    auto started = [self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+      return self->start_state_ != Scheduler::StartState::kStarting || self->io_done_;
+    };
+    d->mu_.Await(absl::Condition(&started));  // the scheduler keeps start_timeout
+    if (d->start_state_ != Scheduler::StartState::kStarted) {
+      error = d->start_error_.ok() ? absl::InternalError("the pool stopped while starting")
+                                   : d->start_error_;
+    }
+  }
+  if (!error.ok()) {
+    d->Terminate();
+    return error;
+  }
+  return d;
+}
+
+LocalDriver::~LocalDriver() {
+  if (io_thread_.joinable()) {
+    // Python's `with` block and C++ executors drain: so does the pool.
+    Shutdown(/*wait=*/true, /*cancel_pending=*/false, absl::InfiniteDuration());
+    assist_off_.store(true);
+    io_thread_.join();
+  }
+  if (cancel_channel_) cancel_channel_->Detach();
+}
+
+bool LocalDriver::Shutdown(bool wait, bool cancel_pending, absl::Duration timeout) {
+  {
+    absl::MutexLock l(&mu_);
+    if (accepting_) {
+      accepting_ = false;
+      refuse_reason_ = absl::FailedPreconditionError(
+          "the pool is shut down; no new tasks are accepted");
+    }
+    shutdown_requested_ = true;
+    cancel_pending_ = cancel_pending_ || cancel_pending;
+    if (timeout != absl::InfiniteDuration()) {
+      shutdown_deadline_ = std::min(shutdown_deadline_, absl::Now() + timeout);
+    }
+    stop_asked_ = true;
+  }
+  Wake();
+  if (!wait) return true;
+  absl::MutexLock l(&mu_);
+  mu_.Await(absl::Condition(&io_done_));
+  return !cut_by_deadline_;
+}
+
+void LocalDriver::Terminate() {
+  assist_off_.store(true);
+  {
+    absl::MutexLock l(&mu_);
+    if (accepting_) {
+      accepting_ = false;
+      refuse_reason_ = absl::FailedPreconditionError(
+          "the pool was terminated; no new tasks are accepted");
+    }
+    terminate_requested_ = true;
+    stop_asked_ = true;
+  }
+  Wake();
+  absl::MutexLock l(&mu_);
+  mu_.Await(absl::Condition(&io_done_));
+}
+
+// ---------------------------------------------------------------------------
+// Callers
+
+absl::StatusOr<uint32_t> LocalDriver::FindTask(absl::string_view name, uint64_t fingerprint,
+                                               absl::string_view readable) const {
+  return FindTaskIn(tasks_, task_index_, options_.plugins, name, fingerprint, readable);
+}
+
+void LocalDriver::Enqueue(std::shared_ptr<TaskState> task) {
+  if (DispatchDirect(task)) return;
+  std::vector<std::shared_ptr<TaskState>> one;
+  one.push_back(std::move(task));
+  EnqueueMany(one);
+}
+
+void LocalDriver::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
+  for (auto& t : tasks) t->set_cancel_channel(cancel_channel_);
+  absl::Status refused;
+  {
+    absl::MutexLock l(&mu_);
+    if (accepting_) {
+      for (auto& t : tasks) intake_.push_back(std::move(t));
+      tasks.clear();
+      queued_hint_.store(true, std::memory_order_relaxed);
+    } else {
+      refused = refuse_reason_;
+    }
+  }
+  for (auto& t : tasks) t->Cancel(refused);
+  tasks.clear();
+  Wake();
+}
+
+void LocalDriver::Wake() {
+  if (!wake_pending_.exchange(true)) {
+    uint64_t one = 1;
+    ssize_t r = ::write(wake_fd_.get(), &one, sizeof(one));
+    (void)r;  // EAGAIN means the counter is already non-zero: awake anyway
+  }
+}
+
+size_t LocalDriver::SuggestedChunkSize() const { return BatchFor(sched_.avg_task_ns()); }
+
+size_t LocalDriver::SuggestedWindow() const {
+  const size_t n = static_cast<size_t>(options_.max_workers);
+  const size_t b = BatchFor(sched_.avg_task_ns());
+  return std::clamp<size_t>(n * (2 * b + 1), 2 * n, 4 * kMaxBatch);
+}
+
+size_t LocalDriver::max_chunk_bytes() const {
+  return std::min<size_t>(size_t{64} << 10, options_.max_frame_bytes / 4);
+}
+
+std::vector<int> LocalDriver::WorkerPids() const {
+  absl::MutexLock l(&mu_);
+  std::vector<int> out;
+  for (const SlotRecord& s : slots_) {
+    if (s.pid > 0) out.push_back(s.pid);
+  }
+  return out;
+}
+
+PoolStats LocalDriver::Stats() const {
+  PoolStats out;
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock l(&mu_);
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      const SlotRecord& s = slots_[i];
+      WorkerStats w = s.past;
+      w.slot = static_cast<int>(i);
+      w.pid = s.pid;
+      if (s.page != nullptr && s.pid > 0) {
+        const auto& page = *static_cast<const WorkerStatusPage*>(s.page->data());
+        AddInto(w, page, now - s.started);
+        w.rss_bytes = page.rss_bytes.load(std::memory_order_relaxed);
+      }
+      out.workers.push_back(std::move(w));
+    }
+  }
+  const Scheduler::Counters c = sched_.counters();
+  out.submitted = c.submitted;
+  out.succeeded = c.succeeded;
+  out.failed = c.failed;
+  out.pending = c.pending;
+  out.in_flight = c.in_flight;
+  out.shared_memory_args = shm_args_.load(std::memory_order_relaxed);
+  out.shared_memory_results = shm_results_.load(std::memory_order_relaxed);
+  out.direct_calls = direct_calls_.load(std::memory_order_relaxed);
+  out.caller_reads = caller_reads_.load(std::memory_order_relaxed);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The I/O thread
+
+void LocalDriver::IoLoop() {
+  t_io_locked_ = true;  // for the thread's whole life
+  absl::MutexLock io(&io_mu_);
+  sched_.Start(absl::Now(), actions_);
+  Execute();
+  Publish();
+  epoll_event events[64];
+  int timeout_ms = 0;
+  bool stopped = false;  // a Shutdown or Terminate was taken
+  while (true) {
+    io_mu_.Unlock();
+    const int ready = ::epoll_wait(epoll_fd_.get(), events, 64, timeout_ms);
+    const int wait_errno = errno;
+    io_mu_.Lock();
+    if (ready < 0 && wait_errno != EINTR) {
+      std::fprintf(stderr, "procpool: epoll_wait: %s\n", std::strerror(wait_errno));
+      sched_.Terminate(absl::Now(), actions_);
+    }
+    for (int i = 0; i < ready; ++i) {
+      const uint64_t tag = events[i].data.u64;
+      if (tag == kWakeTag || tag == kParkTimerTag) {
+        uint64_t v;
+        ssize_t r = ::read(tag == kWakeTag ? wake_fd_.get() : park_timer_.get(), &v, sizeof(v));
+        (void)r;
+        if (tag == kParkTimerTag) park_timer_armed_ = false;
+        continue;
+      }
+      WorkerConnection* w = Find(tag >> 2);
+      if (w == nullptr) continue;  // gone since
+      switch (tag & 3) {
+        case kStderr:
+          w->ReadStderr(options_.forward_worker_stderr, options_.stderr_tail_lines);
+          break;
+        case kSocket:
+          if (w->caller_owned || w->hung_up) break;  // a caller reads it
+          if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) OnReadable(*w);
+          if (!w->hung_up && !w->exited && (events[i].events & EPOLLOUT)) {
+            if (!w->Flush()) HungUp(*w);
+            UpdateInterest(*w);
+          }
+          break;
+        case kPidfd:
+          OnExited(*w);
+          break;
+      }
+      Execute();
+    }
+    wake_pending_.store(false);
+    UnparkLocked();
+    const absl::Time now = absl::Now();
+    stopped = TakeRequests(now) || stopped;
+    for (WorkerId id : std::exchange(exits_deferred_, {})) {
+      if (WorkerConnection* w = Find(id)) OnExited(*w);
+    }
+    if (sched_.WantsObservation()) {
+      if (now >= next_observe_ || next_observe_ == absl::InfiniteFuture()) {
+        ObserveWorkers(now);
+        next_observe_ = now + kObserveEvery;
+      }
+    } else {
+      next_observe_ = absl::InfiniteFuture();
+    }
+    if (now >= sched_.NextWakeup()) sched_.Tick(now, actions_);
+    Execute();
+    Publish();
+    if (stopped && sched_.Drained() && workers_.empty()) break;
+    const absl::Time next = std::min(sched_.NextWakeup(), next_observe_);
+    timeout_ms = next == absl::InfiniteFuture()
+                     ? -1
+                     : static_cast<int>(std::clamp<int64_t>(
+                           absl::ToInt64Milliseconds(absl::Ceil(next - absl::Now(),
+                                                                absl::Milliseconds(1))),
+                           0, 60'000));
+  }
+  Publish();
+  absl::MutexLock l(&mu_);
+  io_done_ = true;
+}
+
+bool LocalDriver::TakeRequests(absl::Time now) {
+  std::vector<std::shared_ptr<TaskState>> intake;
+  std::vector<uint64_t> stops;
+  bool shutdown, cancel_pending, terminate;
+  absl::Time deadline;
+  {
+    absl::MutexLock l(&mu_);
+    intake.swap(intake_);
+    stops.swap(stop_requests_);
+    shutdown = std::exchange(shutdown_requested_, false);
+    terminate = std::exchange(terminate_requested_, false);
+    cancel_pending = cancel_pending_;
+    deadline = shutdown_deadline_;
+  }
+  for (auto& t : intake) sched_.Submit(std::move(t), now, actions_);
+  for (uint64_t id : stops) sched_.StopTask(id, now, actions_);
+  if (terminate) {
+    sched_.Terminate(now, actions_);
+  } else if (shutdown) {
+    sched_.Shutdown(cancel_pending, deadline, now, actions_);
+  }
+  queued_hint_.store(!sched_.QueueEmpty(), std::memory_order_relaxed);
+  return shutdown || terminate;
+}
+
+void LocalDriver::Publish() {
+  absl::MutexLock l(&mu_);
+  start_state_ = sched_.start_state();
+  start_error_ = sched_.start_error();
+  cut_by_deadline_ = sched_.cut_by_deadline();
+  if (!sched_.accepting() && accepting_) {
+    // Broken (kBreakPool, or workers that cannot start): refuse at once.
+    accepting_ = false;
+    refuse_reason_ = sched_.refuse_reason();
+  }
+}
+
+WorkerConnection* LocalDriver::Find(WorkerId id) {
+  auto it = workers_.find(id);
+  return it == workers_.end() ? nullptr : it->second.get();
+}
+
+void LocalDriver::Unwatch(int fd) {
+  if (fd >= 0) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void LocalDriver::ObserveWorkers(absl::Time now) {
+  const uint64_t now_mono = MonotonicNowNs();
+  for (WorkerId id : sched_.ObservedWorkers()) {
+    WorkerConnection* w = Find(id);
+    if (w == nullptr) continue;
+    const WorkerStatusPage& page = w->page();
+    const uint64_t running = page.running_task.load(std::memory_order_acquire);
+    const uint32_t item = page.running_item.load(std::memory_order_acquire);
+    const uint64_t since = page.running_since_ns.load(std::memory_order_relaxed);
+    sched_.Observe(id, running, item, FromMonotonic(since, now_mono, now));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Actions
+
+void LocalDriver::Execute() {
+  while (!actions_.empty()) {
+    Actions a;
+    std::swap(a, actions_);
+    WriteSends(a.sends);
+    for (const Action& c : a.controls) Control(c);
+    for (ResolveAction& r : a.resolves) r.task->Complete(std::move(r.status), std::move(r.bytes));
+    // Keep the capacity for next time.
+    a.sends.clear();
+    a.controls.clear();
+    a.resolves.clear();
+    if (actions_.empty()) std::swap(a, actions_);
+  }
+}
+
+void LocalDriver::WriteSends(std::vector<SendAction>& sends) {
+  size_t i = 0;
+  while (i < sends.size()) {
+    WorkerConnection* w = Find(sends[i].worker);
+    size_t j = i;
+    while (j < sends.size() && sends[j].worker == sends[i].worker) ++j;
+    if (w != nullptr && !w->hung_up && !w->exited) {
+      CallsFrameBuilder frame(&w->out);
+      for (size_t k = i; k < j; ++k) {
+        const SendAction& s = sends[k];
+        TaskState& t = *s.call;
+        std::string_view args = t.args();
+        if (s.items > 0) args = t.AsChunk()->ArgsPrefix(s.items);
+        w->sent_seq = s.seq;
+        if (w->AddRegionCall(frame, t.id(), t.task(), args, s.seq,
+                             options_.shared_memory_min_bytes)) {
+          shm_args_.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          frame.Add(t.id(), t.task(), args);
+        }
+      }
+      frame.Finish();
+      if (!w->want_write && !w->Flush()) {
+        HungUp(*w);
+      } else {
+        UpdateInterest(*w);
+      }
+    }
+    i = j;
+  }
+  sends.clear();
+}
+
+void LocalDriver::Control(const Action& a) {
+  switch (a.kind) {
+    case Action::Kind::kSpawn:
+      Spawn(a.worker, a.slot);
+      return;
+    case Action::Kind::kClose:
+      if (WorkerConnection* w = Find(a.worker); w != nullptr && !w->closed) {
+        w->closed = true;
+        // Its answers can still be read; it exits at the end of its input.
+        ::shutdown(w->sock.get(), SHUT_WR);
+      }
+      return;
+    case Action::Kind::kSignal:
+      if (WorkerConnection* w = Find(a.worker); w != nullptr && !w->exited) {
+        w->proc.Kill(a.signal);
+      }
+      return;
+    case Action::Kind::kSlotNote: {
+      absl::MutexLock l(&mu_);
+      if (a.slot >= slots_.size()) return;
+      WorkerStats& past = slots_[a.slot].past;
+      if (a.restart) ++past.restarts;
+      past.restart_reasons.push_back(a.text);
+      if (past.restart_reasons.size() > kMaxRestartReasons) {
+        past.restart_reasons.erase(past.restart_reasons.begin());
+      }
+      return;
+    }
+    case Action::Kind::kCancelRemote:
+      return;  // agents only
+  }
+}
+
+void LocalDriver::Spawn(WorkerId id, size_t slot) {
+  absl::StatusOr<std::unique_ptr<WorkerConnection>> spawned =
+      WorkerConnection::Spawn(options_, id, slot);
+  if (!spawned.ok()) {
+    sched_.OnSpawnFailed(id, spawned.status(), absl::Now(), actions_);
+    return;
+  }
+  std::unique_ptr<WorkerConnection> w = *std::move(spawned);
+  const std::pair<int, uint64_t> fds[] = {{w->sock.get(), kSocket},
+                                          {w->err.get(), kStderr},
+                                          {w->proc.pidfd(), kPidfd}};
+  for (auto [fd, what] : fds) {
+    epoll_event ev{};
+    ev.events = what == kSocket ? (EPOLLIN | EPOLLRDHUP) : EPOLLIN;
+    ev.data.u64 = Tag(id, what);
+    if (fd < 0 || ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+      sched_.OnSpawnFailed(id, ErrnoToStatus("epoll_ctl(worker)", errno), absl::Now(),
+                           actions_);
+      return;  // ~WorkerConnection kills and reaps it
+    }
+  }
+  sched_.OnSpawned(id, w->pid(), &w->claims);
+  {
+    absl::MutexLock l(&mu_);
+    SlotRecord& s = slots_[slot];
+    // The worker it replaces may be on its way out still (it hung up, or
+    // is being stopped): what it did counts from now as the slot's past.
+    FoldIntoPastLocked(s);
+    s.pid = w->pid();
+    s.page = w->status;
+    s.started = absl::Now();
+  }
+  workers_.emplace(id, std::move(w));
+}
+
+void LocalDriver::FoldIntoPastLocked(SlotRecord& s) {
+  if (s.page == nullptr) return;
+  AddInto(s.past, *static_cast<const WorkerStatusPage*>(s.page->data()),
+          absl::Now() - s.started);
+  s.pid = 0;
+  s.page = nullptr;
+}
+
+void LocalDriver::SlotGone(const WorkerConnection& w) {
+  absl::MutexLock l(&mu_);
+  SlotRecord& s = slots_[w.slot];
+  if (s.page == w.status) FoldIntoPastLocked(s);
+}
+
+void LocalDriver::UpdateInterest(WorkerConnection& w) {
+  const bool want = !w.out.empty();
+  if (w.caller_owned) {
+    // Parked for a caller that is not reading it: the I/O thread takes it
+    // back to finish writing. (A caller that is reading it gives it back
+    // when it sees unsent bytes.)
+    if (want && !w.assisting) RearmLocked(w);
+    return;
+  }
+  if (want == w.want_write || w.hung_up) return;
+  w.want_write = want;
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0);
+  ev.data.u64 = SocketTag(w.id);
+  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, w.sock.get(), &ev);
+}
+
+}  // namespace procpool::internal

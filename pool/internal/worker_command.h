@@ -1,0 +1,55 @@
+// WorkerCommand: the command line of a procpool_worker process, written by
+// the pool that spawns it and read by the worker, so that the two sides
+// spell it once.
+//
+//   procpool_worker --fd=3 --status-fd=4 --parent=PID --max-frame=BYTES
+//                   [--call-region-fd=5 --result-region-fd=6 --shm-min=BYTES]
+//                   [--max-tasks=N] [--max-rss=BYTES]
+//                   [--init-task=NAME --init-fingerprint=FP --init-args=HEX]
+//                   [plugin.so ...]
+//
+// A plain value; thread-compatible.
+
+#ifndef PROCPOOL_POOL_INTERNAL_WORKER_COMMAND_H_
+#define PROCPOOL_POOL_INTERNAL_WORKER_COMMAND_H_
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace procpool::internal {
+
+struct WorkerCommand {
+  // The descriptors the worker finds its socket, status page and payload
+  // regions on (-1: no payload regions).
+  int fd = 3;
+  int status_fd = 4;
+  int call_region_fd = -1;
+  int result_region_fd = -1;
+  // The pool's pid: the worker exits if its parent is another process.
+  pid_t parent = 0;
+  size_t max_frame = size_t{1} << 30;
+  uint64_t max_tasks = 0;   // retire after this many tasks (0: never)
+  uint64_t max_rss = 0;     // retire over this resident size (0: never)
+  size_t shm_min = 0;       // results from this size go to the region
+  // The initializer: a task run once before the hello (empty: none).
+  std::string init_task;
+  uint64_t init_fingerprint = 0;
+  std::string init_args;    // the archive of its arguments (raw bytes)
+  std::vector<std::string> plugins;
+
+  // argv for `program` (argv[0] included).
+  std::vector<std::string> ToArgv(const std::string& program) const;
+  // Parses argv (argv[0] skipped). kInvalidArgument naming the argument
+  // that is malformed or unknown, or the flag that is missing.
+  static absl::StatusOr<WorkerCommand> Parse(int argc, const char* const* argv);
+};
+
+}  // namespace procpool::internal
+
+#endif  // PROCPOOL_POOL_INTERNAL_WORKER_COMMAND_H_
