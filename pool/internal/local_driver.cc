@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -33,6 +34,7 @@ uint64_t Tag(WorkerId id, uint64_t what) { return (id << 2) | what; }
 
 constexpr size_t kMaxBatch = 4096;
 constexpr uint64_t kTargetBatchNs = 1'000'000;
+constexpr size_t kCallOverhead = 32;  // a call's id, task and length in a frame
 constexpr size_t kMaxRestartReasons = 16;
 // While some worker runs a task with a time limit, its status page is read
 // this often.
@@ -101,7 +103,9 @@ thread_local bool LocalDriver::t_io_locked_ = false;
 // Setup and teardown
 
 LocalDriver::LocalDriver(PoolOptions options)
-    : options_(std::move(options)), sched_(ConfigFor(options_)) {}
+    : options_(std::move(options)),
+      frame_budget_(std::max<size_t>(1, std::min(size_t{1} << 20, options_.max_frame_bytes / 2))),
+      sched_(ConfigFor(options_)) {}
 
 absl::StatusOr<std::unique_ptr<LocalDriver>> LocalDriver::Start(PoolOptions options) {
   options = Resolved(std::move(options));
@@ -458,7 +462,10 @@ void LocalDriver::Execute() {
     std::swap(a, actions_);
     WriteSends(a.sends);
     for (const Action& c : a.controls) Control(c);
-    for (ResolveAction& r : a.resolves) r.task->Complete(std::move(r.status), std::move(r.bytes));
+    for (ResolveAction& r : a.resolves) {
+      r.task->Complete(std::move(r.status), std::move(r.bytes));
+      r.task->ReleaseArgs();
+    }
     // Keep the capacity for next time.
     a.sends.clear();
     a.controls.clear();
@@ -474,21 +481,35 @@ void LocalDriver::WriteSends(std::vector<SendAction>& sends) {
     size_t j = i;
     while (j < sends.size() && sends[j].worker == sends[i].worker) ++j;
     if (w != nullptr && !w->hung_up && !w->exited) {
-      CallsFrameBuilder frame(&w->out);
+      // Calls decided in several steps may follow each other here: a frame
+      // holds at most frame_budget_ bytes of them (one call alone always
+      // fits: larger ones were refused), so it stays under the limit.
+      std::optional<CallsFrameBuilder> frame;
+      size_t bytes = 0;
       for (size_t k = i; k < j; ++k) {
         const SendAction& s = sends[k];
         TaskState& t = *s.call;
         std::string_view args = t.args();
         if (s.items > 0) args = t.AsChunk()->ArgsPrefix(s.items);
+        if (frame.has_value() && bytes + args.size() > frame_budget_) {
+          frame->Finish();
+          frame.reset();
+        }
+        if (!frame.has_value()) {
+          frame.emplace(&w->out);
+          bytes = 0;
+        }
         w->sent_seq = s.seq;
-        if (w->AddRegionCall(frame, t.id(), t.task(), args, s.seq,
+        if (w->AddRegionCall(*frame, t.id(), t.task(), args, s.seq,
                              options_.shared_memory_min_bytes)) {
           shm_args_.fetch_add(1, std::memory_order_relaxed);
+          bytes += kRegionRefSize + kCallOverhead;
         } else {
-          frame.Add(t.id(), t.task(), args);
+          frame->Add(t.id(), t.task(), args);
+          bytes += args.size() + kCallOverhead;
         }
       }
-      frame.Finish();
+      if (frame.has_value()) frame->Finish();
       if (!w->want_write && !w->Flush()) {
         HungUp(*w);
       } else {

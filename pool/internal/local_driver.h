@@ -147,6 +147,8 @@ class LocalDriver final : public Backend {
   class IoLockedScope;
 
   const PoolOptions options_;
+  // Bytes of arguments one frame to a worker carries at most.
+  const size_t frame_budget_;
   // Set once by the I/O thread (first hello) before Start() returns.
   std::vector<TaskInfo> tasks_;
   absl::flat_hash_map<std::string, uint32_t> task_index_;

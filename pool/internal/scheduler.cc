@@ -395,6 +395,12 @@ void Scheduler::MaybeCloseIdleWorkers(absl::Time now, Actions& out) {
     queued_.fetch_sub(1, std::memory_order_relaxed);
   }
   if (!queue_.empty()) return;
+  // Agents are not replaced: while any runs calls, the others stay, in
+  // case it is lost and its calls must run elsewhere.
+  if (config_.kind == SchedulerConfig::Kind::kAgent &&
+      inflight_calls_.load(std::memory_order_relaxed) > 0) {
+    return;
+  }
   for (auto& [id, wp] : workers_) {
     Worker& w = *wp;
     const bool idle = w.state == WorkerState::kStarting ||

@@ -95,7 +95,10 @@ void Scheduler::TakeAnswer(Worker& w, Call call, Answer& a,
                            std::vector<std::shared_ptr<TaskState>>& requeue,
                            Actions& out) {
   std::shared_ptr<TaskState>& t = call.task;
-  if (t->Done()) return;  // cancelled, stopped or timed out meanwhile
+  if (t->Done()) {  // cancelled, stopped or timed out meanwhile
+    t->ReleaseArgs();
+    return;
+  }
   if (a.code == static_cast<uint8_t>(ResultCode::kSkipped)) {
     // Skipped: the worker never ran it. Only a claim taken back makes a
     // worker skip, and whoever took it already decided the task's fate;
@@ -292,7 +295,7 @@ void Scheduler::HandleExit(Worker& w, const WorkerExit& exit, absl::Time now,
     // retries: agents are not replaced, so this ends), or fails.
     std::sort(calls.begin(), calls.end(),
               [](const Call& a, const Call& b) { return a.task->id() < b.task->id(); });
-    const bool again = config_.requeue_on_loss && ready_count_ > 0 && !stopping_;
+    const bool again = config_.requeue_on_loss && ready_count_ > 0;
     for (Call& c : calls) {
       if (c.abandoned || c.task->Done()) continue;
       if (again) {
@@ -304,7 +307,12 @@ void Scheduler::HandleExit(Worker& w, const WorkerExit& exit, absl::Time now,
       }
     }
     Requeue(requeue);
-    if (ready_count_ == 0 && !stopping_ && !broken_) {
+    // Agents are not replaced: with none left, what is queued (or what
+    // would be submitted) cannot run. An agent that stopped cleanly at the
+    // end of a drain leaves nothing behind.
+    const bool lost = !exit.exited_zero;
+    if (lost && ready_count_ == 0 && !broken_ && !terminated_ &&
+        (!stopping_ || !queue_.empty())) {
       Break(absl::UnavailableError(absl::StrCat("every MPI agent rank is lost; the last: ",
                                                 how)),
             now, out);

@@ -138,6 +138,7 @@ const std::vector<WorkerId>& Scheduler::ObservedWorkers() {
 
 void Scheduler::Dispatch(absl::Time now, Actions& out) {
   while (!queue_.empty() && queue_.front()->Done()) {
+    queue_.front()->ReleaseArgs();  // cancelled while queued
     queue_.pop_front();
     queued_.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -178,7 +179,10 @@ void Scheduler::Dispatch(absl::Time now, Actions& out) {
       queue_.pop_front();
       queued_.fetch_sub(1, std::memory_order_relaxed);
       const uint64_t seq = w->sent_seq + 1;
-      if (!t->TryDispatch(w->claims, seq, w->id)) continue;  // cancelled while queued
+      if (!t->TryDispatch(w->claims, seq, w->id)) {  // cancelled while queued
+        t->ReleaseArgs();
+        continue;
+      }
       w->sent_seq = seq;
       ++w->dispatched;
       bytes += t->args().size() + 32;

@@ -58,7 +58,6 @@ bool TaskState::Complete(absl::Status status, ResultBytes payload) {
     done_ = true;
     status_ = std::move(status);
     payload_ = std::move(payload);
-    std::string().swap(args_);
     phase_.store(kFinished);
     done_flag_.store(true, std::memory_order_release);
     callbacks.swap(callbacks_);

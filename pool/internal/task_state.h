@@ -152,9 +152,13 @@ class TaskState {
   size_t index() const { return index_; }
 
   // Serialized arguments. Written by the submitter before the task is
-  // queued; read by the I/O thread afterwards (the queue's mutex orders the
-  // two). Released when the task finishes.
+  // queued; afterwards read (and, for a chunk, rebuilt) only by the pool's
+  // scheduler and driver under their lock, which also release them
+  // (ReleaseArgs) once they are done with the task: completing a task
+  // leaves them alone, since a caller may complete one (Cancel) while the
+  // driver still writes them to a worker.
   std::string& args() { return args_; }
+  void ReleaseArgs() { std::string().swap(args_); }
 
   // Pool-assigned id; set under the pool's mutex when queued.
   uint64_t id() const { return id_; }

@@ -62,6 +62,7 @@ struct Task {
   bool after_shutdown = false;
   bool cancel_true = false;
   bool stop_asked = false;
+  bool held_by_lost_agent = false;
   int resolutions = 0;
 };
 
@@ -94,6 +95,13 @@ struct SimWorker {
   uint64_t gen = 0;
   absl::Time socket_free_at;
   RetireReason retire = RetireReason::kNone;
+  // Agents (SchedulerConfig::Kind::kAgent): how many calls run at once,
+  // those waiting for a turn, those running (by task id: cancelled?), and
+  // whether it went silent (lost).
+  size_t capacity = 1;
+  std::deque<SimCall> backlog;
+  std::map<uint64_t, bool> jobs;
+  bool mute = false;
 };
 
 // SCHEDULER_SIM_TRACE=1 prints every action and worker event.
@@ -149,6 +157,12 @@ class Sim {
   size_t ItemIndex(const SimCall& c, size_t k) {
     return tasks_[task_index_.at(c.task.get())].first + c.positions[k];
   }
+  // Agents.
+  void AgentSpawned(SimWorker& a);
+  void AgentPump(SimWorker& a);
+  absl::Status AgentOutcome(const Item& it, const TaskPolicy& policy, absl::Duration* took);
+  void AgentLost(SimWorker& a, const std::string& how);
+  void Heartbeat(WorkerId id);
   void CheckOutcome(Task& t);
   void CheckItem(Task& t, size_t position, const absl::Status& s);
 
@@ -175,22 +189,27 @@ class Sim {
   bool deadline_passed_ = false;
   bool terminated_ = false;
   bool started_ = false;
+  size_t agents_lost_ = 0;
 };
 
 // ---------------------------------------------------------------------------
 // The scenario
 
 void Sim::MakeScenario() {
-  config_.kind = SchedulerConfig::Kind::kProcess;
+  config_.kind = agents_ ? SchedulerConfig::Kind::kAgent : SchedulerConfig::Kind::kProcess;
   config_.slots = 1 + R(4);
-  config_.max_tasks_per_child = P(0.2) ? 1 + R(4) : 0;
-  config_.on_worker_death = P(0.1) ? WorkerDeathPolicy::kBreakPool
-                                   : WorkerDeathPolicy::kReplaceWorker;
+  if (agents_) {
+    config_.liveness_timeout = Ms(30, 80);
+    config_.requeue_on_loss = P(0.7);
+  }
+  config_.max_tasks_per_child = !agents_ && P(0.2) ? 1 + R(4) : 0;
+  config_.on_worker_death = !agents_ && P(0.1) ? WorkerDeathPolicy::kBreakPool
+                                               : WorkerDeathPolicy::kReplaceWorker;
   config_.start_timeout = Ms(20, 200);
   config_.kill_grace = Ms(5, 50);
   config_.close_grace = Ms(50, 200);
   config_.max_start_failures = 3 + static_cast<int>(R(3));
-  start_trouble_ = P(0.15) ? 0.4 : 0;
+  start_trouble_ = !agents_ && P(0.15) ? 0.4 : 0;
   // 0: drain at the end; 1: Shutdown(cancel_pending) midway; 2: Shutdown
   // with a deadline midway; 3: Terminate midway; 4: Shutdown(wait=false).
   ending_ = static_cast<int>(R(5));
@@ -222,7 +241,7 @@ void Sim::MakeScenario() {
         it.crash_runs = 1 + static_cast<int>(R(3));
       } else if (r < 92) {
         it.script = Script::kDieAfterReturn;
-      } else if (r < 96 && (timed || hangs_end)) {
+      } else if (r < 96 && (timed || (hangs_end && !agents_))) {
         it.script = P(0.5) ? Script::kHang : Script::kStopSelf;
       } else if (timed) {
         it.script = Script::kOk;  // slow: well past its limit
@@ -292,6 +311,17 @@ void Sim::Control(const Action& a) {
   }
   switch (a.kind) {
     case Action::Kind::kSpawn: {
+      if (agents_) {
+        auto w = std::make_unique<SimWorker>();
+        w->id = a.worker;
+        w->pid = next_pid_++;
+        w->capacity = 1 + R(3);
+        sched_->OnSpawned(w->id, w->pid, nullptr);
+        SimWorker* raw = w.get();
+        workers_[a.worker] = std::move(w);
+        At(now_ + Ms(0.5, 5), [this, raw] { AgentSpawned(*raw); });
+        break;
+      }
       auto w = std::make_unique<SimWorker>();
       w->id = a.worker;
       w->pid = next_pid_++;
@@ -333,6 +363,19 @@ void Sim::Control(const Action& a) {
     case Action::Kind::kClose: {
       SimWorker* w = W(a.worker);
       if (w == nullptr || w->dead) break;
+      if (agents_) {
+        // It stops its pool and says so (MPI: kTagStopped).
+        At(now_ + Ms(0.1, 2), [this, w] {
+          if (w->dead || w->mute) return;
+          w->dead = true;
+          WorkerExit exit;
+          exit.how = "stopped its pool";
+          exit.exited_zero = true;
+          sched_->OnExit(w->id, exit, now_, actions_);
+          Apply();
+        });
+        break;
+      }
       w->closed = true;
       if (!w->ready) {
         At(now_ + Ms(0.1, 1), [this, w] {
@@ -346,6 +389,11 @@ void Sim::Control(const Action& a) {
     case Action::Kind::kSignal: {
       SimWorker* w = W(a.worker);
       if (w == nullptr || w->dead) break;
+      if (agents_) {
+        // The driver gives up on the agent at once.
+        AgentLost(*w, absl::StrCat("lost: ", a.text));
+        break;
+      }
       if (a.signal == SIGTERM && w->stopped_self) break;  // stopped: only SIGKILL
       const bool kill = a.signal == SIGKILL;
       At(now_ + Ms(0.01, 0.5), [this, w, kill] {
@@ -356,7 +404,19 @@ void Sim::Control(const Action& a) {
       });
       break;
     }
-    case Action::Kind::kCancelRemote:
+    case Action::Kind::kCancelRemote: {
+      SimWorker* w = W(a.worker);
+      if (w == nullptr) break;
+      auto job = w->jobs.find(a.task->id());
+      if (job != w->jobs.end()) job->second = true;  // its answer is dropped
+      for (auto it = w->backlog.begin(); it != w->backlog.end(); ++it) {
+        if (it->task == a.task) {
+          w->backlog.erase(it);
+          break;
+        }
+      }
+      break;
+    }
     case Action::Kind::kSlotNote:
       break;
   }
@@ -370,6 +430,7 @@ void Sim::OnSend(const SendAction& a) {
   if (t.state->Done()) return Fail("sent a task that was already resolved");
   if (w == nullptr || w->dead) return;  // lost in the socket; its exit tells
   if (!w->ready) return Fail("sent a call to a worker that is not ready");
+  if (agents_ && a.items != 0) return Fail("sent an agent part of a chunk");
   SimCall c;
   c.task = t.state;
   c.seq = a.seq;
@@ -380,8 +441,132 @@ void Sim::OnSend(const SendAction& a) {
   } else {
     c.positions.push_back(0);
   }
+  if (agents_) {
+    w->backlog.push_back(std::move(c));
+    return AgentPump(*w);
+  }
   w->mailbox.push_back(std::move(c));
   if (!w->busy) At(now_, [this, w] { Step(*w); });
+}
+
+// ---------------------------------------------------------------------------
+// Agents: each runs up to `capacity` calls at once, decides their items'
+// outcomes as its own local pool would (time limits and retries there),
+// answers in completion order, and proves it is alive with heartbeats.
+
+void Sim::AgentSpawned(SimWorker& a) {
+  if (a.dead) return;
+  a.ready = true;
+  sched_->OnReady(a.id, a.capacity, now_, actions_);
+  Apply();
+  Heartbeat(a.id);
+}
+
+void Sim::Heartbeat(WorkerId id) {
+  SimWorker* a = W(id);
+  if (a == nullptr || a->dead || a->mute) return;
+  sched_->OnHeard(id, now_);
+  At(now_ + Ms(5, 10), [this, id] { Heartbeat(id); });
+}
+
+absl::Status Sim::AgentOutcome(const Item& it, const TaskPolicy& policy,
+                               absl::Duration* took) {
+  const bool timed = policy.timeout != absl::InfiniteDuration();
+  *took = it.duration;
+  switch (it.script) {
+    case Script::kOk:
+      if (timed && it.duration > policy.timeout) {
+        *took = policy.timeout;
+        return absl::ResourceExhaustedError("ran past its time limit");
+      }
+      return absl::OkStatus();
+    case Script::kThrow:
+      return absl::UnknownError("raised std::runtime_error: boom");
+    case Script::kCrashFirst:
+      if (it.crash_runs <= policy.retries) return absl::OkStatus();
+      return absl::AbortedError("poison task");
+    case Script::kCrash:
+    case Script::kDieAfterReturn:
+      return absl::AbortedError("killed its worker");
+    case Script::kHang:
+    case Script::kStopSelf:
+      *took = policy.timeout;
+      return absl::ResourceExhaustedError("ran past its time limit");
+  }
+  return absl::InternalError("?");
+}
+
+void Sim::AgentPump(SimWorker& a) {
+  while (!a.dead && !a.mute && a.jobs.size() < a.capacity && !a.backlog.empty()) {
+    SimCall c = std::move(a.backlog.front());
+    a.backlog.pop_front();
+    const uint64_t id = c.task->id();
+    a.jobs[id] = false;
+    const Task& t = tasks_[task_index_.at(c.task.get())];
+    absl::Duration total;
+    std::vector<absl::Status> outcomes;
+    for (size_t k = 0; k < c.positions.size(); ++k) {
+      Item& it = items_[ItemIndex(c, k)];
+      if (t.cancel_true) Fail(absl::StrCat("task ", it.task, ": cancelled, yet it started"));
+      ++it.runs;
+      absl::Duration took;
+      outcomes.push_back(AgentOutcome(it, t.state->policy(), &took));
+      total += took;
+    }
+    Answer ans;
+    ans.id = id;
+    ans.run_ns = 1000;
+    if (c.task->AsChunk() != nullptr) {
+      std::string payload;
+      const size_t start = BeginChunkResult(&payload);
+      for (const absl::Status& s : outcomes) {
+        const size_t at = BeginChunkAnswer(&payload);
+        payload += s.ok() ? std::string("r") : EncodeStatus(s);
+        EndChunkAnswer(&payload, at,
+                       static_cast<uint8_t>(s.ok() ? ResultCode::kOk : ResultCode::kStatus));
+      }
+      EndChunkResult(&payload, start, static_cast<uint32_t>(outcomes.size()));
+      ans.code = static_cast<uint8_t>(ResultCode::kOk);
+      ans.bytes = ResultBytes(std::move(payload));
+    } else if (outcomes[0].ok()) {
+      ans.code = static_cast<uint8_t>(ResultCode::kOk);
+      ans.bytes = ResultBytes(std::string("r"));
+    } else {
+      ans.code = static_cast<uint8_t>(ResultCode::kStatus);
+      ans.bytes = ResultBytes(EncodeStatus(outcomes[0]));
+    }
+    auto shared = std::make_shared<Answer>(std::move(ans));
+    SimWorker* self = &a;
+    At(now_ + total + Ms(0.01, 0.5), [this, self, id, shared] {
+      if (self->dead || self->mute) return;
+      const bool cancelled = self->jobs[id];
+      self->jobs.erase(id);
+      if (!cancelled) {
+        std::vector<Answer> one;
+        one.push_back(std::move(*shared));
+        sched_->OnAnswers(self->id, one, now_, actions_);
+        Apply();
+      }
+      AgentPump(*self);
+    });
+  }
+}
+
+void Sim::AgentLost(SimWorker& a, const std::string& how) {
+  if (a.dead) return;
+  a.dead = true;
+  ++agents_lost_;
+  for (const auto& [id, cancelled] : a.jobs) {
+    for (Task& t : tasks_) {
+      if (t.state->id() == id) t.held_by_lost_agent = true;
+    }
+  }
+  for (const SimCall& c : a.backlog) tasks_[task_index_.at(c.task.get())].held_by_lost_agent = true;
+  WorkerExit exit;
+  exit.how = how;
+  exit.killed = true;
+  sched_->OnExit(a.id, exit, now_, actions_);
+  Apply();
 }
 
 void Sim::OnResolve(const ResolveAction& a) {
@@ -579,6 +764,9 @@ void Sim::CheckItem(Task& t, size_t position, const absl::Status& s) {
         return bad("succeeded, but its script never succeeds");
       }
       if (it.runs == 0) return bad("succeeded without running");
+      if (agents_ && it.script == Script::kCrashFirst && it.crash_runs > policy.retries) {
+        return bad("succeeded after its retries ran out");
+      }
       if (it.deaths_blamable > policy.retries) return bad("succeeded after its retries ran out");
       if (policy.timeout != absl::InfiniteDuration() && it.duration > policy.timeout) {
         return bad("succeeded, though it runs past its time limit");
@@ -589,6 +777,12 @@ void Sim::CheckItem(Task& t, size_t position, const absl::Status& s) {
       return;
     case absl::StatusCode::kAborted:
       if (broken_by_crash) return;  // kBreakPool fails everything
+      if (agents_) {
+        const bool deadly = it.script == Script::kCrash || it.script == Script::kDieAfterReturn ||
+                            (it.script == Script::kCrashFirst && it.crash_runs > policy.retries);
+        if (!deadly && !t.held_by_lost_agent) return bad("a crash it cannot cause");
+        return;
+      }
       if (it.deaths_blamable < policy.retries + 1) {
         return bad("a crash failure before its retries ran out");
       }
@@ -607,6 +801,10 @@ void Sim::CheckItem(Task& t, size_t position, const absl::Status& s) {
       }
       return bad("cancelled, but nobody asked");
     case absl::StatusCode::kUnavailable:
+      if (agents_) {
+        if (agents_lost_ < config_.slots) return bad("the pool broke with agents left");
+        return;
+      }
       if (start_trouble_ == 0) return bad("the pool broke, but every worker could start");
       return;
     case absl::StatusCode::kFailedPrecondition:
@@ -686,10 +884,15 @@ Result Sim::Run() {
         At(base + Ms(0, 150), [this] {
           std::vector<SimWorker*> live;
           for (auto& [id, w] : workers_) {
-            if (w->ready && !w->dead) live.push_back(w.get());
+            if (w->ready && !w->dead && !w->mute) live.push_back(w.get());
           }
-          if (!live.empty()) {
-            Die(*live[R(live.size())], "killed by signal 9 (SIGKILL)", true, true);
+          if (live.empty()) return;
+          SimWorker* victim = live[R(live.size())];
+          if (agents_) {
+            victim->mute = true;  // its node is gone: silence
+            Trace(absl::StrCat("agent ", victim->id, " goes silent"));
+          } else {
+            Die(*victim, "killed by signal 9 (SIGKILL)", true, true);
           }
         });
       }
@@ -734,9 +937,11 @@ Result Sim::Run() {
     if (scenario_queued) {
       for (const Task& t : tasks_) all_resolved = all_resolved && t.state->Done();
     }
-    if (all_resolved && !final_shutdown && events_.empty()) {
+    // (Pending events do not matter then: a late cancel, a kill, a
+    // heartbeat.)
+    if (all_resolved && !final_shutdown) {
       final_shutdown = true;
-      if (!sched_->stopping() && !sched_->Drained()) {
+      if (!agents_ && !sched_->stopping() && !sched_->Drained()) {
         // An idle, running pool has a worker in every slot.
         size_t live = 0;
         for (auto& [id, w] : workers_) live += w->ready && !w->dead ? 1 : 0;
