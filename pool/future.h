@@ -200,12 +200,13 @@ namespace internal {
 // Collects completions of a set of futures, in completion order.
 class CompletionQueue {
  public:
-  void Push(size_t index, bool failed) ABSL_LOCKS_EXCLUDED(mu_) {
+  // `raised`: the future failed by raising (see Raised()).
+  void Push(size_t index, bool raised) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
     ready_.push_back(index);
-    if (failed) ++failed_;
+    if (raised) ++raised_;
   }
-  // Pushes first, first + 1, ..., first + n - 1 (none failed).
+  // Pushes first, first + 1, ..., first + n - 1 (none raised).
   void PushRange(size_t first, size_t n) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
     for (size_t i = 0; i < n; ++i) ready_.push_back(first + i);
@@ -223,13 +224,13 @@ class CompletionQueue {
     ready_.pop_front();
     return i;
   }
-  // Blocks until `pred(done_count, failed_count)` holds or `deadline`.
+  // Blocks until `pred(done_count, raised_count)` holds or `deadline`.
   template <class Pred>
   void AwaitCounts(size_t popped_base, Pred pred, absl::Time deadline)
       ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
     auto cond = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return pred(popped_base + ready_.size(), failed_);
+      return pred(popped_base + ready_.size(), raised_);
     };
     mu_.AwaitWithDeadline(absl::Condition(&cond), deadline);
   }
@@ -237,15 +238,21 @@ class CompletionQueue {
  private:
   absl::Mutex mu_;
   std::deque<size_t> ready_ ABSL_GUARDED_BY(mu_);
-  size_t failed_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t raised_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+// True if a done task ended by raising: failed for any reason other than a
+// cancellation (what FIRST_EXCEPTION waits for, as in concurrent.futures).
+inline bool Raised(const TaskState& s) {
+  return !s.status().ok() && s.status().code() != absl::StatusCode::kCancelled;
+}
 
 template <class R>
 std::shared_ptr<CompletionQueue> WatchAll(const std::vector<Future<R>>& fs) {
   auto q = std::make_shared<CompletionQueue>();
   for (size_t i = 0; i < fs.size(); ++i) {
     TaskState* s = fs[i].state_for_internal_use();
-    s->OnDone([q, i, s] { q->Push(i, !s->status().ok()); });
+    s->OnDone([q, i, s] { q->Push(i, Raised(*s)); });
   }
   return q;
 }
@@ -253,7 +260,9 @@ std::shared_ptr<CompletionQueue> WatchAll(const std::vector<Future<R>>& fs) {
 }  // namespace internal
 
 // Blocks until the condition `mode` holds for `futures` or `timeout` passes
-// (like concurrent.futures.wait). Never throws.
+// (like concurrent.futures.wait). FIRST_EXCEPTION returns once a future has
+// failed for a reason other than a cancellation (a cancelled future is done,
+// not raised), or once all are done. Never throws.
 template <class R>
 WaitResult Wait(const std::vector<Future<R>>& futures,
                 WaitMode mode = ALL_COMPLETED,
@@ -263,12 +272,12 @@ WaitResult Wait(const std::vector<Future<R>>& futures,
   size_t n = futures.size();
   q->AwaitCounts(
       0,
-      [&](size_t done, size_t failed) {
+      [&](size_t done, size_t raised) {
         switch (mode) {
           case WaitMode::kFirstCompleted:
             return done >= 1 || n == 0;
           case WaitMode::kFirstException:
-            return failed >= 1 || done == n;
+            return raised >= 1 || done == n;
           case WaitMode::kAllCompleted:
             return done == n;
         }

@@ -195,6 +195,22 @@ TEST_F(WaitTest, FirstExceptionCountsAWorkerCrashAsAFailure) {
   EXPECT_EQ(futures[0].Result().status().code(), absl::StatusCode::kAborted);
 }
 
+TEST_F(WaitTest, FirstExceptionDoesNotCountACancelledFutureAsAFailure) {
+  // As in concurrent.futures.wait, only a raised exception ends a
+  // FIRST_EXCEPTION wait early; a cancelled future is merely done. The
+  // blockers keep both workers busy for a while, so the cancelled task was
+  // still queued and the last blocker is far from done when Wait starts.
+  std::vector<Future<int>> blockers;
+  for (int i = 0; i < 8; ++i)
+    blockers.push_back(pool().Submit(Task(faults::kSleepMs), 100));
+  Future<int> cancelled = pool().Submit(Task(math::kAdd), 1, 2);
+  ASSERT_TRUE(cancelled.Cancel());
+  std::vector<Future<int>> futures = {cancelled, blockers.back()};
+  WaitResult r = Wait(futures, FIRST_EXCEPTION, kWait);
+  EXPECT_EQ(r.done, (std::vector<size_t>{0, 1}));
+  EXPECT_TRUE(r.not_done.empty());
+}
+
 TEST_F(WaitTest, FirstCompletedTimesOutWhenNothingFinishes) {
   std::vector<Future<int>> futures = {pool().Submit(Task(faults::kHang), 0)};
   WaitResult r = Wait(futures, FIRST_COMPLETED, absl::Milliseconds(100));
