@@ -219,6 +219,7 @@ void MpiBackend::Enqueue(std::shared_ptr<TaskState> task) {
 }
 
 void MpiBackend::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
+  for (auto& t : tasks) t->set_callback_errors(callback_errors_);
   std::erase_if(tasks, [this](const std::shared_ptr<TaskState>& t) {
     if (t->args().size() + kCallOverhead <= options_.max_frame_bytes) return false;
     t->Cancel(absl::ResourceExhaustedError(absl::StrCat(
@@ -290,6 +291,7 @@ PoolStats MpiBackend::Stats() const {
   out.failed = failed_.load(std::memory_order_relaxed);
   out.pending = pending_.size();
   out.in_flight = in_flight_;
+  out.callback_errors = callback_errors_->load(std::memory_order_relaxed);
   return out;
 }
 

@@ -354,6 +354,7 @@ void PoolCore::Enqueue(std::shared_ptr<TaskState> task) {
 
 void PoolCore::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
   absl::Status refused;
+  for (auto& t : tasks) t->set_callback_errors(callback_errors_);
   // Arguments that cannot fit in one frame would make the worker drop the
   // connection: refuse them here, with the reason, before they are queued.
   std::erase_if(tasks, [this](const std::shared_ptr<TaskState>& t) {
@@ -472,6 +473,7 @@ PoolStats PoolCore::Stats() const {
   out.shared_memory_results = shm_results_.load(std::memory_order_relaxed);
   out.direct_calls = direct_calls_.load(std::memory_order_relaxed);
   out.caller_reads = caller_reads_.load(std::memory_order_relaxed);
+  out.callback_errors = callback_errors_->load(std::memory_order_relaxed);
   return out;
 }
 
@@ -1507,6 +1509,7 @@ bool PoolCore::DispatchDirectLocked(std::shared_ptr<TaskState>& task) {
     }
     if (w == nullptr || !task->TryDispatch()) return false;
     task->set_cancel_channel(cancel_channel_);
+    task->set_callback_errors(callback_errors_);
     task->set_id(next_id_++);
     ++submitted_;
     ++in_flight_;

@@ -213,8 +213,20 @@ class TaskState {
   void ReleasePayload() { payload_ = ResultBytes(); }
 
   // Runs `fn` once the task is done: now, on this thread, if it already is;
-  // otherwise on the thread that completes it. `fn` must not block.
+  // otherwise on the thread that completes it. `fn` must not block. If `fn`
+  // throws, the exception is reported on stderr (one line naming the task's
+  // index and the exception's type and what()), counted (see
+  // set_callback_errors) and goes no further: not to the thread that
+  // completes the task, which may be the pool's I/O thread or one waiting on
+  // an unrelated future.
   void OnDone(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Set by the pool when it queues the task: the counter of done-callbacks
+  // that threw (PoolStats::callback_errors). Without one, such callbacks
+  // are only reported on stderr.
+  void set_callback_errors(std::shared_ptr<std::atomic<uint64_t>> counter) {
+    callback_errors_ = std::move(counter);
+  }
 
  private:
   const uint32_t task_;
@@ -225,6 +237,11 @@ class TaskState {
   std::vector<std::string> crashes_;
   std::shared_ptr<CancelChannel> cancel_channel_;
   std::atomic<int> phase_{kQueued};
+
+  // Runs one done-callback; see OnDone for what happens when it throws.
+  void RunCallback(const std::function<void()>& fn) const noexcept;
+  // Written before the task is queued, read when callbacks run.
+  std::shared_ptr<std::atomic<uint64_t>> callback_errors_;
 
   mutable absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;

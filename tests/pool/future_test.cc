@@ -5,6 +5,7 @@
 #include "pool/future.h"
 
 #include <atomic>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -284,6 +285,62 @@ TEST_F(FutureTest, ADoneCallbackMaySubmitAnotherTask) {
   });
   ASSERT_TRUE(submitted.WaitForNotificationWithTimeout(kWait));
   EXPECT_EQ(second.Get(kWait), 21);
+}
+
+// A callback that throws is reported on stderr and counted; its exception
+// goes no further (as CPython's Future._invoke_callbacks logs and goes on).
+
+TEST_F(FutureTest, ACallbackThatThrowsOnThePoolsThreadIsCountedAndThePoolGoesOn) {
+  Future<int> f = pool().Submit(Task(faults::kSleepMs), 30);
+  f.AddDoneCallback(
+      [](const Future<int>&) { throw std::runtime_error("callback failed"); });
+  // Nobody waits on `f`: the pool's I/O thread completes it and runs the
+  // callback there.
+  EXPECT_TRUE(WaitUntil([&] { return pool().Stats().callback_errors == 1; }));
+  EXPECT_EQ(f.Get(kWait), 30);
+  EXPECT_EQ(pool().Submit(Task(math::kAdd), 1, 2).Get(kWait), 3);
+}
+
+TEST_F(FutureTest, ACallbackThatThrowsInlineDoesNotThrowFromAddDoneCallback) {
+  Future<int> f = pool().Submit(Task(math::kAdd), 1, 2);
+  ASSERT_EQ(f.Get(kWait), 3);
+  // `f` is done, so the callback runs at once on this thread.
+  EXPECT_NO_THROW(f.AddDoneCallback(
+      [](const Future<int>&) { throw std::runtime_error("callback failed"); }));
+  EXPECT_EQ(pool().Stats().callback_errors, 1u);
+}
+
+TEST_F(FutureTest, ACallbackThatThrowsDoesNotComeOutOfAnotherThreadsWaitFor) {
+  // A lone task on an idle pool: a thread that waits for it may read its
+  // worker's answer itself, and then runs its callbacks.
+  Future<int> f = pool().Submit(Task(faults::kSleepMs), 30);
+  f.AddDoneCallback(
+      [](const Future<int>&) { throw std::runtime_error("callback failed"); });
+  bool threw = false;
+  bool done = false;
+  std::thread waiter([&] {
+    try {
+      done = f.WaitFor(kWait);
+    } catch (...) {
+      threw = true;
+    }
+  });
+  waiter.join();
+  EXPECT_FALSE(threw);
+  EXPECT_TRUE(done);
+  EXPECT_TRUE(WaitUntil([&] { return pool().Stats().callback_errors == 1; }));
+}
+
+TEST_F(FutureTest, EveryThrowingCallbackIsCountedAndTheOthersStillRun) {
+  Future<int> f = pool().Submit(Task(faults::kSleepMs), 30);
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 3; ++i) {
+    f.AddDoneCallback([](const Future<int>&) { throw 7; });
+    f.AddDoneCallback([&](const Future<int>&) { ++ran; });
+  }
+  ASSERT_EQ(f.Get(kWait), 30);
+  EXPECT_TRUE(WaitUntil([&] { return ran.load() == 3; }));
+  EXPECT_TRUE(WaitUntil([&] { return pool().Stats().callback_errors == 3; }));
 }
 
 // ---- A task's exception ----
