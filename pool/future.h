@@ -247,12 +247,47 @@ inline bool Raised(const TaskState& s) {
   return !s.status().ok() && s.status().code() != absl::StatusCode::kCancelled;
 }
 
+// Done-callbacks registered on tasks; the ones that have not run are
+// removed when this goes away, so that waits and abandoned AsCompleted
+// ranges leave nothing behind on futures that are still pending. The tasks
+// must outlive it. Move-only; not thread-safe.
+class DoneCallbacks {
+ public:
+  DoneCallbacks() = default;
+  DoneCallbacks(DoneCallbacks&& other) noexcept
+      : keys_(std::exchange(other.keys_, {})) {}
+  DoneCallbacks& operator=(DoneCallbacks&& other) noexcept {
+    if (this != &other) {
+      RemoveAll();
+      keys_ = std::exchange(other.keys_, {});
+    }
+    return *this;
+  }
+  ~DoneCallbacks() { RemoveAll(); }
+
+  // TaskState::OnDone: `fn` runs now if `task` is done.
+  void Add(TaskState* task, std::function<void()> fn) {
+    const uint64_t key = task->OnDone(std::move(fn));
+    if (key != 0) keys_.emplace_back(task, key);
+  }
+  void RemoveAll() {
+    for (const auto& [task, key] : keys_) task->RemoveDoneCallback(key);
+    keys_.clear();
+  }
+
+ private:
+  std::vector<std::pair<TaskState*, uint64_t>> keys_;
+};
+
+// Pushes each future's index into the returned queue once it is done (at
+// once for those done already), with callbacks registered in `callbacks`.
 template <class R>
-std::shared_ptr<CompletionQueue> WatchAll(const std::vector<Future<R>>& fs) {
+std::shared_ptr<CompletionQueue> WatchAll(const std::vector<Future<R>>& fs,
+                                          DoneCallbacks& callbacks) {
   auto q = std::make_shared<CompletionQueue>();
   for (size_t i = 0; i < fs.size(); ++i) {
     TaskState* s = fs[i].state_for_internal_use();
-    s->OnDone([q, i, s] { q->Push(i, Raised(*s)); });
+    callbacks.Add(s, [q, i, s] { q->Push(i, Raised(*s)); });
   }
   return q;
 }
@@ -262,28 +297,41 @@ std::shared_ptr<CompletionQueue> WatchAll(const std::vector<Future<R>>& fs) {
 // Blocks until the condition `mode` holds for `futures` or `timeout` passes
 // (like concurrent.futures.wait). FIRST_EXCEPTION returns once a future has
 // failed for a reason other than a cancellation (a cancelled future is done,
-// not raised), or once all are done. Never throws.
+// not raised), or once all are done. Returns at once when the condition
+// already holds or `timeout` is not positive; leaves no done-callback
+// behind on the futures, so it may be called in a polling loop. Never
+// throws.
 template <class R>
 WaitResult Wait(const std::vector<Future<R>>& futures,
                 WaitMode mode = ALL_COMPLETED,
                 absl::Duration timeout = absl::InfiniteDuration()) {
-  absl::Time deadline = absl::Now() + timeout;
-  auto q = internal::WatchAll(futures);
-  size_t n = futures.size();
-  q->AwaitCounts(
-      0,
-      [&](size_t done, size_t raised) {
-        switch (mode) {
-          case WaitMode::kFirstCompleted:
-            return done >= 1 || n == 0;
-          case WaitMode::kFirstException:
-            return raised >= 1 || done == n;
-          case WaitMode::kAllCompleted:
-            return done == n;
-        }
-        return true;
-      },
-      deadline);
+  const size_t n = futures.size();
+  auto holds = [mode, n](size_t done, size_t raised) {
+    switch (mode) {
+      case WaitMode::kFirstCompleted:
+        return done >= 1 || n == 0;
+      case WaitMode::kFirstException:
+        return raised >= 1 || done == n;
+      case WaitMode::kAllCompleted:
+        return done == n;
+    }
+    return true;
+  };
+  size_t done = 0, raised = 0;
+  for (const Future<R>& f : futures) {
+    const internal::TaskState& s = *f.state_for_internal_use();
+    if (s.Done()) {
+      ++done;
+      if (internal::Raised(s)) ++raised;
+    }
+  }
+  if (!holds(done, raised) && timeout > absl::ZeroDuration()) {
+    const absl::Time deadline = absl::Now() + timeout;
+    internal::DoneCallbacks callbacks;  // removed before returning
+    std::shared_ptr<internal::CompletionQueue> q =
+        internal::WatchAll(futures, callbacks);
+    q->AwaitCounts(0, holds, deadline);
+  }
   WaitResult out;
   for (size_t i = 0; i < n; ++i) {
     (futures[i].Done() ? out.done : out.not_done).push_back(i);
@@ -302,14 +350,16 @@ struct Completed {
 // with its position in `futures`, so no future-to-input map is needed.
 // An input range; iterating blocks until the next future finishes. With a
 // timeout, advancing past the deadline with futures still pending throws
-// TaskError(kDeadlineExceeded), as Python raises TimeoutError.
+// TaskError(kDeadlineExceeded), as Python raises TimeoutError. Destroying
+// the range removes its done-callbacks from the futures still pending.
+// Move-only.
 template <class R>
 class AsCompletedRange {
  public:
   AsCompletedRange(std::vector<Future<R>> futures, absl::Duration timeout)
       : futures_(std::move(futures)),
         deadline_(absl::Now() + timeout),
-        queue_(internal::WatchAll(futures_)) {}
+        queue_(internal::WatchAll(futures_, callbacks_)) {}
 
   class iterator {
    public:
@@ -351,6 +401,9 @@ class AsCompletedRange {
  private:
   std::vector<Future<R>> futures_;
   absl::Time deadline_;
+  // Declared before queue_, which WatchAll fills in, and after futures_,
+  // whose tasks must outlive it.
+  internal::DoneCallbacks callbacks_;
   std::shared_ptr<internal::CompletionQueue> queue_;
   size_t yielded_ = 0;
 };

@@ -19,7 +19,7 @@ bool TaskState::Cancel(absl::Status why) {
 }
 
 bool TaskState::Complete(absl::Status status, ResultBytes payload) {
-  std::vector<std::function<void()>> callbacks;
+  std::vector<Callback> callbacks;
   {
     absl::MutexLock l(&mu_);
     if (done_) return false;
@@ -31,7 +31,7 @@ bool TaskState::Complete(absl::Status status, ResultBytes payload) {
     done_flag_.store(true, std::memory_order_release);
     callbacks.swap(callbacks_);
   }
-  for (auto& cb : callbacks) RunCallback(cb);
+  for (const Callback& cb : callbacks) RunCallback(cb.fn);
   return true;
 }
 
@@ -56,22 +56,38 @@ bool TaskState::WaitFor(absl::Duration timeout) const {
   return mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
 }
 
-void TaskState::OnDone(std::function<void()> fn) {
-  bool done;
+uint64_t TaskState::OnDone(std::function<void()> fn) {
+  uint64_t key = 0;
   {
     absl::MutexLock l(&mu_);
-    done = done_;
-    if (!done) callbacks_.push_back(std::move(fn));
+    if (!done_) {
+      key = next_callback_key_++;
+      callbacks_.push_back(Callback{key, std::move(fn)});
+    }
   }
-  if (done) {
+  if (key == 0) {
     RunCallback(fn);
-    return;
+    return 0;
   }
   // Its answer may be waiting for a thread that waits on it (the pool's
   // fast path): make sure the pool reads it anyway.
   if (cancel_channel_ != nullptr && phase_.load() == kDispatched) {
     cancel_channel_->Watched();
   }
+  return key;
+}
+
+bool TaskState::RemoveDoneCallback(uint64_t key) {
+  std::function<void()> removed;  // destroyed outside the lock
+  absl::MutexLock l(&mu_);
+  for (auto it = callbacks_.begin(); it != callbacks_.end(); ++it) {
+    if (it->key == key) {
+      removed = std::move(it->fn);
+      callbacks_.erase(it);
+      return true;
+    }
+  }
+  return false;
 }
 
 // The boundary for callbacks: whoever completes a task (the I/O thread, a

@@ -212,20 +212,31 @@ class TaskState {
   std::string_view payload() const { return payload_.view(); }
   void ReleasePayload() { payload_ = ResultBytes(); }
 
-  // Runs `fn` once the task is done: now, on this thread, if it already is;
-  // otherwise on the thread that completes it. `fn` must not block. If `fn`
+  // Runs `fn` once the task is done: now, on this thread, if it already is
+  // (and returns 0); otherwise on the thread that completes it (and returns
+  // a key for RemoveDoneCallback, never 0). `fn` must not block. If `fn`
   // throws, the exception is reported on stderr (one line naming the task's
   // index and the exception's type and what()), counted (see
   // set_callback_errors) and goes no further: not to the thread that
   // completes the task, which may be the pool's I/O thread or one waiting on
   // an unrelated future.
-  void OnDone(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t OnDone(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Removes the callback OnDone registered under `key`, so that it never
+  // runs. False if it has already been taken to run (or `key` is unknown).
+  bool RemoveDoneCallback(uint64_t key) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Set by the pool when it queues the task: the counter of done-callbacks
   // that threw (PoolStats::callback_errors). Without one, such callbacks
   // are only reported on stderr.
   void set_callback_errors(std::shared_ptr<std::atomic<uint64_t>> counter) {
     callback_errors_ = std::move(counter);
+  }
+
+  // The number of done-callbacks registered and not yet run.
+  size_t NumDoneCallbacksForTesting() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    return callbacks_.size();
   }
 
  private:
@@ -245,7 +256,12 @@ class TaskState {
 
   mutable absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::function<void()>> callbacks_ ABSL_GUARDED_BY(mu_);
+  struct Callback {
+    uint64_t key;
+    std::function<void()> fn;
+  };
+  std::vector<Callback> callbacks_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_callback_key_ ABSL_GUARDED_BY(mu_) = 1;
   std::atomic<bool> done_flag_{false};
   // Written once under mu_ before done_flag_ is set; read-only afterwards.
   absl::Status status_;
