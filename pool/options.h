@@ -1,15 +1,18 @@
-// PoolOptions: how a ProcessPool is set up.
+// PoolOptions: how a ProcessPool is set up; SubmitOptions and MapOptions:
+// the policy of one call and of one map.
 
 #ifndef PROCPOOL_POOL_OPTIONS_H_
 #define PROCPOOL_POOL_OPTIONS_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "pool/stats.h"
 #include "tasks/serialize.h"
 #include "tasks/signature.h"
 #include "tasks/task.h"
@@ -160,6 +163,52 @@ struct PoolOptions {
   // large results take the socket. Each region keeps its largest size
   // (at most max_frame_bytes) for the worker's life.
   size_t shared_memory_min_bytes = size_t{256} << 10;
+};
+
+// Per-call policy for Submit / Apply / ApplyAsync.
+struct SubmitOptions {
+  // Longest the task may run once a worker starts it. When it runs out the
+  // future fails with kDeadlineExceeded at once and the worker is stopped
+  // (SIGTERM, then SIGKILL after PoolOptions::kill_grace) and replaced.
+  // Infinite: PoolOptions::task_timeout.
+  absl::Duration timeout = absl::InfiniteDuration();
+  // Re-run the task on another worker when its worker dies under it, up to
+  // this many times; after retries + 1 deaths the task fails as a "poison
+  // task" with every crash's reason. -1: PoolOptions::retries.
+  int retries = -1;
+};
+
+// Options of the lazy and eager maps (Map, TryMap, MapUnordered, Istarmap,
+// MapAll, Starmap, ...).
+struct MapOptions {
+  // How many items Map reads ahead of the item being consumed (and so how
+  // many run at once). 0: automatic, from the measured task duration — a
+  // few per worker for slow tasks, up to thousands for tiny ones.
+  size_t window = 0;
+  // Items sent to a worker as one call (Python's chunksize). 0: automatic,
+  // about a millisecond of work at the measured task duration (one item
+  // per call with a task_timeout, so the deadline stays per item).
+  int chunksize = 0;
+  // With unequal input lengths, Map stops at the shortest. With `strict`,
+  // it then reports the mismatch: iteration throws TaskError
+  // (kInvalidArgument), and TryMap yields that error as its last element.
+  bool strict = false;
+  // Like Python's Executor.map(timeout=...): counted from the call; an item
+  // not finished by then throws TaskError(kDeadlineExceeded) from Map (TryMap
+  // and MapUnordered yield that status), and what is still queued is
+  // cancelled.
+  absl::Duration timeout = absl::InfiniteDuration();
+  // Per-item policy, as in SubmitOptions.
+  absl::Duration task_timeout = absl::InfiniteDuration();
+  int retries = -1;
+  // Draw a progress bar on `progress_fd` (stderr) while iterating, if it is
+  // a terminal: done/total (total when every input range has a size), rate,
+  // ETA, failures.
+  bool progress = false;
+  int progress_fd = 2;
+  // Called on the iterating thread about every 100 ms and once at the end,
+  // for programs that draw their own progress.
+  std::function<void(const Progress&)> on_progress;
 };
 
 }  // namespace procpool

@@ -1,6 +1,8 @@
 #include "pool/pool.h"
 
+#include "pool/internal/backend.h"
 #include "pool/internal/pool_core.h"
+#include "pool/internal/status_macros.h"
 
 namespace procpool {
 
@@ -21,6 +23,8 @@ absl::StatusOr<ProcessPool> ProcessPool::Create(PoolOptions options) {
   return ProcessPool(std::move(core));
 }
 
+ProcessPool::ProcessPool(std::unique_ptr<internal::Backend> core)
+    : core_(std::move(core)) {}
 ProcessPool::ProcessPool(ProcessPool&&) noexcept = default;
 ProcessPool& ProcessPool::operator=(ProcessPool&&) noexcept = default;
 ProcessPool::~ProcessPool() = default;
@@ -31,6 +35,54 @@ std::vector<TaskDescription> ProcessPool::Tasks() const {
     out.push_back(TaskDescription{t.name, t.plugin, t.signature});
   }
   return out;
+}
+
+void ProcessPool::Shutdown(bool wait, bool cancel_pending) {
+  core_->Shutdown(wait, cancel_pending);
+}
+
+int ProcessPool::num_workers() const { return core_->num_workers(); }
+
+std::vector<int> ProcessPool::WorkerPids() const { return core_->WorkerPids(); }
+
+PoolStats ProcessPool::Stats() const { return core_->Stats(); }
+
+internal::Backend& ProcessPool::core_for_internal_use() const { return *core_; }
+
+absl::StatusOr<uint32_t> ProcessPool::FindTask(std::string_view name,
+                                               uint64_t fingerprint,
+                                               std::string_view readable) const {
+  return core_->FindTask(absl::string_view(name.data(), name.size()), fingerprint,
+                         absl::string_view(readable.data(), readable.size()));
+}
+
+size_t ProcessPool::NextSubmissionIndex() { return core_->NextSubmissionIndex(); }
+
+namespace {
+
+// `defaults` with the call's own timeout and retries, where it sets them.
+internal::TaskPolicy PolicyFor(const internal::TaskPolicy& defaults,
+                               absl::Duration timeout, int retries) {
+  internal::TaskPolicy p = defaults;
+  if (timeout != absl::InfiniteDuration()) p.timeout = timeout;
+  if (retries >= 0) p.retries = retries;
+  return p;
+}
+
+}  // namespace
+
+void ProcessPool::Enqueue(std::shared_ptr<internal::TaskState> state,
+                          const SubmitOptions& options) {
+  state->mutable_policy() =
+      PolicyFor(core_->DefaultPolicy(), options.timeout, options.retries);
+  core_->Enqueue(std::move(state));
+}
+
+internal::MapContext ProcessPool::NewMapContext(uint32_t task,
+                                                const MapOptions& options) const {
+  return internal::MapContext(
+      core_.get(), task, core_->tasks()[task].name,
+      PolicyFor(core_->DefaultPolicy(), options.task_timeout, options.retries));
 }
 
 }  // namespace procpool
