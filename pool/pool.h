@@ -234,6 +234,13 @@ class ProcessPool {
   // what it queued that no worker has started; items already running finish
   // and their results are dropped. (Note that `| std::views::take(n)` asks
   // for item n + 1 before it stops, as it does over any input range.)
+  //
+  // If reading input #k throws (dereferencing an iterator, incrementing it,
+  // comparing it with its end, or converting the element to the task's
+  // argument type), reading stops there: the range yields items 0 .. k-1
+  // and then, when the consumer advances to item k, rethrows that same
+  // exception. The same holds for TryMap, MapUnordered (after the items
+  // before k, in completion order), Istarmap and TryIstarmap.
   // Python: Executor.map, Pool.imap.
   template <class R, class... Args, class... Ranges>
   auto Map(const TaskHandle<R(Args...)>& task, Ranges&&... ranges) {
@@ -242,12 +249,13 @@ class ProcessPool {
   template <class R, class... Args, class... Ranges>
   auto Map(const MapOptions& options, const TaskHandle<R(Args...)>& task,
            Ranges&&... ranges) {
-    return MakeRange<internal::MapMode::kOrdered>(options, task,
-                                                       std::forward<Ranges>(ranges)...);
+    return MakeRange<internal::MapMode::kOrdered>(
+        options, task, std::forward<Ranges>(ranges)...);
   }
 
   // Like Map, but yields absl::StatusOr<R> per item and never throws for a
-  // failed item: the run goes on past bad records.
+  // failed item: the run goes on past bad records. (An exception from
+  // reading the inputs still comes out, as described for Map.)
   template <class R, class... Args, class... Ranges>
   auto TryMap(const TaskHandle<R(Args...)>& task, Ranges&&... ranges) {
     return TryMap(MapOptions{}, task, std::forward<Ranges>(ranges)...);
@@ -256,7 +264,7 @@ class ProcessPool {
   auto TryMap(const MapOptions& options, const TaskHandle<R(Args...)>& task,
               Ranges&&... ranges) {
     return MakeRange<internal::MapMode::kTry>(options, task,
-                                                   std::forward<Ranges>(ranges)...);
+                                              std::forward<Ranges>(ranges)...);
   }
 
   // Like TryMap, but yields items in completion order, each an
@@ -290,21 +298,23 @@ class ProcessPool {
   template <class R, class... Args, class Range>
   auto Istarmap(const TaskHandle<R(Args...)>& task, Range&& range,
                 MapOptions options = {}) {
-    return MakeStarRange<internal::MapMode::kOrdered>(options, task,
-                                                           std::forward<Range>(range));
+    return MakeStarRange<internal::MapMode::kOrdered>(
+        options, task, std::forward<Range>(range));
   }
   template <class R, class... Args, class Range>
   auto TryIstarmap(const TaskHandle<R(Args...)>& task, Range&& range,
                    MapOptions options = {}) {
     return MakeStarRange<internal::MapMode::kTry>(options, task,
-                                                       std::forward<Range>(range));
+                                                  std::forward<Range>(range));
   }
 
   // ---- Eager maps (multiprocessing.Pool: map, starmap) ----
 
   // Runs the whole map and returns every result in input order, or the
   // first failure (by input order). Blocks. Like Python's Pool.map, but
-  // zip-free and never throws.
+  // zip-free and never throws: if reading input #k throws, returns kUnknown
+  // naming k and the exception's type and what() (also the payloads that
+  // TaskError::exception_type() and exception_what() read).
   template <class R, class... Args, class... Ranges>
   absl::StatusOr<std::vector<std::decay_t<R>>> MapAll(
       const TaskHandle<R(Args...)>& task, Ranges&&... ranges) {
@@ -317,7 +327,8 @@ class ProcessPool {
     return Collect(TryMap(options, task, std::forward<Ranges>(ranges)...));
   }
 
-  // Python's Pool.starmap: `range` yields argument tuples.
+  // Python's Pool.starmap: `range` yields argument tuples. Never throws,
+  // like MapAll.
   template <class R, class... Args, class Range>
   absl::StatusOr<std::vector<std::decay_t<R>>> Starmap(
       const TaskHandle<R(Args...)>& task, Range&& range, MapOptions options = {}) {
@@ -367,9 +378,14 @@ class ProcessPool {
           decltype(*std::ranges::begin(range))>::value_type>> {
     using R = typename std::decay_t<decltype(*std::ranges::begin(range))>::value_type;
     std::vector<R> out;
-    for (const absl::StatusOr<R>& r : range) {
-      if (!r.ok()) return r.status();
-      out.push_back(*r);
+    try {
+      for (const absl::StatusOr<R>& r : range) {
+        if (!r.ok()) return r.status();
+        out.push_back(*r);
+      }
+    } catch (...) {
+      // Reading input #out.size() threw (TryMap yields everything else).
+      return internal::CurrentInputError(out.size());
     }
     return out;
   }

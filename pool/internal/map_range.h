@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -63,6 +64,11 @@ decltype(auto) AsArg(U&& u) {
 }
 
 enum class MapMode { kOrdered, kTry, kUnordered };
+
+// What MapAll and Starmap return when reading their input #`index` threw
+// the exception being handled: kUnknown naming the index and the
+// exception's type and what(), which are also its payloads (see TaskError).
+absl::Status CurrentInputError(size_t index);
 
 // kZip: one range per argument. kStar: one range of argument tuples.
 enum class InputShape { kZip, kStar };
@@ -114,13 +120,14 @@ uint64_t KnownTotal(const std::tuple<Views...>& views) {
 }
 
 // The range behind Map, TryMap, MapUnordered and Istarmap.
-template <MapMode Mode, InputShape Shape, class R, class ArgsTuple, class... Views>
+template <MapMode Mode, InputShape Shape, class R, class ArgsTuple,
+          class... Views>
 class MapRange : public std::ranges::view_base {
  public:
   using Item = std::conditional_t<
       Mode == MapMode::kOrdered, R,
       std::conditional_t<Mode == MapMode::kTry, absl::StatusOr<R>,
-                          Unordered<R, ArgsTuple>>>;
+                         Unordered<R, ArgsTuple>>>;
 
   MapRange(MapContext context, MapOptions options, Views... views)
       : context_(std::move(context)),
@@ -162,12 +169,17 @@ class MapRange : public std::ranges::view_base {
 
   // Call once: the range is an input range.
   iterator begin() {
-    std::apply([this](auto&... v) { its_.emplace(std::ranges::begin(v)...); },
-               views_);
-    total_ = KnownTotal(views_);
+    try {
+      std::apply([this](auto&... v) { its_.emplace(std::ranges::begin(v)...); },
+                 views_);
+      total_ = KnownTotal(views_);
+    } catch (...) {
+      StopReading(std::current_exception());
+    }
     if (options_.progress || options_.on_progress) {
-      progress_ = std::make_unique<ProgressReporter>(
-          total_, options_.progress, options_.progress_fd, options_.on_progress);
+      progress_ = std::make_unique<ProgressReporter>(total_, options_.progress,
+                                                     options_.progress_fd,
+                                                     options_.on_progress);
     }
     return iterator(this);
   }
@@ -223,11 +235,46 @@ class MapRange : public std::ranges::view_base {
     if (context_.policy().timeout != absl::InfiniteDuration()) {
       return 1;  // per-item deadlines
     }
-    const size_t workers = static_cast<size_t>(std::max(1, context_.num_workers()));
+    const size_t workers =
+        static_cast<size_t>(std::max(1, context_.num_workers()));
     size_t c = context_.SuggestedChunkSize();
     c = std::min(c, std::max<size_t>(1, window / (2 * workers)));
-    if (total_ > 0) c = std::min(c, std::max<size_t>(1, total_ / (4 * workers)));
+    if (total_ > 0)
+      c = std::min(c, std::max<size_t>(1, total_ / (4 * workers)));
     return c;
+  }
+
+  // Reading the inputs may throw: comparing an iterator with its end
+  // (HasNext), dereferencing, converting to the argument types or
+  // incrementing (ReadArgs). Then reading stops there, as at the end of the
+  // inputs, and the consumer gets the items before that one and then the
+  // exception (see Finish).
+  void StopReading(std::exception_ptr error) {
+    input_error_ = std::move(error);
+    inputs_done_ = true;
+  }
+
+  // Whether another item can be read.
+  bool HasNext() {
+    if (inputs_done_) return false;
+    try {
+      if (!AnyAtEnd()) return true;
+      if (options_.strict && !AllAtEnd()) length_mismatch_ = true;
+      inputs_done_ = true;
+    } catch (...) {
+      StopReading(std::current_exception());
+    }
+    return false;
+  }
+
+  // The next item's arguments, or nullopt when reading them threw.
+  std::optional<ArgsTuple> TryReadArgs() {
+    try {
+      return ReadArgs();
+    } catch (...) {
+      StopReading(std::current_exception());
+      return std::nullopt;
+    }
   }
 
   ArgsTuple ReadArgs() {
@@ -239,7 +286,9 @@ class MapRange : public std::ranges::view_base {
     } else {
       auto& it = std::get<0>(*its_);
       ArgsTuple args = std::apply(
-          [](auto&&... a) { return ArgsTuple(std::forward<decltype(a)>(a)...); },
+          [](auto&&... a) {
+            return ArgsTuple(std::forward<decltype(a)>(a)...);
+          },
           *it);
       ++it;
       return args;
@@ -247,7 +296,7 @@ class MapRange : public std::ranges::view_base {
   }
 
   // Reads inputs into chunks until `Window()` items are outstanding or
-  // inputs run out.
+  // inputs run out (or reading them throws).
   void Fill() {
     if (inputs_done_ || expired_) return;
     // Called for every item: the quick answer while no chunk fits yet.
@@ -263,21 +312,19 @@ class MapRange : public std::ranges::view_base {
     while (Outstanding() + chunk_size <= window || Outstanding() == 0 ||
            chunk != nullptr) {
       if (chunk == nullptr) {
-        if (AnyAtEnd()) {
-          inputs_done_ = true;
-          if (options_.strict && !AllAtEnd()) length_mismatch_ = true;
-          break;
-        }
+        if (!HasNext()) break;
         chunk = NewChunk(next_index_);
       }
       // An item that did not fit, for the next chunk (its archive may be
       // empty: an argument of an empty struct encodes to no bytes).
       std::optional<std::string> carry;
-      while (chunk->size() < chunk_size && !AnyAtEnd()) {
-        ArgsTuple args = ReadArgs();
-        std::apply([&](const auto&... a) { chunk->AddItem(a...); }, args);
+      while (chunk->size() < chunk_size && HasNext()) {
+        std::optional<ArgsTuple> args = TryReadArgs();
+        if (!args.has_value()) break;
+        std::apply([&](const auto&... a) { chunk->AddItem(a...); }, *args);
         if constexpr (Mode == MapMode::kUnordered) {
-          unordered_.emplace(next_index_, std::make_pair(chunk, std::move(args)));
+          unordered_.emplace(next_index_,
+                             std::make_pair(chunk, std::move(*args)));
         }
         ++next_index_;
         if (chunk->args().size() >= max_bytes) {
@@ -287,7 +334,8 @@ class MapRange : public std::ranges::view_base {
           break;
         }
       }
-      Seal(chunk, batch);
+      // Empty when reading its first item threw.
+      if (chunk->size() > 0) Seal(chunk, batch);
       chunk = nullptr;
       if (carry.has_value()) {
         chunk = NewChunk(next_index_ - 1);
@@ -309,8 +357,8 @@ class MapRange : public std::ranges::view_base {
   }
 
   std::shared_ptr<Chunk> NewChunk(size_t first_index) {
-    auto chunk =
-        std::make_shared<Chunk>(context_.task(), first_index, context_.task_name());
+    auto chunk = std::make_shared<Chunk>(context_.task(), first_index,
+                                         context_.task_name());
     chunk->mutable_policy() = context_.policy();
     return chunk;
   }
@@ -359,9 +407,9 @@ class MapRange : public std::ranges::view_base {
     try {
       return serialize_internal::DecodeArchive<R>(chunk.ItemBytes(i));
     } catch (const std::exception& e) {
-      return absl::DataLossError(absl::StrCat(
-          chunk.DescribeItem(chunk.first_index() + i),
-          ": the result does not decode: ", e.what()));
+      return absl::DataLossError(
+          absl::StrCat(chunk.DescribeItem(chunk.first_index() + i),
+                       ": the result does not decode: ", e.what()));
     }
   }
 
@@ -397,8 +445,8 @@ class MapRange : public std::ranges::view_base {
         auto node = unordered_.extract(*i);
         if (node.empty()) continue;  // already reported as expired
         auto& [chunk, args] = node.mapped();
-        current_.emplace(
-            Item{*i, std::move(args), ItemResult(*chunk, *i - chunk->first_index())});
+        current_.emplace(Item{*i, std::move(args),
+                              ItemResult(*chunk, *i - chunk->first_index())});
         if (progress_ != nullptr) progress_->Consumed(!current_->result.ok());
         break;
       }
@@ -440,6 +488,11 @@ class MapRange : public std::ranges::view_base {
 
   void Finish() {
     if (progress_ != nullptr) progress_.reset();  // final report
+    if (input_error_ != nullptr) {
+      // Every item before the one whose reading threw was consumed.
+      finished_ = true;
+      std::rethrow_exception(std::exchange(input_error_, nullptr));
+    }
     if (length_mismatch_ && !mismatch_reported_) {
       mismatch_reported_ = true;
       absl::Status s = absl::InvalidArgumentError(
@@ -476,6 +529,8 @@ class MapRange : public std::ranges::view_base {
   std::optional<Its> its_;
   uint64_t total_ = 0;  // input length if known, else 0
   bool inputs_done_ = false;
+  // What reading input #next_index_ threw, until Finish rethrows it.
+  std::exception_ptr input_error_;
   bool expired_ = false;
   bool length_mismatch_ = false;
   bool mismatch_reported_ = false;
@@ -490,7 +545,8 @@ class MapRange : public std::ranges::view_base {
   std::unique_ptr<ProgressReporter> progress_;
   // MapUnordered: outstanding items by input index, and completion order.
   std::optional<Item> current_;
-  absl::flat_hash_map<size_t, std::pair<std::shared_ptr<Chunk>, ArgsTuple>> unordered_;
+  absl::flat_hash_map<size_t, std::pair<std::shared_ptr<Chunk>, ArgsTuple>>
+      unordered_;
   std::shared_ptr<CompletionQueue> queue_ = std::make_shared<CompletionQueue>();
 };
 
