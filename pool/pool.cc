@@ -1,12 +1,14 @@
 #include "pool/pool.h"
 
 #include "pool/internal/backend.h"
+#include "pool/internal/options_check.h"
 #include "pool/internal/pool_core.h"
 #include "pool/internal/status_macros.h"
 
 namespace procpool {
 
 absl::StatusOr<ProcessPool> ProcessPool::Create(PoolOptions options) {
+  PROCPOOL_RETURN_IF_ERROR(internal::ValidatePoolOptions(options));
   if (options.backend == PoolBackend::kMpi) {
     internal::BackendFactory factory = internal::MpiBackendFactory();
     if (factory == nullptr) {
@@ -73,6 +75,10 @@ internal::TaskPolicy PolicyFor(const internal::TaskPolicy& defaults,
 
 void ProcessPool::Enqueue(std::shared_ptr<internal::TaskState> state,
                           const SubmitOptions& options) {
+  if (absl::Status s = internal::ValidateSubmitOptions(options); !s.ok()) {
+    state->Complete(std::move(s));
+    return;
+  }
   state->mutable_policy() =
       PolicyFor(core_->DefaultPolicy(), options.timeout, options.retries);
   core_->Enqueue(std::move(state));
@@ -80,6 +86,9 @@ void ProcessPool::Enqueue(std::shared_ptr<internal::TaskState> state,
 
 internal::MapContext ProcessPool::NewMapContext(uint32_t task,
                                                 const MapOptions& options) const {
+  if (absl::Status s = internal::ValidateMapOptions(options); !s.ok()) {
+    return internal::MapContext(std::move(s));
+  }
   return internal::MapContext(
       core_.get(), task, core_->tasks()[task].name,
       PolicyFor(core_->DefaultPolicy(), options.task_timeout, options.retries));

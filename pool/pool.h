@@ -99,12 +99,13 @@ class ProcessPool {
  public:
   // Starts `options.max_workers` workers and waits until each has loaded
   // the plugins (and run the initializer) — at most options.start_timeout.
-  // Blocks. Errors name the file: kNotFound (plugin or worker executable
-  // missing), kPermissionDenied (worker not executable), kInvalidArgument
-  // (not a shared object, or no procpool entry point), kFailedPrecondition
-  // (plugin built for another ABI version), kAlreadyExists (two tasks of one
-  // name), kUnknown (the initializer threw), kDeadlineExceeded (workers too
-  // slow to start).
+  // Blocks. First, an option out of range is kInvalidArgument naming it
+  // (see PoolOptions), and nothing is started. Then errors name the file:
+  // kNotFound (plugin or worker executable missing), kPermissionDenied
+  // (worker not executable), kInvalidArgument (not a shared object, or no
+  // procpool entry point), kFailedPrecondition (plugin built for another
+  // ABI version), kAlreadyExists (two tasks of one name), kUnknown (the
+  // initializer threw), kDeadlineExceeded (workers too slow to start).
   //
   // With options.backend == PoolBackend::kMpi the workers run on the node
   // agents of an MPI job instead (see pool/mpi.h: link //pool:mpi, and call
@@ -147,7 +148,8 @@ class ProcessPool {
   // Queues one call of `task` with `args` (converted to the task's argument
   // types and serialized here, on the calling thread). Never blocks on
   // workers and never throws for pool reasons: a task submitted after
-  // Shutdown() resolves with kFailedPrecondition.
+  // Shutdown() resolves with kFailedPrecondition, and one whose `options`
+  // are out of range with kInvalidArgument (it is not queued).
   template <class R, class... Args, class... U>
   Future<std::decay_t<R>> Submit(const TaskHandle<R(Args...)>& task, U&&... args) {
     return Submit(SubmitOptions{}, task, std::forward<U>(args)...);

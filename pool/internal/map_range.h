@@ -84,10 +84,14 @@ class MapContext {
         task_(task),
         task_name_(std::move(task_name)),
         policy_(policy) {}
+  // A map that cannot run: it yields `error` as its only element (Map
+  // throws it as a TaskError) and queues nothing.
+  explicit MapContext(absl::Status error) : error_(std::move(error)) {}
 
   uint32_t task() const { return task_; }
   const std::string& task_name() const { return task_name_; }
   const TaskPolicy& policy() const { return policy_; }
+  const absl::Status& error() const { return error_; }
 
   // Backend::num_workers, SuggestedWindow, SuggestedChunkSize,
   // max_chunk_bytes and EnqueueMany. Never block on workers.
@@ -98,10 +102,11 @@ class MapContext {
   void EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) const;
 
  private:
-  Backend* backend_;
-  uint32_t task_;
+  Backend* backend_ = nullptr;
+  uint32_t task_ = 0;
   std::string task_name_;
   TaskPolicy policy_;
+  absl::Status error_;
 };
 
 template <class... Views>
@@ -169,6 +174,10 @@ class MapRange : public std::ranges::view_base {
 
   // Call once: the range is an input range.
   iterator begin() {
+    if (!context_.error().ok()) {
+      inputs_done_ = true;  // nothing to read; Finish() reports the error
+      return iterator(this);
+    }
     try {
       std::apply([this](auto&... v) { its_.emplace(std::ranges::begin(v)...); },
                  views_);
@@ -493,10 +502,19 @@ class MapRange : public std::ranges::view_base {
       finished_ = true;
       std::rethrow_exception(std::exchange(input_error_, nullptr));
     }
-    if (length_mismatch_ && !mismatch_reported_) {
-      mismatch_reported_ = true;
-      absl::Status s = absl::InvalidArgumentError(
-          "Map(strict): the input ranges have different lengths");
+    // An error reported after the items, once: why the map could not run
+    // at all (then there were no items), or the strict length check.
+    absl::Status s;
+    if (!final_reported_) {
+      if (!context_.error().ok()) {
+        s = context_.error();
+      } else if (length_mismatch_) {
+        s = absl::InvalidArgumentError(
+            "Map(strict): the input ranges have different lengths");
+      }
+    }
+    if (!s.ok()) {
+      final_reported_ = true;
       if constexpr (Mode == MapMode::kOrdered) {
         finished_ = true;
         throw TaskError(s);
@@ -533,7 +551,7 @@ class MapRange : public std::ranges::view_base {
   std::exception_ptr input_error_;
   bool expired_ = false;
   bool length_mismatch_ = false;
-  bool mismatch_reported_ = false;
+  bool final_reported_ = false;
   bool finished_ = false;
   size_t next_index_ = 0;
   // Fill() does nothing while more items than this are outstanding.
