@@ -1,11 +1,38 @@
 #include "pool/pool.h"
 
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
 #include "pool/internal/backend.h"
 #include "pool/internal/options_check.h"
 #include "pool/internal/pool_core.h"
 #include "pool/internal/status_macros.h"
 
 namespace procpool {
+
+namespace {
+
+uint64_t NextPoolId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+// `defaults` with the call's own timeout and retries, where it sets them.
+internal::TaskPolicy PolicyFor(const internal::TaskPolicy& defaults,
+                               absl::Duration timeout, int retries) {
+  internal::TaskPolicy p = defaults;
+  if (timeout != absl::InfiniteDuration()) p.timeout = timeout;
+  if (retries >= 0) p.retries = retries;
+  return p;
+}
+
+absl::Status ForeignHandle(const std::string& task_name) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "task handle '", task_name,
+      "' belongs to another pool; get one from this pool's Task()"));
+}
+
+}  // namespace
 
 absl::StatusOr<ProcessPool> ProcessPool::Create(PoolOptions options) {
   PROCPOOL_RETURN_IF_ERROR(internal::ValidatePoolOptions(options));
@@ -26,7 +53,7 @@ absl::StatusOr<ProcessPool> ProcessPool::Create(PoolOptions options) {
 }
 
 ProcessPool::ProcessPool(std::unique_ptr<internal::Backend> core)
-    : core_(std::move(core)) {}
+    : core_(std::move(core)), id_(NextPoolId()) {}
 ProcessPool::ProcessPool(ProcessPool&&) noexcept = default;
 ProcessPool& ProcessPool::operator=(ProcessPool&&) noexcept = default;
 ProcessPool::~ProcessPool() = default;
@@ -60,21 +87,13 @@ absl::StatusOr<uint32_t> ProcessPool::FindTask(std::string_view name,
 
 size_t ProcessPool::NextSubmissionIndex() { return core_->NextSubmissionIndex(); }
 
-namespace {
-
-// `defaults` with the call's own timeout and retries, where it sets them.
-internal::TaskPolicy PolicyFor(const internal::TaskPolicy& defaults,
-                               absl::Duration timeout, int retries) {
-  internal::TaskPolicy p = defaults;
-  if (timeout != absl::InfiniteDuration()) p.timeout = timeout;
-  if (retries >= 0) p.retries = retries;
-  return p;
-}
-
-}  // namespace
-
 void ProcessPool::Enqueue(std::shared_ptr<internal::TaskState> state,
-                          const SubmitOptions& options) {
+                          const SubmitOptions& options, uint64_t task_pool,
+                          const std::string& task_name) {
+  if (task_pool != id_) {
+    state->Complete(ForeignHandle(task_name));
+    return;
+  }
   if (absl::Status s = internal::ValidateSubmitOptions(options); !s.ok()) {
     state->Complete(std::move(s));
     return;
@@ -84,13 +103,15 @@ void ProcessPool::Enqueue(std::shared_ptr<internal::TaskState> state,
   core_->Enqueue(std::move(state));
 }
 
-internal::MapContext ProcessPool::NewMapContext(uint32_t task,
-                                                const MapOptions& options) const {
+internal::MapContext ProcessPool::NewMapContext(
+    uint32_t task, uint64_t task_pool, const std::string& task_name,
+    const MapOptions& options) const {
+  if (task_pool != id_) return internal::MapContext(ForeignHandle(task_name));
   if (absl::Status s = internal::ValidateMapOptions(options); !s.ok()) {
     return internal::MapContext(std::move(s));
   }
   return internal::MapContext(
-      core_.get(), task, core_->tasks()[task].name,
+      core_.get(), task, task_name,
       PolicyFor(core_->DefaultPolicy(), options.task_timeout, options.retries));
 }
 

@@ -58,7 +58,9 @@ class Backend;  // pool/internal/backend.h
 }  // namespace internal
 
 // A task checked against the pool's plugins: its name exists and its
-// signature matches `Sig`. Cheap to copy. Valid for the pool that made it.
+// signature matches `Sig`. Cheap to copy. Valid for the pool that made it
+// only: it carries that pool's identity (unique in the process, never
+// reused), and another pool refuses it with kInvalidArgument.
 template <class Sig>
 class TaskHandle;
 
@@ -73,10 +75,11 @@ class TaskHandle<R(Args...)> {
 
  private:
   friend class ProcessPool;
-  TaskHandle(std::string name, uint32_t index)
-      : name_(std::move(name)), index_(index) {}
+  TaskHandle(std::string name, uint32_t index, uint64_t pool)
+      : name_(std::move(name)), index_(index), pool_(pool) {}
   std::string name_;
   uint32_t index_;
+  uint64_t pool_;  // ProcessPool::id_ of the pool that made it
 };
 
 // One description per task the pool's plugins register.
@@ -133,7 +136,7 @@ class ProcessPool {
     absl::StatusOr<uint32_t> index =
         FindTask(name, Signature<Sig>::Fingerprint(), Signature<Sig>::Readable());
     if (!index.ok()) return index.status();
-    return TaskHandle<Sig>(std::string(name), *index);
+    return TaskHandle<Sig>(std::string(name), *index, id_);
   }
   template <class Sig>
   absl::StatusOr<TaskHandle<Sig>> Task(TaskRef<Sig> ref) const {
@@ -164,7 +167,7 @@ class ProcessPool {
     serialize_internal::AppendArchive(
         &state->args(),
         internal::AsArg<std::decay_t<Args>>(std::forward<U>(args))...);
-    Enqueue(state, options);
+    Enqueue(state, options, task.pool_, task.name());
     return Future<std::decay_t<R>>(std::move(state));
   }
 
@@ -368,11 +371,17 @@ class ProcessPool {
   absl::StatusOr<uint32_t> FindTask(std::string_view name, uint64_t fingerprint,
                                     std::string_view readable) const;
   size_t NextSubmissionIndex();
-  // Sets `state`'s policy from `options` and queues it.
+  // Sets `state`'s policy from `options` and queues it; or resolves it with
+  // kInvalidArgument when `options` are out of range or the task's handle
+  // (made by pool `task_pool`) belongs to another pool.
   void Enqueue(std::shared_ptr<internal::TaskState> state,
-               const SubmitOptions& options);
-  // The pool side of a map of `task`.
-  internal::MapContext NewMapContext(uint32_t task, const MapOptions& options) const;
+               const SubmitOptions& options, uint64_t task_pool,
+               const std::string& task_name);
+  // The pool side of a map of the task `task` (the handle's index_, pool_
+  // and name()); one that yields only an error if the map cannot run.
+  internal::MapContext NewMapContext(uint32_t task, uint64_t task_pool,
+                                     const std::string& task_name,
+                                     const MapOptions& options) const;
 
   template <class Range>
   static auto Collect(Range&& range)
@@ -400,7 +409,7 @@ class ProcessPool {
     return internal::MapRange<Mode, internal::InputShape::kZip, std::decay_t<R>,
                               std::tuple<std::decay_t<Args>...>,
                               std::views::all_t<Ranges>...>(
-        NewMapContext(task.index_, options), options,
+        NewMapContext(task.index_, task.pool_, task.name(), options), options,
         std::views::all(std::forward<Ranges>(ranges))...);
   }
 
@@ -410,11 +419,14 @@ class ProcessPool {
     return internal::MapRange<Mode, internal::InputShape::kStar, std::decay_t<R>,
                               std::tuple<std::decay_t<Args>...>,
                               std::views::all_t<Range>>(
-        NewMapContext(task.index_, options), options,
+        NewMapContext(task.index_, task.pool_, task.name(), options), options,
         std::views::all(std::forward<Range>(range)));
   }
 
   std::unique_ptr<internal::Backend> core_;
+  // This pool's identity for its TaskHandles: from a process-wide counter,
+  // so never the identity of another pool, even one at the same address.
+  uint64_t id_;
 };
 
 }  // namespace procpool
