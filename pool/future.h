@@ -8,7 +8,9 @@
 // Two ways to read the outcome:
 //   absl::StatusOr<R> Result()  never throws;
 //   const R& Get()              throws procpool::TaskError, like Python's
-//                               Future.result() and std::future::get().
+//                               Future.result() and std::future::get()
+//                               (on an rvalue future, R Get() returns the
+//                               value itself).
 //
 // Status codes a future can carry:
 //   kUnknown            the task threw; message has the type and what()
@@ -27,6 +29,7 @@
 #define PROCPOOL_POOL_FUTURE_H_
 
 #include <cstddef>
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <iterator>
@@ -113,20 +116,49 @@ class Future {
 
   // Blocks until done; the value, which lives as long as any copy of this
   // future. Throws TaskError if the task failed.
-  const R& Get() const {
+  const R& Get() const& {
     const absl::StatusOr<R>& r = state_->Decoded();
     if (!r.ok()) throw TaskError(r.status());
     return *r;
   }
 
+  // On an rvalue future (a temporary, or std::move(f)): blocks until done
+  // and returns the value itself, so that `auto&& x = pool.Submit(...).Get()`
+  // holds no reference into a state that dies with the temporary. The value
+  // is moved out when this future is the only owner of the shared state,
+  // and copied otherwise. Afterwards this future is invalid (valid() ==
+  // false), as std::future::get() leaves it. Throws TaskError if the task
+  // failed, and then leaves the future as it was.
+  R Get() && {
+    const absl::StatusOr<R>& r = state_->Decoded();
+    if (!r.ok()) throw TaskError(r.status());
+    std::shared_ptr<internal::TypedTaskState<R>> state = std::move(state_);
+    if (state.use_count() == 1) {
+      // No other owner is left to read the value; pairs with the release
+      // of the last other owner's reference.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      return *std::move(*state->MutableDecoded());
+    }
+    return *r;
+  }
+
   // Blocks for at most `timeout`; throws TaskError (kDeadlineExceeded) when
   // it runs out, like Python's result(timeout).
-  const R& Get(absl::Duration timeout) const {
+  const R& Get(absl::Duration timeout) const& {
     if (!WaitFor(timeout)) {
       throw TaskError(absl::DeadlineExceededError(
           "the task did not finish within the wait's timeout"));
     }
     return Get();
+  }
+  // The same on an rvalue future, returning the value as Get() && does (the
+  // future stays valid when the wait runs out).
+  R Get(absl::Duration timeout) && {
+    if (!WaitFor(timeout)) {
+      throw TaskError(absl::DeadlineExceededError(
+          "the task did not finish within the wait's timeout"));
+    }
+    return std::move(*this).Get();
   }
 
   // Blocks until done; the failure as a TaskError, or std::nullopt if the

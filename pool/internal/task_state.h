@@ -277,6 +277,9 @@ class TypedTaskState final : public TaskState {
   // Blocks until done; decodes the payload once (the first caller decodes,
   // concurrent callers wait for it).
   const absl::StatusOr<R>& Decoded();
+  // The same, for moving the value out; only for the state's last owner,
+  // after Decoded() returned.
+  absl::StatusOr<R>* MutableDecoded() { return &decoded_; }
 
  private:
   // Not std::call_once: glibc's pthread_once makes a futex syscall on every
