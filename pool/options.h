@@ -146,23 +146,6 @@ struct PoolOptions {
   // (a frame's length on the wire has 32 bits).
   size_t max_frame_bytes = size_t{1} << 30;
 
-  // Abseil's Mutex deadlock detector runs in builds of Abseil without
-  // NDEBUG (Debian's is one). It is process-wide, takes a global lock on
-  // every Mutex operation and made a map of small tasks 2x slower, so
-  // Create() turns it off (absl::SetMutexDeadlockDetectionMode(kIgnore))
-  // unless this is true.
-  bool keep_absl_deadlock_detection = false;
-
-  // Large arguments and results (hundreds of KiB and up) each pass through
-  // a few buffers in this process. glibc gives such buffers fresh pages
-  // from the kernel every time, and a first touch costs up to ~19 us per
-  // 4 KiB page on a virtual machine: 50x the copying. When this is true,
-  // Create() sets glibc's M_MMAP_THRESHOLD to 32 MiB, M_MMAP_MAX to 0 and
-  // M_TRIM_THRESHOLD to 1 GiB (process-wide) so freed buffers of any size
-  // are reused; the process then keeps its peak of freed heap memory.
-  // Workers always do this.
-  bool retain_large_buffers = true;
-
   // Arguments and results of at least this many bytes cross through shared
   // memory instead of the socket: each worker has a region for calls and
   // one for results (memfds mapped by both processes, grown as needed and

@@ -22,7 +22,6 @@
 #include "absl/strings/str_join.h"
 #include "pool/internal/child_process.h"
 #include "pool/internal/chunk_state.h"
-#include "pool/internal/malloc_tuning.h"
 #include "pool/internal/payload_region.h"
 #include "pool/internal/shared_memory.h"
 #include "pool/internal/status_macros.h"
@@ -214,10 +213,6 @@ absl::StatusOr<std::unique_ptr<PoolCore>> PoolCore::Start(PoolOptions options) {
     if (::access(p.c_str(), F_OK) != 0) {
       return ErrnoToStatus(absl::StrCat("plugin ", p), errno);
     }
-  }
-  if (options.retain_large_buffers) RetainLargeBuffers();
-  if (!options.keep_absl_deadlock_detection) {
-    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   }
   std::unique_ptr<PoolCore> core(new PoolCore(std::move(options)));
   PoolCore* c = core.get();
