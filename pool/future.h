@@ -29,7 +29,6 @@
 #define PROCPOOL_POOL_FUTURE_H_
 
 #include <cstddef>
-#include <atomic>
 #include <deque>
 #include <functional>
 #include <iterator>
@@ -90,6 +89,22 @@ class Future {
   // be called on it.
   Future() = default;
 
+  // Copies share the outcome. A moved-from future is invalid.
+  Future(const Future& other) : state_(other.state_) { Hold(); }
+  Future(Future&& other) noexcept = default;
+  Future& operator=(const Future& other) {
+    if (this != &other) *this = Future(other);
+    return *this;
+  }
+  Future& operator=(Future&& other) noexcept {
+    if (this != &other) {
+      Let();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  ~Future() { Let(); }
+
   bool valid() const { return state_ != nullptr; }
 
   // True once the outcome is known. Never blocks.
@@ -125,19 +140,17 @@ class Future {
   // On an rvalue future (a temporary, or std::move(f)): blocks until done
   // and returns the value itself, so that `auto&& x = pool.Submit(...).Get()`
   // holds no reference into a state that dies with the temporary. The value
-  // is moved out when this future is the only owner of the shared state,
-  // and copied otherwise. Afterwards this future is invalid (valid() ==
+  // is moved out when this future is the only owner of the shared state (no
+  // copy of it is left), and copied otherwise. Afterwards this future is invalid (valid() ==
   // false), as std::future::get() leaves it. Throws TaskError if the task
   // failed, and then leaves the future as it was.
   R Get() && {
     const absl::StatusOr<R>& r = state_->Decoded();
     if (!r.ok()) throw TaskError(r.status());
-    std::shared_ptr<internal::TypedTaskState<R>> state = std::move(state_);
-    if (state.use_count() == 1) {
-      // No other owner is left to read the value; pairs with the release
-      // of the last other owner's reference.
-      std::atomic_thread_fence(std::memory_order_acquire);
-      return *std::move(*state->MutableDecoded());
+    const Future self = std::move(*this);  // lets go of the state at return
+    if (self.state_->OnlyFuture()) {
+      // No other future is left to read the value (the pool never does).
+      return *std::move(*self.state_->MutableDecoded());
     }
     return *r;
   }
@@ -207,10 +220,20 @@ class Future {
 
   // For the pool's implementation.
   explicit Future(std::shared_ptr<internal::TypedTaskState<R>> state)
-      : state_(std::move(state)) {}
+      : state_(std::move(state)) {
+    Hold();
+  }
   internal::TaskState* state_for_internal_use() const { return state_.get(); }
 
  private:
+  // Count this future among the state's (TypedTaskState::OnlyFuture).
+  void Hold() {
+    if (state_ != nullptr) state_->AddFuture();
+  }
+  void Let() {
+    if (state_ != nullptr) state_->DropFuture();
+  }
+
   std::shared_ptr<internal::TypedTaskState<R>> state_;
 };
 

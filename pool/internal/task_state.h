@@ -277,9 +277,19 @@ class TypedTaskState final : public TaskState {
   // Blocks until done; decodes the payload once (the first caller decodes,
   // concurrent callers wait for it).
   const absl::StatusOr<R>& Decoded();
-  // The same, for moving the value out; only for the state's last owner,
-  // after Decoded() returned.
+  // The same, for moving the value out; only for the last Future of this
+  // state, after Decoded() returned (see OnlyFuture).
   absl::StatusOr<R>* MutableDecoded() { return &decoded_; }
+
+  // The Futures sharing this state. Only Futures read the decoded value
+  // (the pool's own references never do), so when one finds it is the only
+  // one, no other thread reads the value, and every read by a Future gone
+  // meanwhile happened before (release on drop, acquire here).
+  void AddFuture() { futures_.fetch_add(1, std::memory_order_relaxed); }
+  void DropFuture() { futures_.fetch_sub(1, std::memory_order_release); }
+  bool OnlyFuture() const {
+    return futures_.load(std::memory_order_acquire) == 1;
+  }
 
  private:
   // Not std::call_once: glibc's pthread_once makes a futex syscall on every
@@ -287,6 +297,7 @@ class TypedTaskState final : public TaskState {
   enum DecodeState : int { kNotDecoded = 0, kDecoding = 1, kDecoded = 2 };
   std::atomic<int> decode_state_{kNotDecoded};
   absl::StatusOr<R> decoded_{absl::UnknownError("not decoded")};
+  std::atomic<int> futures_{0};
 };
 
 }  // namespace procpool::internal

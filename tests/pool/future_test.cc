@@ -157,6 +157,15 @@ TEST_F(FutureTest, GetOnATemporaryFutureReturnsAValueThatOutlivesIt) {
   EXPECT_EQ(same, big);
 }
 
+TEST_F(FutureTest, GetOnTheOnlyFutureMovesTheValueOut) {
+  // A string this long owns a heap buffer, which a move hands over.
+  Future<std::string> f =
+      pool().Submit(Task(math::kIdentity), std::string(4096, 'z'));
+  const char* buffer = f.Get(kWait).data();
+  std::string value = std::move(f).Get(kWait);
+  EXPECT_EQ(value.data(), buffer);
+}
+
 TEST_F(FutureTest, GetOnAnRvalueLeavesACopysValueIntact) {
   const std::string big(4096, 'y');
   Future<std::string> f = pool().Submit(Task(math::kIdentity), big);
