@@ -141,9 +141,9 @@ class Future {
   // and returns the value itself, so that `auto&& x = pool.Submit(...).Get()`
   // holds no reference into a state that dies with the temporary. The value
   // is moved out when this future is the only owner of the shared state (no
-  // copy of it is left), and copied otherwise. Afterwards this future is invalid (valid() ==
-  // false), as std::future::get() leaves it. Throws TaskError if the task
-  // failed, and then leaves the future as it was.
+  // copy of it is left), and copied otherwise. Afterwards this future is
+  // invalid (valid() == false), as std::future::get() leaves it. Throws
+  // TaskError if the task failed, and then leaves the future as it was.
   R Get() && {
     const absl::StatusOr<R>& r = state_->Decoded();
     if (!r.ok()) throw TaskError(r.status());
@@ -213,6 +213,10 @@ class Future {
   // already is, otherwise on the pool's I/O thread or on a thread blocked
   // waiting for this future (which may read the answer itself), so `fn`
   // must be quick and must not block or wait on other futures.
+  // If `fn` throws, the exception goes no further (not out of this call,
+  // nor into the thread that runs it): it is reported on stderr, one line
+  // with the task's index and the exception's type and what(), and
+  // counted in PoolStats::callback_errors.
   void AddDoneCallback(std::function<void(const Future<R>&)> fn) const {
     Future<R> self = *this;
     state_->OnDone([self, fn = std::move(fn)] { fn(self); });

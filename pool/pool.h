@@ -201,7 +201,9 @@ class ProcessPool {
 
   // Submit with callbacks: `callback(value)` on success or
   // `error_callback(status)` on failure, run once on the pool's I/O thread
-  // (keep them quick; they must not block).
+  // (keep them quick; they must not block). An exception either throws is
+  // reported on stderr and counted in PoolStats::callback_errors, as for
+  // Future::AddDoneCallback.
   template <class R, class... Args>
   Future<std::decay_t<R>> ApplyAsync(
       const TaskHandle<R(Args...)>& task, std::tuple<std::decay_t<Args>...> args,
