@@ -17,6 +17,7 @@
 #include "bench/bench_util.h"
 #include "plugins/math/math.h"
 #include "pool/mpi.h"
+#include "pool/tuning.h"
 
 namespace procpool::bench {
 namespace {
@@ -98,6 +99,10 @@ BENCHMARK(BM_LocalMapSpin)->ArgName("task_us")->Arg(100)->UseRealTime();
 }  // namespace procpool::bench
 
 int main(int argc, char** argv) {
+  // Before MPI starts threads; the agent ranks (this same program) too.
+  if (absl::Status s = procpool::TuneProcessForThroughput(); !s.ok()) {
+    std::fprintf(stderr, "mpi_bench: %s\n", s.ToString().c_str());
+  }
   absl::StatusOr<std::unique_ptr<procpool::mpi::Session>> mpi =
       procpool::mpi::Session::Init(&argc, &argv);
   if (!mpi.ok()) {

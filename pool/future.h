@@ -8,7 +8,9 @@
 // Two ways to read the outcome:
 //   absl::StatusOr<R> Result()  never throws;
 //   const R& Get()              throws procpool::TaskError, like Python's
-//                               Future.result() and std::future::get().
+//                               Future.result() and std::future::get()
+//                               (on an rvalue future, R Get() returns the
+//                               value itself).
 //
 // Status codes a future can carry:
 //   kUnknown            the task threw; message has the type and what()
@@ -87,6 +89,22 @@ class Future {
   // be called on it.
   Future() = default;
 
+  // Copies share the outcome. A moved-from future is invalid.
+  Future(const Future& other) : state_(other.state_) { Hold(); }
+  Future(Future&& other) noexcept = default;
+  Future& operator=(const Future& other) {
+    if (this != &other) *this = Future(other);
+    return *this;
+  }
+  Future& operator=(Future&& other) noexcept {
+    if (this != &other) {
+      Let();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  ~Future() { Let(); }
+
   bool valid() const { return state_ != nullptr; }
 
   // True once the outcome is known. Never blocks.
@@ -113,20 +131,47 @@ class Future {
 
   // Blocks until done; the value, which lives as long as any copy of this
   // future. Throws TaskError if the task failed.
-  const R& Get() const {
+  const R& Get() const& {
     const absl::StatusOr<R>& r = state_->Decoded();
     if (!r.ok()) throw TaskError(r.status());
     return *r;
   }
 
+  // On an rvalue future (a temporary, or std::move(f)): blocks until done
+  // and returns the value itself, so that `auto&& x = pool.Submit(...).Get()`
+  // holds no reference into a state that dies with the temporary. The value
+  // is moved out when this future is the only owner of the shared state (no
+  // copy of it is left), and copied otherwise. Afterwards this future is
+  // invalid (valid() == false), as std::future::get() leaves it. Throws
+  // TaskError if the task failed, and then leaves the future as it was.
+  R Get() && {
+    const absl::StatusOr<R>& r = state_->Decoded();
+    if (!r.ok()) throw TaskError(r.status());
+    const Future self = std::move(*this);  // lets go of the state at return
+    if (self.state_->OnlyFuture()) {
+      // No other future is left to read the value (the pool never does).
+      return *std::move(*self.state_->MutableDecoded());
+    }
+    return *r;
+  }
+
   // Blocks for at most `timeout`; throws TaskError (kDeadlineExceeded) when
   // it runs out, like Python's result(timeout).
-  const R& Get(absl::Duration timeout) const {
+  const R& Get(absl::Duration timeout) const& {
     if (!WaitFor(timeout)) {
       throw TaskError(absl::DeadlineExceededError(
           "the task did not finish within the wait's timeout"));
     }
     return Get();
+  }
+  // The same on an rvalue future, returning the value as Get() && does (the
+  // future stays valid when the wait runs out).
+  R Get(absl::Duration timeout) && {
+    if (!WaitFor(timeout)) {
+      throw TaskError(absl::DeadlineExceededError(
+          "the task did not finish within the wait's timeout"));
+    }
+    return std::move(*this).Get();
   }
 
   // Blocks until done; the failure as a TaskError, or std::nullopt if the
@@ -175,6 +220,10 @@ class Future {
   // already is, otherwise on the pool's I/O thread or on a thread blocked
   // waiting for this future (which may read the answer itself), so `fn`
   // must be quick and must not block or wait on other futures.
+  // If `fn` throws, the exception goes no further (not out of this call,
+  // nor into the thread that runs it): it is reported on stderr, one line
+  // with the task's index and the exception's type and what(), and
+  // counted in PoolStats::callback_errors.
   void AddDoneCallback(std::function<void(const Future<R>&)> fn) const {
     Future<R> self = *this;
     state_->OnDone([self, fn = std::move(fn)] { fn(self); });
@@ -182,10 +231,20 @@ class Future {
 
   // For the pool's implementation.
   explicit Future(std::shared_ptr<internal::TypedTaskState<R>> state)
-      : state_(std::move(state)) {}
+      : state_(std::move(state)) {
+    Hold();
+  }
   internal::TaskState* state_for_internal_use() const { return state_.get(); }
 
  private:
+  // Count this future among the state's (TypedTaskState::OnlyFuture).
+  void Hold() {
+    if (state_ != nullptr) state_->AddFuture();
+  }
+  void Let() {
+    if (state_ != nullptr) state_->DropFuture();
+  }
+
   std::shared_ptr<internal::TypedTaskState<R>> state_;
 };
 
@@ -207,12 +266,13 @@ namespace internal {
 // Collects completions of a set of futures, in completion order.
 class CompletionQueue {
  public:
-  void Push(size_t index, bool failed) ABSL_LOCKS_EXCLUDED(mu_) {
+  // `raised`: the future failed by raising (see Raised()).
+  void Push(size_t index, bool raised) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
     ready_.push_back(index);
-    if (failed) ++failed_;
+    if (raised) ++raised_;
   }
-  // Pushes first, first + 1, ..., first + n - 1 (none failed).
+  // Pushes first, first + 1, ..., first + n - 1 (none raised).
   void PushRange(size_t first, size_t n) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
     for (size_t i = 0; i < n; ++i) ready_.push_back(first + i);
@@ -230,13 +290,13 @@ class CompletionQueue {
     ready_.pop_front();
     return i;
   }
-  // Blocks until `pred(done_count, failed_count)` holds or `deadline`.
+  // Blocks until `pred(done_count, raised_count)` holds or `deadline`.
   template <class Pred>
   void AwaitCounts(size_t popped_base, Pred pred, absl::Time deadline)
       ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
     auto cond = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return pred(popped_base + ready_.size(), failed_);
+      return pred(popped_base + ready_.size(), raised_);
     };
     mu_.AwaitWithDeadline(absl::Condition(&cond), deadline);
   }
@@ -244,15 +304,56 @@ class CompletionQueue {
  private:
   absl::Mutex mu_;
   std::deque<size_t> ready_ ABSL_GUARDED_BY(mu_);
-  size_t failed_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t raised_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// True if a done task ended by raising: failed for any reason other than a
+// cancellation (what FIRST_EXCEPTION waits for, as in concurrent.futures).
+inline bool Raised(const TaskState& s) {
+  return !s.status().ok() && s.status().code() != absl::StatusCode::kCancelled;
+}
+
+// Done-callbacks registered on tasks; the ones that have not run are
+// removed when this goes away, so that waits and abandoned AsCompleted
+// ranges leave nothing behind on futures that are still pending. The tasks
+// must outlive it. Move-only; not thread-safe.
+class DoneCallbacks {
+ public:
+  DoneCallbacks() = default;
+  DoneCallbacks(DoneCallbacks&& other) noexcept
+      : keys_(std::exchange(other.keys_, {})) {}
+  DoneCallbacks& operator=(DoneCallbacks&& other) noexcept {
+    if (this != &other) {
+      RemoveAll();
+      keys_ = std::exchange(other.keys_, {});
+    }
+    return *this;
+  }
+  ~DoneCallbacks() { RemoveAll(); }
+
+  // TaskState::OnDone: `fn` runs now if `task` is done.
+  void Add(TaskState* task, std::function<void()> fn) {
+    const uint64_t key = task->OnDone(std::move(fn));
+    if (key != 0) keys_.emplace_back(task, key);
+  }
+  void RemoveAll() {
+    for (const auto& [task, key] : keys_) task->RemoveDoneCallback(key);
+    keys_.clear();
+  }
+
+ private:
+  std::vector<std::pair<TaskState*, uint64_t>> keys_;
+};
+
+// Pushes each future's index into the returned queue once it is done (at
+// once for those done already), with callbacks registered in `callbacks`.
 template <class R>
-std::shared_ptr<CompletionQueue> WatchAll(const std::vector<Future<R>>& fs) {
+std::shared_ptr<CompletionQueue> WatchAll(const std::vector<Future<R>>& fs,
+                                          DoneCallbacks& callbacks) {
   auto q = std::make_shared<CompletionQueue>();
   for (size_t i = 0; i < fs.size(); ++i) {
     TaskState* s = fs[i].state_for_internal_use();
-    s->OnDone([q, i, s] { q->Push(i, !s->status().ok()); });
+    callbacks.Add(s, [q, i, s] { q->Push(i, Raised(*s)); });
   }
   return q;
 }
@@ -260,28 +361,43 @@ std::shared_ptr<CompletionQueue> WatchAll(const std::vector<Future<R>>& fs) {
 }  // namespace internal
 
 // Blocks until the condition `mode` holds for `futures` or `timeout` passes
-// (like concurrent.futures.wait). Never throws.
+// (like concurrent.futures.wait). FIRST_EXCEPTION returns once a future has
+// failed for a reason other than a cancellation (a cancelled future is done,
+// not raised), or once all are done. Returns at once when the condition
+// already holds or `timeout` is not positive; leaves no done-callback
+// behind on the futures, so it may be called in a polling loop. Never
+// throws.
 template <class R>
 WaitResult Wait(const std::vector<Future<R>>& futures,
                 WaitMode mode = ALL_COMPLETED,
                 absl::Duration timeout = absl::InfiniteDuration()) {
-  absl::Time deadline = absl::Now() + timeout;
-  auto q = internal::WatchAll(futures);
-  size_t n = futures.size();
-  q->AwaitCounts(
-      0,
-      [&](size_t done, size_t failed) {
-        switch (mode) {
-          case WaitMode::kFirstCompleted:
-            return done >= 1 || n == 0;
-          case WaitMode::kFirstException:
-            return failed >= 1 || done == n;
-          case WaitMode::kAllCompleted:
-            return done == n;
-        }
-        return true;
-      },
-      deadline);
+  const size_t n = futures.size();
+  auto holds = [mode, n](size_t done, size_t raised) {
+    switch (mode) {
+      case WaitMode::kFirstCompleted:
+        return done >= 1 || n == 0;
+      case WaitMode::kFirstException:
+        return raised >= 1 || done == n;
+      case WaitMode::kAllCompleted:
+        return done == n;
+    }
+    return true;
+  };
+  size_t done = 0, raised = 0;
+  for (const Future<R>& f : futures) {
+    const internal::TaskState& s = *f.state_for_internal_use();
+    if (s.Done()) {
+      ++done;
+      if (internal::Raised(s)) ++raised;
+    }
+  }
+  if (!holds(done, raised) && timeout > absl::ZeroDuration()) {
+    const absl::Time deadline = absl::Now() + timeout;
+    internal::DoneCallbacks callbacks;  // removed before returning
+    std::shared_ptr<internal::CompletionQueue> q =
+        internal::WatchAll(futures, callbacks);
+    q->AwaitCounts(0, holds, deadline);
+  }
   WaitResult out;
   for (size_t i = 0; i < n; ++i) {
     (futures[i].Done() ? out.done : out.not_done).push_back(i);
@@ -300,14 +416,16 @@ struct Completed {
 // with its position in `futures`, so no future-to-input map is needed.
 // An input range; iterating blocks until the next future finishes. With a
 // timeout, advancing past the deadline with futures still pending throws
-// TaskError(kDeadlineExceeded), as Python raises TimeoutError.
+// TaskError(kDeadlineExceeded), as Python raises TimeoutError. Destroying
+// the range removes its done-callbacks from the futures still pending.
+// Move-only.
 template <class R>
 class AsCompletedRange {
  public:
   AsCompletedRange(std::vector<Future<R>> futures, absl::Duration timeout)
       : futures_(std::move(futures)),
         deadline_(absl::Now() + timeout),
-        queue_(internal::WatchAll(futures_)) {}
+        queue_(internal::WatchAll(futures_, callbacks_)) {}
 
   class iterator {
    public:
@@ -349,6 +467,9 @@ class AsCompletedRange {
  private:
   std::vector<Future<R>> futures_;
   absl::Time deadline_;
+  // Declared before queue_, which WatchAll fills in, and after futures_,
+  // whose tasks must outlive it.
+  internal::DoneCallbacks callbacks_;
   std::shared_ptr<internal::CompletionQueue> queue_;
   size_t yielded_ = 0;
 };

@@ -5,8 +5,14 @@
 #include <cstdio>
 
 #include "pool/mpi.h"
+#include "pool/tuning.h"
 
 int main(int argc, char** argv) {
+  // An agent is one of the pool's own processes, like a worker: it runs
+  // with the pool's process-wide settings (before MPI starts threads).
+  if (absl::Status s = procpool::TuneProcessForThroughput(); !s.ok()) {
+    std::fprintf(stderr, "procpool_mpi_agent: %s\n", s.ToString().c_str());
+  }
   absl::StatusOr<std::unique_ptr<procpool::mpi::Session>> mpi =
       procpool::mpi::Session::Init(&argc, &argv);
   if (!mpi.ok()) {

@@ -1,15 +1,18 @@
-// PoolOptions: how a ProcessPool is set up.
+// PoolOptions: how a ProcessPool is set up; SubmitOptions and MapOptions:
+// the policy of one call and of one map.
 
 #ifndef PROCPOOL_POOL_OPTIONS_H_
 #define PROCPOOL_POOL_OPTIONS_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "pool/stats.h"
 #include "tasks/serialize.h"
 #include "tasks/signature.h"
 #include "tasks/task.h"
@@ -60,35 +63,40 @@ enum class PoolBackend {
   kMpi,
 };
 
-// Settings of the MPI backend (PoolBackend::kMpi); ignored otherwise.
+// Settings of the MPI backend (PoolBackend::kMpi); ignored otherwise, but
+// checked by Create() whatever the backend.
 struct MpiOptions {
   // Front end and agents send each other a heartbeat this often when they
-  // have nothing else to say.
+  // have nothing else to say. Positive and finite.
   absl::Duration heartbeat_interval = absl::Milliseconds(200);
   // An agent not heard from for this long (after it said hello) is lost: it
   // is never sent anything again, and its in-flight tasks are re-queued on
   // the other agents (or fail with kAborted, "remote worker rank N lost",
   // when requeue_on_agent_loss is false or no agent is left). An agent that
   // does not hear from the front end for this long stops its workers and
-  // exits.
+  // exits. Longer than heartbeat_interval (infinite: agents are never lost).
   absl::Duration agent_timeout = absl::Seconds(10);
   bool requeue_on_agent_loss = true;
 };
 
 // How ProcessPool::Create() sets a pool up. Every field has a usable
 // default; most programs set only `plugins` (and perhaps `max_workers`).
+// Create() checks every field before it starts anything: one out of the
+// range its comment gives makes it fail with kInvalidArgument, naming the
+// field, its value and the range.
 struct PoolOptions {
-  // Number of worker processes; 0 means one per hardware thread. With the
-  // MPI backend: per agent rank, each agent counting its own hardware
-  // threads for 0.
+  // Number of worker processes (>= 0); 0 means one per hardware thread.
+  // With the MPI backend: per agent rank, each agent counting its own
+  // hardware threads for 0.
   int max_workers = 0;
 
   // PoolBackend::kMpi runs the workers on MPI node agents (pool/mpi.h).
   PoolBackend backend = PoolBackend::kLocal;
   MpiOptions mpi;
 
-  // Plugin shared objects every worker loads, in order. Relative paths are
-  // resolved against the current directory when the pool is created.
+  // Plugin shared objects every worker loads, in order (none empty).
+  // Relative paths are resolved against the current directory when the
+  // pool is created.
   std::vector<std::string> plugins;
 
   // The worker executable (//pool:procpool_worker). Empty: $PROCPOOL_WORKER,
@@ -99,7 +107,8 @@ struct PoolOptions {
   // What happens to the other tasks when a worker dies.
   WorkerDeathPolicy on_worker_death = WorkerDeathPolicy::kReplaceWorker;
 
-  // Run once in each worker before it takes work.
+  // Run once in each worker before it takes work. A fingerprint or
+  // arguments without a task name are refused: use Initializer::Of.
   Initializer initializer;
 
   // Replace a worker after it has run this many tasks (0: never), like
@@ -110,12 +119,14 @@ struct PoolOptions {
   // exceeds this many bytes (0: no limit).
   uint64_t max_worker_rss_bytes = 0;
 
-  // Defaults for tasks that do not set their own (see SubmitOptions).
-  absl::Duration task_timeout = absl::InfiniteDuration();  // per task, once it runs
-  int retries = 0;  // re-runs of a task whose worker died under it
+  // Defaults for tasks that do not set their own (see SubmitOptions): the
+  // longest a task may run once it runs (positive; infinite: no limit), and
+  // how many times a task whose worker died under it is re-run (>= 0).
+  absl::Duration task_timeout = absl::InfiniteDuration();
+  int retries = 0;
 
   // When the pool stops a worker (deadline, cancellation, destruction) it
-  // sends SIGTERM, then SIGKILL after this long.
+  // sends SIGTERM, then SIGKILL after this long (>= 0 and finite).
   absl::Duration kill_grace = absl::Milliseconds(500);
 
   // Workers' stderr is captured through a pipe per worker. Each line is
@@ -124,7 +135,7 @@ struct PoolOptions {
   // `stderr_tail_lines` lines are kept and quoted in the error of a task
   // whose worker crashed.
   bool forward_worker_stderr = true;
-  int stderr_tail_lines = 8;  // quoted in a crashed task's error
+  int stderr_tail_lines = 8;  // quoted in a crashed task's error (>= 0)
 
   // A worker's stdout (fd 1) goes to the same pipe as its stderr, so what a
   // task prints is forwarded as above and never mixes with this process's
@@ -132,28 +143,15 @@ struct PoolOptions {
   // instead.
   bool inherit_worker_stdout = false;
 
-  // How long Create() waits for every worker to load its plugins.
+  // How long a worker may take to load its plugins and run the initializer
+  // (positive; infinite: as long as it takes): Create() fails after it, and
+  // a replacement that takes longer is stopped and counts as a failed start.
   absl::Duration start_timeout = absl::Seconds(30);
 
   // Largest frame either side accepts; a result over it fails its task.
+  // From 4 KiB (a worker's hello and a call's header must fit) to 2^32 - 1
+  // (a frame's length on the wire has 32 bits).
   size_t max_frame_bytes = size_t{1} << 30;
-
-  // Abseil's Mutex deadlock detector runs in builds of Abseil without
-  // NDEBUG (Debian's is one). It is process-wide, takes a global lock on
-  // every Mutex operation and made a map of small tasks 2x slower, so
-  // Create() turns it off (absl::SetMutexDeadlockDetectionMode(kIgnore))
-  // unless this is true.
-  bool keep_absl_deadlock_detection = false;
-
-  // Large arguments and results (hundreds of KiB and up) each pass through
-  // a few buffers in this process. glibc gives such buffers fresh pages
-  // from the kernel every time, and a first touch costs up to ~19 us per
-  // 4 KiB page on a virtual machine: 50x the copying. When this is true,
-  // Create() sets glibc's M_MMAP_THRESHOLD to 32 MiB, M_MMAP_MAX to 0 and
-  // M_TRIM_THRESHOLD to 1 GiB (process-wide) so freed buffers of any size
-  // are reused; the process then keeps its peak of freed heap memory.
-  // Workers always do this.
-  bool retain_large_buffers = true;
 
   // Arguments and results of at least this many bytes cross through shared
   // memory instead of the socket: each worker has a region for calls and
@@ -166,6 +164,58 @@ struct PoolOptions {
   // large results take the socket. Each region keeps its largest size
   // (at most max_frame_bytes) for the worker's life.
   size_t shared_memory_min_bytes = size_t{256} << 10;
+};
+
+// Per-call policy for Submit / Apply / ApplyAsync. Out of range, the
+// call's future resolves with kInvalidArgument naming the field, and
+// nothing is queued.
+struct SubmitOptions {
+  // Longest the task may run once a worker starts it (positive). When it
+  // runs out the future fails with kDeadlineExceeded at once and the worker
+  // is stopped (SIGTERM, then SIGKILL after PoolOptions::kill_grace) and
+  // replaced. Infinite: PoolOptions::task_timeout.
+  absl::Duration timeout = absl::InfiniteDuration();
+  // Re-run the task on another worker when its worker dies under it, up to
+  // this many times; after retries + 1 deaths the task fails as a "poison
+  // task" with every crash's reason. -1: PoolOptions::retries; below -1 is
+  // out of range.
+  int retries = -1;
+};
+
+// Options of the lazy and eager maps (Map, TryMap, MapUnordered, Istarmap,
+// MapAll, Starmap, ...). Out of range, the map queues nothing and yields
+// kInvalidArgument, naming the field, as its only element: Map and Istarmap
+// throw it as a TaskError when iterated, TryMap and MapUnordered yield it,
+// MapAll and Starmap return it.
+struct MapOptions {
+  // How many items Map reads ahead of the item being consumed (and so how
+  // many run at once). 0: automatic, from the measured task duration — a
+  // few per worker for slow tasks, up to thousands for tiny ones.
+  size_t window = 0;
+  // Items sent to a worker as one call (Python's chunksize; >= 0). 0:
+  // automatic, about a millisecond of work at the measured task duration
+  // (one item per call with a task_timeout, so the deadline stays per item).
+  int chunksize = 0;
+  // With unequal input lengths, Map stops at the shortest. With `strict`,
+  // it then reports the mismatch: iteration throws TaskError
+  // (kInvalidArgument), and TryMap yields that error as its last element.
+  bool strict = false;
+  // Like Python's Executor.map(timeout=...): counted from the call; an item
+  // not finished by then throws TaskError(kDeadlineExceeded) from Map (TryMap
+  // and MapUnordered yield that status), and what is still queued is
+  // cancelled. Positive; infinite: none.
+  absl::Duration timeout = absl::InfiniteDuration();
+  // Per-item policy, with the ranges of SubmitOptions.
+  absl::Duration task_timeout = absl::InfiniteDuration();
+  int retries = -1;
+  // Draw a progress bar on `progress_fd` (stderr; >= 0) while iterating, if
+  // it is a terminal: done/total (total when every input range has a size),
+  // rate, ETA, failures.
+  bool progress = false;
+  int progress_fd = 2;
+  // Called on the iterating thread about every 100 ms and once at the end,
+  // for programs that draw their own progress.
+  std::function<void(const Progress&)> on_progress;
 };
 
 }  // namespace procpool

@@ -1,10 +1,41 @@
 #include "pool/pool.h"
 
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+#include "pool/internal/backend.h"
 #include "pool/internal/local_driver.h"
+#include "pool/internal/options_check.h"
+#include "pool/internal/status_macros.h"
 
 namespace procpool {
 
+namespace {
+
+uint64_t NextPoolId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+// `defaults` with the call's own timeout and retries, where it sets them.
+internal::TaskPolicy PolicyFor(const internal::TaskPolicy& defaults,
+                               absl::Duration timeout, int retries) {
+  internal::TaskPolicy p = defaults;
+  if (timeout != absl::InfiniteDuration()) p.timeout = timeout;
+  if (retries >= 0) p.retries = retries;
+  return p;
+}
+
+absl::Status ForeignHandle(const std::string& task_name) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "task handle '", task_name,
+      "' belongs to another pool; get one from this pool's Task()"));
+}
+
+}  // namespace
+
 absl::StatusOr<ProcessPool> ProcessPool::Create(PoolOptions options) {
+  PROCPOOL_RETURN_IF_ERROR(internal::ValidatePoolOptions(options));
   if (options.backend == PoolBackend::kMpi) {
     internal::BackendFactory factory = internal::MpiBackendFactory();
     if (factory == nullptr) {
@@ -21,6 +52,8 @@ absl::StatusOr<ProcessPool> ProcessPool::Create(PoolOptions options) {
   return ProcessPool(std::move(driver));
 }
 
+ProcessPool::ProcessPool(std::unique_ptr<internal::Backend> core)
+    : core_(std::move(core)), id_(NextPoolId()) {}
 ProcessPool::ProcessPool(ProcessPool&&) noexcept = default;
 ProcessPool& ProcessPool::operator=(ProcessPool&&) noexcept = default;
 ProcessPool::~ProcessPool() = default;
@@ -31,6 +64,61 @@ std::vector<TaskDescription> ProcessPool::Tasks() const {
     out.push_back(TaskDescription{t.name, t.plugin, t.signature});
   }
   return out;
+}
+
+bool ProcessPool::Shutdown(absl::Duration timeout, bool cancel_pending) {
+  return core_->Shutdown(/*wait=*/true, cancel_pending, timeout);
+}
+
+void ProcessPool::Terminate() { core_->Terminate(); }
+
+void ProcessPool::Shutdown(bool wait, bool cancel_pending) {
+  core_->Shutdown(wait, cancel_pending, absl::InfiniteDuration());
+}
+
+int ProcessPool::num_workers() const { return core_->num_workers(); }
+
+std::vector<int> ProcessPool::WorkerPids() const { return core_->WorkerPids(); }
+
+PoolStats ProcessPool::Stats() const { return core_->Stats(); }
+
+internal::Backend& ProcessPool::core_for_internal_use() const { return *core_; }
+
+absl::StatusOr<uint32_t> ProcessPool::FindTask(std::string_view name,
+                                               uint64_t fingerprint,
+                                               std::string_view readable) const {
+  return core_->FindTask(absl::string_view(name.data(), name.size()), fingerprint,
+                         absl::string_view(readable.data(), readable.size()));
+}
+
+size_t ProcessPool::NextSubmissionIndex() { return core_->NextSubmissionIndex(); }
+
+void ProcessPool::Enqueue(std::shared_ptr<internal::TaskState> state,
+                          const SubmitOptions& options, uint64_t task_pool,
+                          const std::string& task_name) {
+  if (task_pool != id_) {
+    state->Complete(ForeignHandle(task_name));
+    return;
+  }
+  if (absl::Status s = internal::ValidateSubmitOptions(options); !s.ok()) {
+    state->Complete(std::move(s));
+    return;
+  }
+  state->mutable_policy() =
+      PolicyFor(core_->DefaultPolicy(), options.timeout, options.retries);
+  core_->Enqueue(std::move(state));
+}
+
+internal::MapContext ProcessPool::NewMapContext(
+    uint32_t task, uint64_t task_pool, const std::string& task_name,
+    const MapOptions& options) const {
+  if (task_pool != id_) return internal::MapContext(ForeignHandle(task_name));
+  if (absl::Status s = internal::ValidateMapOptions(options); !s.ok()) {
+    return internal::MapContext(std::move(s));
+  }
+  return internal::MapContext(
+      core_.get(), task, task_name,
+      PolicyFor(core_->DefaultPolicy(), options.task_timeout, options.retries));
 }
 
 }  // namespace procpool

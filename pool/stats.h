@@ -44,6 +44,10 @@ struct PoolStats {
   // Never a map's chunks.
   uint64_t direct_calls = 0;
   uint64_t caller_reads = 0;
+  // Done-callbacks (Future::AddDoneCallback, ApplyAsync) that threw. Each
+  // such exception is reported on stderr with the task's index and the
+  // exception's type and what(), and goes no further.
+  uint64_t callback_errors = 0;
 };
 
 // Where a map is, for progress callbacks (MapOptions::on_progress).

@@ -235,7 +235,10 @@ void LocalDriver::Enqueue(std::shared_ptr<TaskState> task) {
 }
 
 void LocalDriver::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
-  for (auto& t : tasks) t->set_cancel_channel(cancel_channel_);
+  for (auto& t : tasks) {
+    t->set_cancel_channel(cancel_channel_);
+    t->set_callback_errors(callback_errors_);
+  }
   absl::Status refused;
   {
     absl::MutexLock l(&mu_);
@@ -309,6 +312,7 @@ PoolStats LocalDriver::Stats() const {
   out.shared_memory_results = shm_results_.load(std::memory_order_relaxed);
   out.direct_calls = direct_calls_.load(std::memory_order_relaxed);
   out.caller_reads = caller_reads_.load(std::memory_order_relaxed);
+  out.callback_errors = callback_errors_->load(std::memory_order_relaxed);
   return out;
 }
 

@@ -209,6 +209,9 @@ class LocalDriver final : public Backend {
   std::atomic<uint64_t> shm_results_{0};   // PoolStats::shared_memory_results
   std::atomic<uint64_t> direct_calls_{0};  // PoolStats::direct_calls
   std::atomic<uint64_t> caller_reads_{0};  // PoolStats::caller_reads
+  // PoolStats::callback_errors, shared with every task queued here.
+  const std::shared_ptr<std::atomic<uint64_t>> callback_errors_ =
+      std::make_shared<std::atomic<uint64_t>>(0);
   std::shared_ptr<CancelChannel> cancel_channel_;
 
   std::thread io_thread_;

@@ -64,6 +64,7 @@ bool LocalDriver::DispatchDirect(std::shared_ptr<TaskState>& task) {
     }
     if (accepting && w != nullptr && !w->assisting && !w->hung_up && w->out.empty()) {
       task->set_cancel_channel(cancel_channel_);
+      task->set_callback_errors(callback_errors_);
       const bool timed = task->policy().timeout != absl::InfiniteDuration();
       // Park the socket before sending: an answer that comes before this
       // thread (or whoever waits) reads it must not wake the I/O thread,

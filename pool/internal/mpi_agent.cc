@@ -179,8 +179,6 @@ class Agent {
     opts.initializer.task = config->init_task;
     opts.initializer.fingerprint = config->init_fingerprint;
     opts.initializer.args = config->init_args;
-    opts.retain_large_buffers = config->retain_large_buffers;
-    opts.keep_absl_deadlock_detection = config->keep_absl_deadlock_detection;
     heartbeat_ = absl::Nanoseconds(config->heartbeat_ns);
     agent_timeout_ = absl::Nanoseconds(config->agent_timeout_ns);
     // Relative plugin paths are resolved here, against this agent's

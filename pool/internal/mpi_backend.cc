@@ -7,7 +7,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "pool/internal/chunk_state.h"
-#include "pool/internal/malloc_tuning.h"
 #include "pool/internal/status_macros.h"
 #include "pool/internal/wire.h"
 
@@ -104,11 +103,6 @@ absl::StatusOr<std::unique_ptr<Backend>> MpiBackend::Start(PoolOptions options) 
   if (options.on_worker_death == WorkerDeathPolicy::kBreakPool) {
     return absl::FailedPreconditionError(
         "WorkerDeathPolicy::kBreakPool is not supported by the MPI backend");
-  }
-  // The same process-wide settings as a local pool (PoolOptions).
-  if (options.retain_large_buffers) RetainLargeBuffers();
-  if (!options.keep_absl_deadlock_detection) {
-    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   }
   if (!world.TryAcquirePool()) {
     return absl::FailedPreconditionError(
@@ -232,6 +226,7 @@ void MpiBackend::Enqueue(std::shared_ptr<TaskState> task) {
 }
 
 void MpiBackend::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
+  for (auto& t : tasks) t->set_callback_errors(callback_errors_);
   std::erase_if(tasks, [this](const std::shared_ptr<TaskState>& t) {
     if (t->args().size() + kCallOverhead <= options_.max_frame_bytes) return false;
     t->Cancel(absl::ResourceExhaustedError(absl::StrCat(
@@ -303,6 +298,7 @@ PoolStats MpiBackend::Stats() const {
   out.failed = failed_.load(std::memory_order_relaxed);
   out.pending = pending_.size();
   out.in_flight = in_flight_;
+  out.callback_errors = callback_errors_->load(std::memory_order_relaxed);
   return out;
 }
 
@@ -397,8 +393,6 @@ void MpiBackend::IoLoop() {
   config.init_args = options_.initializer.args;
   config.heartbeat_ns = absl::ToInt64Nanoseconds(options_.mpi.heartbeat_interval);
   config.agent_timeout_ns = absl::ToInt64Nanoseconds(options_.mpi.agent_timeout);
-  config.retain_large_buffers = options_.retain_large_buffers;
-  config.keep_absl_deadlock_detection = options_.keep_absl_deadlock_detection;
   const std::string config_bytes = EncodeMpiMessage(epoch_, config);
   for (auto& a : agents_) {
     if (a == nullptr || a->lost) continue;

@@ -138,6 +138,9 @@ class MpiBackend final : public Backend {
   std::atomic<uint64_t> avg_task_ns_{0};
   std::atomic<uint64_t> succeeded_{0};
   std::atomic<uint64_t> failed_{0};
+  // PoolStats::callback_errors, shared with every task queued here.
+  const std::shared_ptr<std::atomic<uint64_t>> callback_errors_ =
+      std::make_shared<std::atomic<uint64_t>>(0);
 
   // Owned by the I/O thread.
   std::unique_ptr<MpiTransport> transport_;

@@ -117,15 +117,12 @@ struct AgentConfig {
   std::string init_args;
   int64_t heartbeat_ns = 0;
   int64_t agent_timeout_ns = 0;
-  bool retain_large_buffers = true;
-  bool keep_absl_deadlock_detection = false;
   template <class A>
   void serialize(A& ar) {
     ar(plugins, worker_path, max_workers, max_tasks_per_child,
        max_worker_rss_bytes, kill_grace_ns, forward_worker_stderr,
        stderr_tail_lines, start_timeout_ns, max_frame_bytes, init_task,
-       init_fingerprint, init_args, heartbeat_ns, agent_timeout_ns,
-       retain_large_buffers, keep_absl_deadlock_detection);
+       init_fingerprint, init_args, heartbeat_ns, agent_timeout_ns);
   }
 };
 

@@ -1,8 +1,14 @@
 #include "pool/internal/task_state.h"
 
+#include <cxxabi.h>
+#include <unistd.h>
+
+#include <exception>
+#include <typeinfo>
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "tasks/signature.h"
 
 namespace procpool::internal {
 
@@ -51,7 +57,7 @@ bool TaskState::Cancel(absl::Status why) {
 }
 
 bool TaskState::Complete(absl::Status status, ResultBytes payload) {
-  std::vector<std::function<void()>> callbacks;
+  std::vector<Callback> callbacks;
   {
     absl::MutexLock l(&mu_);
     if (done_) return false;
@@ -62,7 +68,7 @@ bool TaskState::Complete(absl::Status status, ResultBytes payload) {
     done_flag_.store(true, std::memory_order_release);
     callbacks.swap(callbacks_);
   }
-  for (auto& cb : callbacks) cb();
+  for (const Callback& cb : callbacks) RunCallback(cb.fn);
   return true;
 }
 
@@ -87,21 +93,68 @@ bool TaskState::WaitFor(absl::Duration timeout) const {
   return mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
 }
 
-void TaskState::OnDone(std::function<void()> fn) {
-  bool done;
+uint64_t TaskState::OnDone(std::function<void()> fn) {
+  uint64_t key = 0;
   {
     absl::MutexLock l(&mu_);
-    done = done_;
-    if (!done) callbacks_.push_back(std::move(fn));
+    if (!done_) {
+      key = next_callback_key_++;
+      callbacks_.push_back(Callback{key, std::move(fn)});
+    }
   }
-  if (done) {
-    fn();
-    return;
+  if (key == 0) {
+    RunCallback(fn);
+    return 0;
   }
   // Its answer may be waiting for a thread that waits on it (the pool's
   // fast path): make sure the pool reads it anyway.
   if (cancel_channel_ != nullptr && phase_.load() == kDispatched) {
     cancel_channel_->Watched();
+  }
+  return key;
+}
+
+bool TaskState::RemoveDoneCallback(uint64_t key) {
+  std::function<void()> removed;  // destroyed outside the lock
+  absl::MutexLock l(&mu_);
+  for (auto it = callbacks_.begin(); it != callbacks_.end(); ++it) {
+    if (it->key == key) {
+      removed = std::move(it->fn);
+      callbacks_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+// The boundary for callbacks: whoever completes a task (the I/O thread, a
+// thread waiting on another future, a canceller) must not receive their
+// exceptions, and on the I/O thread one would end the process.
+void TaskState::RunCallback(const std::function<void()>& fn) const noexcept {
+  try {
+    fn();
+    return;
+  } catch (...) {
+    std::string type = "an exception of unknown type";
+    if (const std::type_info* t = abi::__cxa_current_exception_type()) {
+      type = ReadableTypeName(*t);
+    }
+    std::string what;
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    if (callback_errors_ != nullptr) {
+      callback_errors_->fetch_add(1, std::memory_order_relaxed);
+    }
+    const std::string line = absl::StrCat(
+        "procpool: a done-callback of the task with index ", index_, " threw ",
+        type, what.empty() ? "" : ": ", what, " (ignored)\n");
+    // One write, so that the line is not interleaved with others.
+    ssize_t r = ::write(STDERR_FILENO, line.data(), line.size());
+    (void)r;
   }
 }
 

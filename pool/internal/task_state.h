@@ -234,9 +234,32 @@ class TaskState {
   std::string_view payload() const { return payload_.view(); }
   void ReleasePayload() { payload_ = ResultBytes(); }
 
-  // Runs `fn` once the task is done: now, on this thread, if it already is;
-  // otherwise on the thread that completes it. `fn` must not block.
-  void OnDone(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs `fn` once the task is done: now, on this thread, if it already is
+  // (and returns 0); otherwise on the thread that completes it (and returns
+  // a key for RemoveDoneCallback, never 0). `fn` must not block. If `fn`
+  // throws, the exception is reported on stderr (one line naming the task's
+  // index and the exception's type and what()), counted (see
+  // set_callback_errors) and goes no further: not to the thread that
+  // completes the task, which may be the pool's I/O thread or one waiting on
+  // an unrelated future.
+  uint64_t OnDone(std::function<void()> fn) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Removes the callback OnDone registered under `key`, so that it never
+  // runs. False if it has already been taken to run (or `key` is unknown).
+  bool RemoveDoneCallback(uint64_t key) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Set by the pool when it queues the task: the counter of done-callbacks
+  // that threw (PoolStats::callback_errors). Without one, such callbacks
+  // are only reported on stderr.
+  void set_callback_errors(std::shared_ptr<std::atomic<uint64_t>> counter) {
+    callback_errors_ = std::move(counter);
+  }
+
+  // The number of done-callbacks registered and not yet run.
+  size_t NumDoneCallbacksForTesting() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    return callbacks_.size();
+  }
 
  private:
   const uint32_t task_;
@@ -254,9 +277,19 @@ class TaskState {
   uint64_t worker_ = 0;
   bool ran_ ABSL_GUARDED_BY(mu_) = false;
 
+  // Runs one done-callback; see OnDone for what happens when it throws.
+  void RunCallback(const std::function<void()>& fn) const noexcept;
+  // Written before the task is queued, read when callbacks run.
+  std::shared_ptr<std::atomic<uint64_t>> callback_errors_;
+
   mutable absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::function<void()>> callbacks_ ABSL_GUARDED_BY(mu_);
+  struct Callback {
+    uint64_t key;
+    std::function<void()> fn;
+  };
+  std::vector<Callback> callbacks_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_callback_key_ ABSL_GUARDED_BY(mu_) = 1;
   std::atomic<bool> done_flag_{false};
   // Written once under mu_ before done_flag_ is set; read-only afterwards.
   absl::Status status_;
@@ -272,6 +305,19 @@ class TypedTaskState final : public TaskState {
   // Blocks until done; decodes the payload once (the first caller decodes,
   // concurrent callers wait for it).
   const absl::StatusOr<R>& Decoded();
+  // The same, for moving the value out; only for the last Future of this
+  // state, after Decoded() returned (see OnlyFuture).
+  absl::StatusOr<R>* MutableDecoded() { return &decoded_; }
+
+  // The Futures sharing this state. Only Futures read the decoded value
+  // (the pool's own references never do), so when one finds it is the only
+  // one, no other thread reads the value, and every read by a Future gone
+  // meanwhile happened before (release on drop, acquire here).
+  void AddFuture() { futures_.fetch_add(1, std::memory_order_relaxed); }
+  void DropFuture() { futures_.fetch_sub(1, std::memory_order_release); }
+  bool OnlyFuture() const {
+    return futures_.load(std::memory_order_acquire) == 1;
+  }
 
  private:
   // Not std::call_once: glibc's pthread_once makes a futex syscall on every
@@ -279,6 +325,7 @@ class TypedTaskState final : public TaskState {
   enum DecodeState : int { kNotDecoded = 0, kDecoding = 1, kDecoded = 2 };
   std::atomic<int> decode_state_{kNotDecoded};
   absl::StatusOr<R> decoded_{absl::UnknownError("not decoded")};
+  std::atomic<int> futures_{0};
 };
 
 }  // namespace procpool::internal

@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "pool/future.h"
+#include "pool/internal/task_state.h"
 #include "pool/pool.h"
 #include "tests/testing/pool_fixture.h"
 
@@ -26,6 +27,12 @@ using ::procpool::testing::PoolTest;
 
 using AsCompletedTest = PoolTest;
 using WaitTest = PoolTest;
+
+// Done-callbacks registered on `f` that have not run.
+template <class R>
+size_t Callbacks(const Future<R>& f) {
+  return f.state_for_internal_use()->NumDoneCallbacksForTesting();
+}
 
 // ---- AsCompleted ----
 
@@ -137,6 +144,19 @@ TEST_F(AsCompletedTest, TimeoutThrowsDeadlineExceededWhileAHungTaskIsPending) {
   EXPECT_FALSE(hung.Done());
 }
 
+TEST_F(AsCompletedTest, ARangeDestroyedEarlyRemovesItsCallbacks) {
+  std::vector<Future<int>> futures = {pool().Submit(Task(math::kAdd), 1, 1),
+                                      pool().Submit(Task(faults::kHang), 0),
+                                      pool().Submit(Task(faults::kHang), 1)};
+  {
+    auto completed = AsCompleted(futures, kWait);
+    auto it = completed.begin();
+    ASSERT_EQ(it->index, 0u);
+  }
+  EXPECT_EQ(Callbacks(futures[1]), 0u);
+  EXPECT_EQ(Callbacks(futures[2]), 0u);
+}
+
 // ---- Wait ----
 
 TEST_F(WaitTest, AllCompletedReturnsEveryIndexAsDone) {
@@ -195,11 +215,56 @@ TEST_F(WaitTest, FirstExceptionCountsAWorkerCrashAsAFailure) {
   EXPECT_EQ(futures[0].Result().status().code(), absl::StatusCode::kAborted);
 }
 
+TEST_F(WaitTest, FirstExceptionDoesNotCountACancelledFutureAsAFailure) {
+  // As in concurrent.futures.wait, only a raised exception ends a
+  // FIRST_EXCEPTION wait early; a cancelled future is merely done. The
+  // blockers keep both workers busy for a while, so the cancelled task was
+  // still queued and the last blocker is far from done when Wait starts.
+  std::vector<Future<int>> blockers;
+  for (int i = 0; i < 8; ++i)
+    blockers.push_back(pool().Submit(Task(faults::kSleepMs), 100));
+  Future<int> cancelled = pool().Submit(Task(math::kAdd), 1, 2);
+  ASSERT_TRUE(cancelled.Cancel());
+  std::vector<Future<int>> futures = {cancelled, blockers.back()};
+  WaitResult r = Wait(futures, FIRST_EXCEPTION, kWait);
+  EXPECT_EQ(r.done, (std::vector<size_t>{0, 1}));
+  EXPECT_TRUE(r.not_done.empty());
+}
+
 TEST_F(WaitTest, FirstCompletedTimesOutWhenNothingFinishes) {
   std::vector<Future<int>> futures = {pool().Submit(Task(faults::kHang), 0)};
   WaitResult r = Wait(futures, FIRST_COMPLETED, absl::Milliseconds(100));
   EXPECT_TRUE(r.done.empty());
   EXPECT_EQ(r.not_done, (std::vector<size_t>{0}));
+}
+
+TEST_F(WaitTest, PollingWithAZeroTimeoutLeavesNoCallbacksBehind) {
+  std::vector<Future<int>> futures;
+  for (int i = 0; i < 4; ++i)
+    futures.push_back(pool().Submit(Task(faults::kHang), i));
+  for (int i = 0; i < 5000; ++i) {
+    WaitResult r = Wait(futures, FIRST_COMPLETED, absl::ZeroDuration());
+    ASSERT_TRUE(r.done.empty());
+  }
+  for (const Future<int>& f : futures) EXPECT_EQ(Callbacks(f), 0u);
+}
+
+TEST_F(WaitTest, AWaitThatTimesOutRemovesItsCallbacks) {
+  std::vector<Future<int>> futures = {pool().Submit(Task(faults::kHang), 0)};
+  for (int i = 0; i < 50; ++i) {
+    WaitResult r = Wait(futures, ALL_COMPLETED, absl::Milliseconds(1));
+    ASSERT_EQ(r.not_done, (std::vector<size_t>{0}));
+  }
+  EXPECT_EQ(Callbacks(futures[0]), 0u);
+}
+
+TEST_F(WaitTest, AWaitWhoseConditionAlreadyHoldsRegistersNothing) {
+  std::vector<Future<int>> futures = {pool().Submit(Task(math::kAdd), 1, 1),
+                                      pool().Submit(Task(faults::kHang), 0)};
+  ASSERT_TRUE(futures[0].WaitFor(kWait));
+  WaitResult r = Wait(futures, FIRST_COMPLETED, kWait);
+  EXPECT_EQ(r.done, (std::vector<size_t>{0}));
+  EXPECT_EQ(Callbacks(futures[1]), 0u);
 }
 
 TEST_F(WaitTest, WaitOnNoFuturesReturnsAtOnce) {

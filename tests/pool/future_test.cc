@@ -5,8 +5,11 @@
 #include "pool/future.h"
 
 #include <atomic>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -123,6 +126,65 @@ TEST_F(FutureTest, SubmissionIndicesCountUp) {
   Future<int> a = pool().Submit(Task(math::kAdd), 1, 1);
   Future<int> b = pool().Submit(Task(math::kAdd), 1, 1);
   EXPECT_EQ(b.index(), a.index() + 1);
+}
+
+// ---- Get on an rvalue future ----
+
+// Get() on an lvalue returns a reference into the shared state; on an
+// rvalue (a temporary, or std::move(f)) it returns the value itself, so
+// that `auto&& x = pool.Submit(...).Get();` holds no dangling reference.
+static_assert(std::is_same_v<decltype(std::declval<Future<std::string>&>().Get()),
+                             const std::string&>);
+static_assert(
+    std::is_same_v<decltype(std::declval<const Future<std::string>&>().Get()),
+                   const std::string&>);
+static_assert(std::is_same_v<decltype(std::declval<Future<std::string>>().Get()),
+                             std::string>);
+static_assert(std::is_same_v<decltype(std::declval<Future<std::string>&>().Get(
+                                 absl::Seconds(1))),
+                             const std::string&>);
+static_assert(std::is_same_v<decltype(std::declval<Future<std::string>>().Get(
+                                 absl::Seconds(1))),
+                             std::string>);
+
+TEST_F(FutureTest, GetOnATemporaryFutureReturnsAValueThatOutlivesIt) {
+  // The temporary future is the last owner of the state: with a reference
+  // into it, reading `value` would be a use after free (ASan reports it).
+  const std::string big(4096, 'x');
+  auto&& value = pool().Submit(Task(math::kIdentity), big).Get(kWait);
+  EXPECT_EQ(value, big);
+  const std::string& same = pool().Submit(Task(math::kIdentity), big).Get();
+  EXPECT_EQ(same, big);
+}
+
+TEST_F(FutureTest, GetOnTheOnlyFutureMovesTheValueOut) {
+  // A string this long owns a heap buffer, which a move hands over.
+  Future<std::string> f =
+      pool().Submit(Task(math::kIdentity), std::string(4096, 'z'));
+  const char* buffer = f.Get(kWait).data();
+  std::string value = std::move(f).Get(kWait);
+  EXPECT_EQ(value.data(), buffer);
+}
+
+TEST_F(FutureTest, GetOnAnRvalueLeavesACopysValueIntact) {
+  const std::string big(4096, 'y');
+  Future<std::string> f = pool().Submit(Task(math::kIdentity), big);
+  Future<std::string> copy = f;
+  EXPECT_EQ(std::move(f).Get(kWait), big);
+  EXPECT_EQ(copy.Get(kWait), big);
+}
+
+TEST_F(FutureTest, GetOnAnRvalueLeavesTheFutureInvalid) {
+  Future<int> f = pool().Submit(Task(math::kAdd), 1, 2);
+  EXPECT_EQ(std::move(f).Get(kWait), 3);
+  EXPECT_FALSE(f.valid());  // NOLINT(bugprone-use-after-move): the point
+}
+
+TEST_F(FutureTest, GetOnAnRvalueOfAFailedTaskThrowsAndKeepsTheFuture) {
+  Future<int> f = pool().Submit(Task(faults::kThrow), "boom");
+  EXPECT_THROW(std::move(f).Get(kWait), TaskError);
+  EXPECT_TRUE(f.valid());  // NOLINT(bugprone-use-after-move): the point
+  EXPECT_EQ(StatusWithin(f).code(), absl::StatusCode::kUnknown);
 }
 
 // ---- Timeouts ----
@@ -294,6 +356,62 @@ TEST_F(FutureTest, ADoneCallbackMaySubmitAnotherTask) {
   });
   ASSERT_TRUE(submitted.WaitForNotificationWithTimeout(kWait));
   EXPECT_EQ(second.Get(kWait), 21);
+}
+
+// A callback that throws is reported on stderr and counted; its exception
+// goes no further (as CPython's Future._invoke_callbacks logs and goes on).
+
+TEST_F(FutureTest, ACallbackThatThrowsOnThePoolsThreadIsCountedAndThePoolGoesOn) {
+  Future<int> f = pool().Submit(Task(faults::kSleepMs), 30);
+  f.AddDoneCallback(
+      [](const Future<int>&) { throw std::runtime_error("callback failed"); });
+  // Nobody waits on `f`: the pool's I/O thread completes it and runs the
+  // callback there.
+  EXPECT_TRUE(WaitUntil([&] { return pool().Stats().callback_errors == 1; }));
+  EXPECT_EQ(f.Get(kWait), 30);
+  EXPECT_EQ(pool().Submit(Task(math::kAdd), 1, 2).Get(kWait), 3);
+}
+
+TEST_F(FutureTest, ACallbackThatThrowsInlineDoesNotThrowFromAddDoneCallback) {
+  Future<int> f = pool().Submit(Task(math::kAdd), 1, 2);
+  ASSERT_EQ(f.Get(kWait), 3);
+  // `f` is done, so the callback runs at once on this thread.
+  EXPECT_NO_THROW(f.AddDoneCallback(
+      [](const Future<int>&) { throw std::runtime_error("callback failed"); }));
+  EXPECT_EQ(pool().Stats().callback_errors, 1u);
+}
+
+TEST_F(FutureTest, ACallbackThatThrowsDoesNotComeOutOfAnotherThreadsWaitFor) {
+  // A lone task on an idle pool: a thread that waits for it may read its
+  // worker's answer itself, and then runs its callbacks.
+  Future<int> f = pool().Submit(Task(faults::kSleepMs), 30);
+  f.AddDoneCallback(
+      [](const Future<int>&) { throw std::runtime_error("callback failed"); });
+  bool threw = false;
+  bool done = false;
+  std::thread waiter([&] {
+    try {
+      done = f.WaitFor(kWait);
+    } catch (...) {
+      threw = true;
+    }
+  });
+  waiter.join();
+  EXPECT_FALSE(threw);
+  EXPECT_TRUE(done);
+  EXPECT_TRUE(WaitUntil([&] { return pool().Stats().callback_errors == 1; }));
+}
+
+TEST_F(FutureTest, EveryThrowingCallbackIsCountedAndTheOthersStillRun) {
+  Future<int> f = pool().Submit(Task(faults::kSleepMs), 30);
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 3; ++i) {
+    f.AddDoneCallback([](const Future<int>&) { throw 7; });
+    f.AddDoneCallback([&](const Future<int>&) { ++ran; });
+  }
+  ASSERT_EQ(f.Get(kWait), 30);
+  EXPECT_TRUE(WaitUntil([&] { return ran.load() == 3; }));
+  EXPECT_TRUE(WaitUntil([&] { return pool().Stats().callback_errors == 3; }));
 }
 
 // ---- A task's exception ----

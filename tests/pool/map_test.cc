@@ -8,6 +8,7 @@
 #include <list>
 #include <ranges>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -72,6 +73,87 @@ class CountingInts : public std::ranges::view_base {
   int limit_;
 };
 static_assert(std::ranges::input_range<CountingInts>);
+
+// The integers 0, 1, 2, ... (endless), whose reading fails at item
+// `fail_at` in one of the ways reading an input can fail: dereferencing it,
+// incrementing past it, comparing it with the end, or converting it to the
+// task's argument type. Each throws std::out_of_range("input <fail_at>").
+enum class FailIn { kDereference, kIncrement, kComparison, kConversion };
+
+[[noreturn]] void ThrowInputError(int i) {
+  throw std::out_of_range(absl::StrCat("input ", i));
+}
+
+// Converts to int, or throws for the failing item.
+struct Fragile {
+  int value;
+  bool fail;
+  operator int() const {  // NOLINT: converted to the task's argument type
+    if (fail) ThrowInputError(value);
+    return value;
+  }
+};
+
+class FailingInts : public std::ranges::view_base {
+ public:
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using value_type = Fragile;
+    using difference_type = std::ptrdiff_t;
+
+    iterator() = default;
+    iterator(int fail_at, FailIn how) : fail_at_(fail_at), how_(how) {}
+
+    Fragile operator*() const {
+      if (At(FailIn::kDereference)) ThrowInputError(value_);
+      return Fragile{value_, At(FailIn::kConversion)};
+    }
+    iterator& operator++() {
+      if (At(FailIn::kIncrement)) ThrowInputError(value_);
+      ++value_;
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) {
+      if (it.At(FailIn::kComparison)) ThrowInputError(it.value_);
+      return false;
+    }
+
+   private:
+    bool At(FailIn how) const { return how_ == how && value_ == fail_at_; }
+    int value_ = 0;
+    int fail_at_ = -1;
+    FailIn how_ = FailIn::kDereference;
+  };
+
+  FailingInts(int fail_at, FailIn how) : fail_at_(fail_at), how_(how) {}
+  iterator begin() const { return iterator(fail_at_, how_); }
+  std::default_sentinel_t end() const { return {}; }
+
+ private:
+  int fail_at_;
+  FailIn how_;
+};
+static_assert(std::ranges::input_range<FailingInts>);
+
+// Argument tuples (i, i) over FailingInts.
+auto FailingPairs(int fail_at) {
+  return FailingInts(fail_at, FailIn::kDereference) |
+         std::views::transform([](int i) { return std::make_tuple(i, i); });
+}
+
+// What a range-for over `range` yields before it throws, and the
+// std::out_of_range it throws (its what(); empty if it ended instead).
+template <class Range, class F>
+std::string IterateUntilThrow(Range&& range, F on_item) {
+  try {
+    for (const auto& item : range) on_item(item);
+  } catch (const std::out_of_range& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // ---- Order ----
 
@@ -428,6 +510,121 @@ TEST_F(MapTest, MapUnorderedReportsAFailedItemWithItsArguments) {
   }
   EXPECT_EQ(count, 3u);
   EXPECT_TRUE(saw_failure);
+}
+
+// ---- An input that throws ----
+// Like Python's map over a generator that raises: the items before the
+// failing input are yielded, then its exception comes out.
+
+TEST_F(MapTest, MapYieldsTheItemsBeforeAFailingInputThenRethrowsItsException) {
+  std::vector<int> got;
+  std::string error = IterateUntilThrow(
+      pool().Map(Task(math::kNoop), FailingInts(5, FailIn::kDereference)),
+      [&](int r) { got.push_back(r); });
+  EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(error, "input 5");
+}
+
+TEST_F(MapTest, MapRethrowsAnInputsExceptionBeyondManyChunks) {
+  std::vector<int> got;
+  std::string error = IterateUntilThrow(
+      pool().Map(MapOptions{.chunksize = 64}, Task(math::kNoop),
+                 FailingInts(1000, FailIn::kDereference)),
+      [&](int r) { got.push_back(r); });
+  ASSERT_EQ(got.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(got[i], i);
+  EXPECT_EQ(error, "input 1000");
+}
+
+TEST_F(MapTest, MapRethrowsAnExceptionFromTheFirstInputWhenIterationStarts) {
+  auto results =
+      pool().Map(Task(math::kNoop), FailingInts(0, FailIn::kDereference));
+  EXPECT_THROW(results.begin(), std::out_of_range);
+}
+
+TEST_F(MapTest, MapRethrowsAnExceptionFromIncrementingAnInput) {
+  std::vector<int> got;
+  std::string error = IterateUntilThrow(
+      pool().Map(Task(math::kNoop), FailingInts(3, FailIn::kIncrement)),
+      [&](int r) { got.push_back(r); });
+  EXPECT_EQ(got, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(error, "input 3");
+}
+
+TEST_F(MapTest, MapRethrowsAnExceptionFromComparingAnInputWithItsEnd) {
+  std::vector<int> got;
+  std::string error = IterateUntilThrow(
+      pool().Map(Task(math::kNoop), FailingInts(3, FailIn::kComparison)),
+      [&](int r) { got.push_back(r); });
+  EXPECT_EQ(got, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(error, "input 3");
+}
+
+TEST_F(MapTest, MapRethrowsAnExceptionFromConvertingAnInputToTheArgumentType) {
+  std::vector<int> got;
+  std::vector<int> ys(10, 100);
+  std::string error = IterateUntilThrow(
+      pool().Map(Task(math::kAdd), FailingInts(3, FailIn::kConversion), ys),
+      [&](int r) { got.push_back(r); });
+  EXPECT_EQ(got, (std::vector<int>{100, 101, 102}));
+  EXPECT_EQ(error, "input 3");
+}
+
+TEST_F(MapTest, TryMapYieldsTheItemsBeforeAFailingInputThenRethrowsItsException) {
+  std::vector<int> got;
+  std::string error = IterateUntilThrow(
+      pool().TryMap(Task(math::kNoop), FailingInts(4, FailIn::kDereference)),
+      [&](const absl::StatusOr<int>& r) { got.push_back(r.value_or(-1)); });
+  EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(error, "input 4");
+}
+
+TEST_F(MapTest, MapUnorderedYieldsTheItemsBeforeAFailingInputThenRethrowsItsException) {
+  std::set<size_t> seen;
+  std::string error = IterateUntilThrow(
+      pool().MapUnordered(Task(math::kNoop), FailingInts(6, FailIn::kDereference)),
+      [&](const auto& item) {
+        EXPECT_EQ(item.result.value_or(-1), static_cast<int>(item.index));
+        seen.insert(item.index);
+      });
+  EXPECT_EQ(seen, (std::set<size_t>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(error, "input 6");
+}
+
+TEST_F(MapTest, IstarmapYieldsTheItemsBeforeAFailingInputThenRethrowsItsException) {
+  std::vector<int> got;
+  std::string error =
+      IterateUntilThrow(pool().Istarmap(Task(math::kAdd), FailingPairs(3)),
+                        [&](int r) { got.push_back(r); });
+  EXPECT_EQ(got, (std::vector<int>{0, 2, 4}));
+  EXPECT_EQ(error, "input 3");
+}
+
+TEST_F(MapTest, TryIstarmapYieldsTheItemsBeforeAFailingInputThenRethrowsItsException) {
+  std::vector<int> got;
+  std::string error = IterateUntilThrow(
+      pool().TryIstarmap(Task(math::kAdd), FailingPairs(3)),
+      [&](const absl::StatusOr<int>& r) { got.push_back(r.value_or(-1)); });
+  EXPECT_EQ(got, (std::vector<int>{0, 2, 4}));
+  EXPECT_EQ(error, "input 3");
+}
+
+TEST_F(MapTest, MapAllReturnsUnknownForAFailingInput) {
+  absl::StatusOr<std::vector<int>> r =
+      pool().MapAll(Task(math::kNoop), FailingInts(7, FailIn::kDereference));
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kUnknown) << r.status();
+  TaskError e(r.status());
+  EXPECT_EQ(e.exception_type(), "std::out_of_range");
+  EXPECT_EQ(e.exception_what(), "input 7");
+}
+
+TEST_F(MapTest, StarmapReturnsUnknownForAFailingInput) {
+  absl::StatusOr<std::vector<int>> r =
+      pool().Starmap(Task(math::kAdd), FailingPairs(2));
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kUnknown) << r.status();
+  TaskError e(r.status());
+  EXPECT_EQ(e.exception_type(), "std::out_of_range");
+  EXPECT_EQ(e.exception_what(), "input 2");
 }
 
 // ---- The range interface ----

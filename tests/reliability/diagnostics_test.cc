@@ -12,8 +12,9 @@
 #include "gtest/gtest.h"
 #include "plugins/faults/faults.h"
 #include "plugins/math/math.h"
-#include "tests/testdata/probe.h"
+#include "pool/internal/backend.h"
 #include "pool/pool.h"
+#include "tests/testdata/probe.h"
 #include "tests/api/test_env.h"
 
 namespace procpool {

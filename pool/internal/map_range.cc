@@ -1,0 +1,55 @@
+#include "pool/internal/map_range.h"
+
+#include <cxxabi.h>
+
+#include <exception>
+#include <string>
+#include <typeinfo>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "pool/internal/backend.h"
+#include "tasks/signature.h"
+
+namespace procpool::internal {
+
+absl::Status CurrentInputError(size_t index) {
+  std::string type = "an exception of unknown type";
+  if (const std::type_info* t = abi::__cxa_current_exception_type()) {
+    type = ReadableTypeName(*t);
+  }
+  std::string what;
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  absl::Status status = absl::UnknownError(
+      absl::StrCat("reading input #", index, " of the map threw ", type,
+                   what.empty() ? "" : ": ", what));
+  status.SetPayload(kExceptionTypePayload, absl::Cord(type));
+  status.SetPayload(kExceptionWhatPayload, absl::Cord(what));
+  return status;
+}
+
+int MapContext::num_workers() const { return backend_->num_workers(); }
+
+size_t MapContext::SuggestedWindow() const {
+  return backend_->SuggestedWindow();
+}
+
+size_t MapContext::SuggestedChunkSize() const {
+  return backend_->SuggestedChunkSize();
+}
+
+size_t MapContext::max_chunk_bytes() const {
+  return backend_->max_chunk_bytes();
+}
+
+void MapContext::EnqueueMany(
+    std::vector<std::shared_ptr<TaskState>>& tasks) const {
+  backend_->EnqueueMany(tasks);
+}
+
+}  // namespace procpool::internal
