@@ -25,6 +25,8 @@ packages=(
   libxml2-dev         # plugins/text: HTML parser (tags, entities) (2.9.14)
   libre2-dev          # plugins/text: e-mail and URL patterns
   libphonenumber-dev  # plugins/text: finding phone numbers in text (8.12)
+  libgumbo-dev        # bench: the HTML5 parser normalize's libxml2 is measured against
+  python3.11-doc      # tests/plugins/text: real HTML pages for the fidelity test
   doxygen           # scripts/docs.sh: the API reference (1.9.4)
 )
 

@@ -53,7 +53,9 @@ std::string StripHtml(std::string_view s);
 //  1. invalid UTF-8 fixed (FixUtf8);
 //  2. if the text holds markup (a tag, a comment or an entity), the text a
 //     browser shows of it (StripHtml);
-//  3. Unicode NFKC ("ﬁ" -> "fi", full-width letters -> ASCII, "①" -> "1");
+//  3. Unicode NFKC ("ﬁ" -> "fi", full-width letters -> ASCII, "①" -> "1"),
+//     then utf8proc's lumping: dashes and the minus sign become "-", curly
+//     single quotes "'", and a few look-alike symbols their ASCII forms;
 //  4. control characters and default-ignorable characters (zero-width
 //     space, soft hyphen, BOM, bidi marks) removed; line breaks and tabs
 //     become spaces;
