@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -50,6 +51,46 @@ UniqueFd::~UniqueFd() {
 }
 
 int UniqueFd::Release() { return std::exchange(fd_, -1); }
+
+// ---- StreamHash ----
+
+namespace {
+uint64_t MixWord(uint64_t h, uint64_t w) {
+  h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+  return h ^ (h >> 29);
+}
+}  // namespace
+
+void StreamHash::Update(std::string_view bytes) {
+  const char* p = bytes.data();
+  size_t n = bytes.size();
+  total_ += n;
+  while (npending_ > 0 && npending_ < 8 && n > 0) {
+    pending_[npending_++] = static_cast<unsigned char>(*p++);
+    --n;
+  }
+  if (npending_ == 8) {
+    uint64_t w;
+    std::memcpy(&w, pending_, 8);
+    h_ = MixWord(h_, w);
+    npending_ = 0;
+  }
+  while (n >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h_ = MixWord(h_, w);
+    p += 8;
+    n -= 8;
+  }
+  std::memcpy(pending_ + npending_, p, n);
+  npending_ += n;
+}
+
+uint64_t StreamHash::Value() const {
+  uint64_t w = 0;
+  std::memcpy(&w, pending_, npending_);
+  return MixWord(MixWord(h_, w), total_);
+}
 
 // ---- LineReader ----
 
@@ -110,30 +151,46 @@ absl::StatusOr<bool> LineReader::Fill() {
   }
 }
 
-absl::StatusOr<bool> LineReader::Next(std::string* line, bool* terminated) {
+absl::StatusOr<bool> LineReader::Next(std::string* line, bool* terminated,
+                                      uint64_t* full_size) {
   size_t scanned = begin_;
+  uint64_t dropped = 0;  // bytes of a too long line already let go
+  auto take = [&](size_t end, size_t skip) {
+    const size_t len = end - begin_;
+    if (dropped == 0 && len <= max_line_) {
+      line->assign(buf_.data() + begin_, len);
+    } else if (dropped == 0) {
+      line->assign(buf_.data() + begin_, std::min(len, kKeptOfLongLine));
+    }
+    if (full_size != nullptr) *full_size = dropped + len;
+    hash_.Update(std::string_view(buf_.data() + begin_, len + skip));
+    consumed_ += len + skip;
+    begin_ = end + skip;
+    ++lines_;
+  };
   while (true) {
     const char* nl = static_cast<const char*>(
         std::memchr(buf_.data() + scanned, '\n', end_ - scanned));
     if (nl != nullptr) {
-      const size_t at = static_cast<size_t>(nl - buf_.data());
-      line->assign(buf_.data() + begin_, at - begin_);
-      consumed_ += at - begin_ + 1;
-      begin_ = at + 1;
+      take(static_cast<size_t>(nl - buf_.data()), 1);
       *terminated = true;
-      ++lines_;
       return true;
+    }
+    if (dropped + (end_ - begin_) > max_line_ && end_ - begin_ >= kKeptOfLongLine) {
+      // Too long to keep: hold its first bytes, let the rest go.
+      if (dropped == 0) line->assign(buf_.data() + begin_, kKeptOfLongLine);
+      hash_.Update(std::string_view(buf_.data() + begin_, end_ - begin_));
+      dropped += end_ - begin_;
+      consumed_ += end_ - begin_;
+      begin_ = end_;
     }
     scanned = end_ - begin_;  // relative: Fill() moves the data to offset 0
     absl::StatusOr<bool> more = Fill();
     if (!more.ok()) return more.status();
     if (!*more) {
-      if (begin_ == end_) return false;
-      line->assign(buf_.data() + begin_, end_ - begin_);
-      consumed_ += end_ - begin_;
-      begin_ = end_;
+      if (begin_ == end_ && dropped == 0) return false;
+      take(end_, 0);
       *terminated = false;
-      ++lines_;
       return true;
     }
   }
