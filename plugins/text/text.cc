@@ -47,9 +47,12 @@ bool NameIn(const xmlChar* name, std::initializer_list<const char*> names) {
 
 // Elements whose content a browser does not render: the HTML standard's
 // rendering section gives them `display: none`, or parses their content as
-// text that is never shown (iframe, noscript with scripting on).
+// text that is never shown (iframe, noscript with scripting on). <head> is
+// not among them: what may stay in a head is hidden on its own (title,
+// script, style...), and libxml2 leaves in <head> what the HTML parsing
+// rules move to the body ("<script></script><td>cell" keeps "cell").
 bool HiddenElement(const xmlChar* name) {
-  return NameIn(name, {"script", "style", "noscript", "template", "head", "title", "area",
+  return NameIn(name, {"script", "style", "noscript", "template", "title", "area",
                        "base", "basefont", "datalist", "link", "meta", "noembed", "noframes",
                        "param", "rp", "iframe"});
 }

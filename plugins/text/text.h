@@ -36,8 +36,8 @@ std::string FixUtf8(std::string_view s);
 //    tree), with <html>, <head> and <body> implied, so a fragment that
 //    starts with <script> or <style> keeps the text after it. Entities
 //    (&amp;, &eacute;, &#233;, &#xE9;) are decoded; comments are dropped.
-//  - Content a browser does not render is dropped: <head> (with <title>),
-//    <script>, <style>, <noscript>, <template>, <iframe>, <noembed>,
+//  - Content a browser does not render is dropped: <title>, <script>,
+//    <style>, <noscript>, <template>, <iframe>, <noembed>,
 //    <noframes>, <datalist>, <rp>, <area>, <base>, <link>, <meta>, <param>,
 //    and any element with a `hidden` attribute or a `style` that sets
 //    `display: none`.

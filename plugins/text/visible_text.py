@@ -17,9 +17,11 @@ import re
 import unicodedata
 
 # Content a browser does not render (the HTML standard's rendering section
-# gives these `display: none`, or never shows their content).
+# gives these `display: none`, or never shows their content). <head> is
+# hidden too, but the HTML parsing rules keep nothing else in it: content
+# that html.parser would leave there ("<head><td>cell") is shown.
 HIDDEN = frozenset("""
-    script style noscript template head title area base basefont datalist link
+    script style noscript template title area base basefont datalist link
     meta noembed noframes param rp iframe
 """.split())
 

@@ -3,14 +3,15 @@
 
 Builds a JSON Lines corpus from a few hundred pages of Debian's Python
 documentation (python3.11-doc, installed by scripts/setup.sh), as whole
-documents and as fragments cut out of them at tag boundaries, runs poolrun's
+documents and as fragments cut out of them at tag boundaries, adds the
+records of the sample data set (data/web_sample_small.jsonl), runs poolrun's
 main job over it (text plugin, `normalize`, 2 workers), and compares each
 output with plugins/text/visible_text.py, a small reference extractor that
 implements the text rule of docs/POOLRUN.md on Python's html.parser.
 
 Per record, word recall is the share of the reference's words (as a
 multiset) that normalize also gives; a word glued to its neighbour or split
-in two counts as lost. Targets, for documents and fragments alike: no record
+in two counts as lost. Targets, for each of the three kinds: no record
 with visible text comes out empty, median recall >= 0.99, 5th percentile
 >= 0.97. Precision (normalize's words the reference also has) is held to
 the same median, so hidden text (scripts, styles, head) cannot leak in.
@@ -96,6 +97,23 @@ def main():
                 records.append((rel, kind, text))
                 f.write(json.dumps({"id": len(records) - 1, "page": rel, "kind": kind,
                                     "text": text}) + "\n")
+        # The sample data set's records too: made up, but with the markup
+        # patterns of scraped snippets (leading scripts, stray table cells).
+        with open(runfile("data/web_sample_small.jsonl"), encoding="utf-8",
+                  errors="surrogateescape") as sample:
+            for n, line in enumerate(sample, 1):
+                try:
+                    text = json.loads(line)["text"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if not isinstance(text, str) or not text:
+                    continue
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    continue
+                records.append((f"web_sample_small.jsonl:{n}", "sample record", text))
+                f.write(json.dumps({"id": len(records) - 1, "text": text}) + "\n")
     out = os.path.join(tmp, "clean.jsonl")
     run = subprocess.run(
         [runfile("cli/poolrun"), "--plugin", runfile("plugins/text/libtext.so"), "--task",
@@ -114,7 +132,7 @@ def main():
         sys.exit(f"FAIL: {len(records)} records in, {len(results)} out")
 
     failures = []
-    for kind in ("document", "fragment"):
+    for kind in ("document", "fragment", "sample record"):
         recalls, precisions, empty, worst = [], [], [], []
         for i, (rel, k, text) in enumerate(records):
             if k != kind:
@@ -129,7 +147,8 @@ def main():
             worst.append((recall, precision, rel))
         med, p5 = statistics.median(recalls), percentile(recalls, 0.05)
         pmed = statistics.median(precisions)
-        print(f"{kind}s: {len(recalls)} from {docs}; word recall median {med:.4f}, "
+        source = "data/web_sample_small.jsonl" if kind == "sample record" else docs
+        print(f"{kind}s: {len(recalls)} from {source}; word recall median {med:.4f}, "
               f"5th percentile {p5:.4f}, min {min(recalls):.4f}; precision median {pmed:.4f}, "
               f"5th percentile {percentile(precisions, 0.05):.4f}; empty outputs: {len(empty)}")
         for recall, precision, rel in sorted(worst)[:3]:

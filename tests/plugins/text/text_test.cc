@@ -67,6 +67,12 @@ TEST(TextRuleTest, TextAfterALeadingHiddenElementIsKept) {
   EXPECT_EQ(Normalize("<noscript>x</noscript><ul><li>one</li><li>two</li></ul>"), "one two");
   EXPECT_EQ(Normalize("<template><p>t</p></template><p>after</p>"), "after");
   EXPECT_EQ(Normalize("<title>T</title>Body text"), "Body text");
+  // Table parts after head content: libxml2 leaves them in <head>, the HTML
+  // parsing rules (and browsers) show them.
+  EXPECT_EQ(Normalize("<script>x</script><td>cell</td>"), "cell");
+  EXPECT_EQ(Normalize("<title>t</title><tr><td>c1</td><td>c2</td></tr>"), "c1 c2");
+  EXPECT_EQ(Normalize("<head><meta charset=utf-8><th>h</th><caption>c</caption>"), "h c");
+  EXPECT_EQ(Normalize("<style>p{}</style>\n<td>a</td>"), "a");
   EXPECT_EQ(Normalize("<script>a</script>"), "");
 }
 
