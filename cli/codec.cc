@@ -1,5 +1,6 @@
 #include "cli/codec.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -8,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "simdjson.h"
 
 namespace procpool::cli {
 namespace {
@@ -137,10 +139,10 @@ size_t Utf8SequenceAt(const unsigned char* s, size_t n, size_t i) {
   return 0;
 }
 
-}  // namespace
-
-void ParseJsonlRecord(std::string_view raw, const std::vector<std::string>& fields,
-                      const std::string& result_key, size_t max_depth, Record* r) {
+// The streaming pass of nlohmann-json: the reference behaviour, and the
+// path for what simdjson refuses (its errors are reported from here).
+void ParseWithNlohmann(std::string_view raw, const std::vector<std::string>& fields,
+                       const std::string& result_key, size_t max_depth, Record* r) {
   std::vector<std::string> top_level;
   bool needs_dom = false;
   for (const std::string& f : fields) {
@@ -223,6 +225,95 @@ void ParseJsonlRecord(std::string_view raw, const std::vector<std::string>& fiel
         break;
     }
   }
+}
+
+// simdjson's DOM parser (validating, iterative, SIMD) for the usual
+// record: an object whose fields are top-level keys. Returns false to hand
+// the record to ParseWithNlohmann: simdjson refused it (bad JSON, a number
+// it does not represent), or a field is not a string (passed as JSON text,
+// which nlohmann writes).
+bool ParseWithSimdjson(const std::string& raw, const std::vector<std::string>& fields,
+                       const std::string& result_key, size_t max_depth, Record* r) {
+  for (const std::string& f : fields) {
+    if (!f.empty() && f[0] == '/') return false;
+  }
+  thread_local simdjson::dom::parser parser;
+  if (parser.max_depth() != max_depth) {
+    if (parser.allocate(std::max<size_t>(parser.capacity(), 64), max_depth) != simdjson::SUCCESS) {
+      return false;
+    }
+  }
+  simdjson::dom::element doc;
+  const simdjson::error_code err = parser.parse(raw).get(doc);
+  if (err == simdjson::DEPTH_ERROR) {
+    r->error = absl::ResourceExhaustedError(absl::StrCat(
+        "the record nests arrays and objects deeper than --max-depth (", max_depth, ")"));
+    return true;
+  }
+  if (err != simdjson::SUCCESS) return false;
+  if (fields.empty()) {
+    std::string_view s;
+    if (doc.get_string().get(s) == simdjson::SUCCESS) {
+      r->args.emplace_back(s);
+    } else {
+      r->args.emplace_back(raw);
+    }
+    simdjson::dom::object object;
+    if (doc.get_object().get(object) == simdjson::SUCCESS) {
+      r->json_object = true;
+      for (auto field : object) {
+        if (field.key == result_key) r->has_result_key = true;
+      }
+    }
+    return true;
+  }
+  simdjson::dom::object object;
+  if (doc.get_object().get(object) != simdjson::SUCCESS) return false;  // nlohmann words it
+  // The last value of each field counts (as in a parsed object).
+  std::vector<simdjson::dom::element> found(fields.size());
+  std::vector<bool> present(fields.size(), false);
+  bool has_result_key = false;
+  for (auto field : object) {
+    for (size_t i = 0; i < fields.size(); ++i) {
+      if (field.key == fields[i]) {
+        found[i] = field.value;
+        present[i] = true;
+      }
+    }
+    if (field.key == result_key) has_result_key = true;
+  }
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (!present[i]) {
+      r->error = absl::NotFoundError(absl::StrCat("field '", fields[i], "' is missing"));
+      return true;
+    }
+    if (found[i].is_null()) {
+      r->error = absl::InvalidArgumentError(absl::StrCat("field '", fields[i], "' is null"));
+      return true;
+    }
+    if (!found[i].is_string()) {
+      r->args.clear();
+      return false;
+    }
+  }
+  for (size_t i = 0; i < fields.size(); ++i) {
+    std::string_view text;
+    if (found[i].get_string().get(text) != simdjson::SUCCESS) return false;
+    r->args.emplace_back(text);
+  }
+  r->json_object = true;
+  r->has_result_key = has_result_key;
+  return true;
+}
+
+}  // namespace
+
+void ParseJsonlRecord(const std::string& raw, const std::vector<std::string>& fields,
+                      const std::string& result_key, size_t max_depth, Record* r) {
+  if (ParseWithSimdjson(raw, fields, result_key, max_depth, r)) return;
+  r->error = absl::OkStatus();
+  r->args.clear();
+  ParseWithNlohmann(raw, fields, result_key, max_depth, r);
 }
 
 void AppendJsonlOutput(const Record& r, std::string_view result_json, const std::string& as,

@@ -26,10 +26,12 @@ namespace procpool::cli {
 // Problems go to r->error: not JSON (kInvalidArgument), nested deeper than
 // `max_depth` (kResourceExhausted), a missing field (kNotFound), a null
 // field or a field of a record that is not an object (kInvalidArgument).
-// Never recurses: the parse is a streaming (SAX) pass, and a DOM is built
-// only for a non-string or pointer field, once the depth is known to be
-// within `max_depth`.
-void ParseJsonlRecord(std::string_view raw, const std::vector<std::string>& fields,
+// Never recurses: records are parsed by simdjson (iterative, with a depth
+// limit), or, for what simdjson refuses and for pointer or non-string
+// fields, by a streaming (SAX) pass of nlohmann-json that stops at
+// `max_depth`; a DOM is built only for a non-string or pointer field, once
+// the depth is known to be within `max_depth`.
+void ParseJsonlRecord(const std::string& raw, const std::vector<std::string>& fields,
                       const std::string& result_key, size_t max_depth, Record* r);
 
 // Appends the jsonl output line (with its newline) of record `r` whose

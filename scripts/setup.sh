@@ -19,6 +19,7 @@ packages=(
   openmpi-bin       # Open MPI 4.1.4: mpirun, for the MPI backend (//pool:mpi)
   libopenmpi-dev    # its headers and libmpi
   nlohmann-json3-dev  # poolrun: JSON Lines in and out (3.11.2, header-only)
+  libsimdjson-dev     # poolrun: the fast JSON parser of records (3.0.1)
   libcsv-dev          # poolrun: RFC 4180 CSV reader and field quoting (3.0.3)
   libutf8proc-dev     # plugins/text: UTF-8 validation, NFKC, case folding (2.8.0)
   libicu-dev          # plugins/text: word segmentation for token counts (72)

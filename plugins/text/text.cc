@@ -38,12 +38,7 @@ void InitLibxml() {
   std::call_once(once, [] { xmlInitParser(); });
 }
 
-bool NameIn(const xmlChar* name, std::initializer_list<const char*> names) {
-  for (const char* n : names) {
-    if (xmlStrcasecmp(name, reinterpret_cast<const xmlChar*>(n)) == 0) return true;
-  }
-  return false;
-}
+enum class Kind : unsigned char { kInline, kBlock, kHidden };
 
 // Elements whose content a browser does not render: the HTML standard's
 // rendering section gives them `display: none`, or parses their content as
@@ -51,25 +46,61 @@ bool NameIn(const xmlChar* name, std::initializer_list<const char*> names) {
 // not among them: what may stay in a head is hidden on its own (title,
 // script, style...), and libxml2 leaves in <head> what the HTML parsing
 // rules move to the body ("<script></script><td>cell" keeps "cell").
-bool HiddenElement(const xmlChar* name) {
-  return NameIn(name, {"script", "style", "noscript", "template", "title", "area",
-                       "base", "basefont", "datalist", "link", "meta", "noembed", "noframes",
-                       "param", "rp", "iframe"});
-}
+constexpr const char* kHiddenElements[] = {
+    "script", "style", "noscript", "template", "title", "area", "base", "basefont",
+    "datalist", "link", "meta", "noembed", "noframes", "param", "rp", "iframe"};
 
 // Elements the standard's rendering section lays out as blocks, list items,
 // table parts or line breaks: their content is separated from what is
 // around it. Everything else (a, b, span, code, unknown and custom
 // elements...) is inline and separates nothing.
-bool BlockElement(const xmlChar* name) {
-  return NameIn(name, {"address", "article", "aside", "blockquote", "body", "br", "caption",
-                       "center", "col", "colgroup", "dd", "details", "dialog", "dir", "div",
-                       "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form",
-                       "frame", "frameset", "h1", "h2", "h3", "h4", "h5", "h6", "header",
-                       "hgroup", "hr", "html", "legend", "li", "listing", "main", "menu",
-                       "nav", "ol", "optgroup", "option", "p", "plaintext", "pre", "search",
-                       "section", "summary", "table", "tbody", "td", "tfoot", "th", "thead",
-                       "tr", "ul", "xmp"});
+constexpr const char* kBlockElements[] = {
+    "address", "article", "aside", "blockquote", "body", "br", "caption", "center", "col",
+    "colgroup", "dd", "details", "dialog", "dir", "div", "dl", "dt", "fieldset", "figcaption",
+    "figure", "footer", "form", "frame", "frameset", "h1", "h2", "h3", "h4", "h5", "h6",
+    "header", "hgroup", "hr", "html", "legend", "li", "listing", "main", "menu", "nav", "ol",
+    "optgroup", "option", "p", "plaintext", "pre", "search", "section", "summary", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "ul", "xmp"};
+
+// The kind of an element by its name, which libxml2's HTML parser gives in
+// lower case. A small open-addressing table: this runs for every tag.
+class ElementKinds {
+ public:
+  ElementKinds() {
+    for (const char* n : kHiddenElements) Add(n, Kind::kHidden);
+    for (const char* n : kBlockElements) Add(n, Kind::kBlock);
+  }
+  Kind Of(const xmlChar* name) const {
+    const char* n = reinterpret_cast<const char*>(name);
+    const size_t len = std::strlen(n);
+    if (len == 0 || len > kMaxName) return Kind::kInline;
+    for (size_t i = Hash(n, len) & (kSize - 1);; i = (i + 1) & (kSize - 1)) {
+      if (names_[i] == nullptr) return Kind::kInline;
+      if (std::strcmp(names_[i], n) == 0) return kinds_[i];
+    }
+  }
+
+ private:
+  static constexpr size_t kSize = 256;  // a power of two, > 4x the names
+  static constexpr size_t kMaxName = 10;
+  static size_t Hash(const char* n, size_t len) {
+    size_t h = len;
+    for (size_t i = 0; i < len; ++i) h = h * 31 + static_cast<unsigned char>(n[i]);
+    return h;
+  }
+  void Add(const char* n, Kind k) {
+    size_t i = Hash(n, std::strlen(n)) & (kSize - 1);
+    while (names_[i] != nullptr) i = (i + 1) & (kSize - 1);
+    names_[i] = n;
+    kinds_[i] = k;
+  }
+  const char* names_[kSize] = {};
+  Kind kinds_[kSize] = {};
+};
+
+Kind KindOf(const xmlChar* name) {
+  static const ElementKinds* kinds = new ElementKinds();
+  return kinds->Of(name);
 }
 
 // `style` sets display:none (spaces and case do not matter).
@@ -115,9 +146,12 @@ void OnStartElement(void* ctx, const xmlChar* name, const xmlChar** atts) {
   Extraction& x = StateOf(ctx);
   if (x.hidden_depth > 0) {
     ++x.hidden_depth;
-  } else if (HiddenElement(name) || HiddenByAttributes(atts)) {
+    return;
+  }
+  const Kind kind = KindOf(name);
+  if (kind == Kind::kHidden || HiddenByAttributes(atts)) {
     x.hidden_depth = 1;
-  } else if (BlockElement(name)) {
+  } else if (kind == Kind::kBlock) {
     Separate(x.out);
   }
 }
@@ -126,7 +160,7 @@ void OnEndElement(void* ctx, const xmlChar* name) {
   Extraction& x = StateOf(ctx);
   if (x.hidden_depth > 0) {
     --x.hidden_depth;
-  } else if (BlockElement(name)) {
+  } else if (KindOf(name) == Kind::kBlock) {
     Separate(x.out);
   }
 }
@@ -143,7 +177,9 @@ struct ParserCtxtFree {
 // Appends the visible text of `html` (valid UTF-8 without NUL bytes) to *out.
 void ExtractVisibleText(std::string_view html, std::string* out) {
   InitLibxml();
-  std::unique_ptr<htmlParserCtxt, ParserCtxtFree> ctxt(htmlNewParserCtxt());
+  // One parser context per thread, reset by each read: building one costs
+  // more than parsing a short record.
+  thread_local std::unique_ptr<htmlParserCtxt, ParserCtxtFree> ctxt(htmlNewParserCtxt());
   if (ctxt == nullptr) throw std::bad_alloc();
   // A streaming pass: the parser builds no tree, it reports tags and text.
   xmlSAXHandler sax{};
