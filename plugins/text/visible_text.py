@@ -6,6 +6,7 @@ fidelity test compares `normalize` with it on real pages, and
 //bench:compare runs the same job with it under `multiprocessing.Pool`.
 
     visible_text(html)  the words a browser shows, blocks separated
+    normalize_text(t)   the steps after it (below)
     normalize(text)     visible_text if the text holds markup, then NFKC,
                         utf8proc's lumping of dashes and quotes, controls
                         and default-ignorable characters removed, white
@@ -136,18 +137,33 @@ _LUMP = {0x2018: "'", 0x2019: "'", 0x02BC: "'", 0x02C8: "'", 0x2212: "-", 0x2044
          0x223C: "~"}
 
 
+def _mapping(ch):
+    """What normalize_text makes of one character (after NFKC)."""
+    cat = unicodedata.category(ch)
+    if ch.isspace() or cat in ("Zs", "Zl", "Zp"):
+        return " " if ch in "\t\n\x0b\x0c\r\x85" or not cat.startswith("C") else None
+    if cat == "Pd":
+        return "-"
+    if _dropped(ch, cat):
+        return None
+    return _LUMP.get(ord(ch), ch)
+
+
+_TABLE = {}  # code point -> replacement (None: removed), filled as met
+
+
+def normalize_text(text):
+    """normalize's steps after the markup: NFKC, lumping, controls and
+    default-ignorable characters removed, white space collapsed."""
+    text = unicodedata.normalize("NFKC", text)
+    for ch in set(text):
+        if ord(ch) not in _TABLE:
+            _TABLE[ord(ch)] = _mapping(ch)
+    return " ".join(text.translate(_TABLE).split())
+
+
 def normalize(text):
     """`normalize` of the text plugin, by the same rule."""
     if looks_like_markup(text):
         text = visible_text(text)
-    text = unicodedata.normalize("NFKC", text)
-    out = []
-    for ch in text:
-        cat = unicodedata.category(ch)
-        if ch in "\t\n\x0b\x0c\r\x85" or cat in ("Zs", "Zl", "Zp"):
-            out.append(" ")
-        elif cat == "Pd":
-            out.append("-")
-        elif not _dropped(ch, cat):
-            out.append(_LUMP.get(ord(ch), ch))
-    return " ".join(w for w in "".join(out).split(" ") if w)
+    return normalize_text(text)
