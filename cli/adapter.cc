@@ -268,7 +268,7 @@ BatchReply RunBatch(BatchRequest request) {
   BatchReply reply;
   size_t input_bytes = 0;
   for (const std::string& r : request.records) input_bytes += r.size();
-  reply.output.reserve(input_bytes + input_bytes / 4 + 64 * request.records.size());
+  reply.output.reserve(input_bytes / 2 + 64 * request.records.size());
   std::string args;
   std::string result;
   std::string result_json;
@@ -306,7 +306,11 @@ BatchReply RunBatch(BatchRequest request) {
       fail(s.code(), std::string(s.message()));
       continue;
     }
-    std::vector<std::string>().swap(rec.args);  // the archive holds them now
+    // The archive holds the arguments now; and poolrun, which has the
+    // record, splices the result into an object itself.
+    const bool splice = jsonl && !job.result_only && rec.json_object && !rec.has_result_key;
+    std::vector<std::string>().swap(rec.args);
+    if (splice || !jsonl) std::string().swap(rec.raw);
     result.clear();
     // --timeout: SIGALRM's default action ends the worker if the task runs
     // past it; poolrun learns from the progress slot which record it was.
@@ -331,7 +335,10 @@ BatchReply RunBatch(BatchRequest request) {
       continue;
     }
     bool empty = false;
-    if (jsonl) {
+    const size_t at = reply.output.size();
+    if (splice) {
+      target.codec->append_result(result, false, &reply.output, &empty);
+    } else if (jsonl) {
       result_json.clear();
       target.codec->append_result(result, false, &result_json, &empty);
       AppendJsonlOutput(rec, result_json, job.as, key_json, job.result_only, &reply.output);
@@ -339,8 +346,11 @@ BatchReply RunBatch(BatchRequest request) {
       target.codec->append_result(result, as_text, &reply.output, &empty);
       reply.output.push_back('\n');
     }
+    reply.lengths.push_back(reply.output.size() - at);
+    reply.splice.push_back(splice ? 1 : 0);
     if (empty) ++reply.empty_results;
   }
+  if (result.capacity() > (size_t{1} << 20)) std::string().swap(result);
   if (args.capacity() > (size_t{1} << 20)) std::string().swap(args);
   reply.busy_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                             std::chrono::steady_clock::now() - batch_start)

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cli/record.h"
+#include "tasks/serialize.h"
 
 namespace procpool::cli {
 
@@ -45,10 +47,26 @@ struct BatchJob {
 struct BatchRequest {
   BatchJob job;
   uint64_t seq = 0;  // the batch's number in the run: its progress slot
-  std::vector<std::string> records;  // raw, without their newlines
+  // The records, raw, without their newlines: in a worker, as received.
+  std::vector<std::string> records;
+  // In poolrun: the records to send, read in place (not copied into
+  // `records`); they must outlive the request's serialization.
+  const Record* borrowed = nullptr;
+  size_t borrowed_count = 0;
 
+  // The same bytes as cereal's for (job, seq, records), whichever holds them.
   template <class Archive>
-  void serialize(Archive& ar) {
+  void save(Archive& ar) const {
+    ar(job, seq);
+    if (borrowed == nullptr) {
+      ar(records);
+      return;
+    }
+    ar(cereal::make_size_tag(static_cast<cereal::size_type>(borrowed_count)));
+    for (size_t i = 0; i < borrowed_count; ++i) ar(borrowed[i].raw);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
     ar(job, seq, records);
   }
 };
@@ -65,16 +83,21 @@ struct RecordFailure {
 };
 
 struct BatchReply {
-  // The output lines (with their newlines) of the records that succeeded,
-  // in batch order.
+  // One piece per record that succeeded, in batch order, back to back:
+  // either its finished output line (with the newline), or, where
+  // splice[k] is 1, only its result as JSON, which poolrun splices into the
+  // record's text (a JSON object without the result's key): the record does
+  // not travel back.
   std::string output;
+  std::vector<uint64_t> lengths;
+  std::vector<uint8_t> splice;
   std::vector<RecordFailure> failures;  // by increasing index
   uint32_t empty_results = 0;  // string results that are empty
   uint64_t busy_ns = 0;        // the batch's time in the worker
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(output, failures, empty_results, busy_ns);
+    ar(output, lengths, splice, failures, empty_results, busy_ns);
   }
 };
 

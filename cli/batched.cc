@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "cli/codec.h"
 
 namespace procpool::cli {
 namespace {
@@ -35,7 +36,11 @@ class Runner {
  public:
   Runner(ProcessPool& pool, Job& job, const PoolrunOptions& o, BatchJob config,
          std::optional<ProgressSlots> progress)
-      : pool_(pool), job_(job), o_(o), config_(std::move(config)), progress_(std::move(progress)) {}
+      : pool_(pool), job_(job), o_(o), config_(std::move(config)), progress_(std::move(progress)) {
+    AppendJsonString(&key_colon_, config_.as);
+    key_colon_.push_back(':');
+    comma_key_colon_ = "," + key_colon_;
+  }
 
   // ---- The map's input: one BatchRequest per batch ----
   bool AtEnd() {
@@ -80,26 +85,45 @@ class Runner {
                               kMaxBatchRecords);
   }
 
+  // The request reads the batch's records in place: the batch lives until
+  // its reply is in, and the pool serializes a request before that.
   BatchRequest MakeRequest(const Batch& b) const {
     BatchRequest req;
     req.job = config_;
     req.seq = b.seq;
-    req.records.reserve(b.records.size());
-    for (const Record& r : b.records) req.records.push_back(r.raw);
+    req.borrowed = b.records.data();
+    req.borrowed_count = b.records.size();
     return req;
   }
 
   void Settle(const Batch& batch, const BatchReply& reply) {
-    job_.WriteOutput(reply.output);
     size_t f = 0;
+    size_t piece = 0;
+    size_t at = 0;
+    const std::string_view output = reply.output;
     for (size_t i = 0; i < batch.records.size(); ++i) {
       if (f < reply.failures.size() && reply.failures[f].index == i) {
         const RecordFailure& failure = reply.failures[f++];
         job_.Fail(batch.records[i],
                   absl::Status(static_cast<absl::StatusCode>(failure.code), failure.message));
-      } else {
-        job_.Succeeded(batch.records[i], false);
+        continue;
       }
+      if (piece >= reply.lengths.size() || at + reply.lengths[piece] > output.size()) {
+        job_.Fail(batch.records[i], absl::DataLossError("the worker's reply is short"));
+        continue;
+      }
+      const std::string_view bytes = output.substr(at, reply.lengths[piece]);
+      if (piece < reply.splice.size() && reply.splice[piece] != 0) {
+        const SplicePoint point = SpliceAt(batch.records[i].raw);
+        job_.WriteOutput(point.head);
+        job_.WriteOutput(point.comma ? comma_key_colon_ : key_colon_);
+        job_.WriteOutput(bytes);
+        job_.WriteOutput("}\n");
+      } else {
+        job_.WriteOutput(bytes);
+      }
+      at += reply.lengths[piece++];
+      job_.Succeeded(batch.records[i], false);
     }
     job_.CountEmpty(reply.empty_results);
     if (!batch.records.empty() && reply.busy_ns > 0) {
@@ -217,6 +241,8 @@ class Runner {
   uint64_t next_map_index_ = 0;
   absl::flat_hash_map<uint64_t, Batch> in_flight_;
   double ns_per_record_ = 0;
+  std::string key_colon_;        // "<as>":
+  std::string comma_key_colon_;  // ,"<as>":
 };
 
 // The batches as an input range for the pool's map.

@@ -310,10 +310,24 @@ bool ParseWithSimdjson(const std::string& raw, const std::vector<std::string>& f
 
 void ParseJsonlRecord(const std::string& raw, const std::vector<std::string>& fields,
                       const std::string& result_key, size_t max_depth, Record* r) {
-  if (ParseWithSimdjson(raw, fields, result_key, max_depth, r)) return;
+  // simdjson holds a padded copy of the record, its strings unescaped and
+  // an index, several times a huge record's size; the streaming pass holds
+  // the field once.
+  constexpr size_t kSimdjsonMaxBytes = size_t{16} << 20;
+  if (raw.size() <= kSimdjsonMaxBytes &&
+      ParseWithSimdjson(raw, fields, result_key, max_depth, r)) {
+    return;
+  }
   r->error = absl::OkStatus();
   r->args.clear();
   ParseWithNlohmann(raw, fields, result_key, max_depth, r);
+}
+
+SplicePoint SpliceAt(const std::string& raw) {
+  const size_t close = raw.find_last_of('}');
+  const size_t before = raw.find_last_not_of(" \t\r\n", close - 1);
+  return SplicePoint{std::string_view(raw.data(), close),
+                     before != std::string::npos && raw[before] != '{'};
 }
 
 void AppendJsonlOutput(const Record& r, std::string_view result_json, const std::string& as,
@@ -321,11 +335,9 @@ void AppendJsonlOutput(const Record& r, std::string_view result_json, const std:
   if (result_only) {
     out->append(result_json);
   } else if (r.json_object && !r.has_result_key) {
-    const std::string& raw = r.raw;
-    const size_t close = raw.find_last_of('}');
-    const size_t before = raw.find_last_not_of(" \t\r\n", close - 1);
-    out->append(raw, 0, close);
-    if (before != std::string::npos && raw[before] != '{') out->push_back(',');
+    const SplicePoint at = SpliceAt(r.raw);
+    out->append(at.head);
+    if (at.comma) out->push_back(',');
     out->append(key_json);
     out->push_back(':');
     out->append(result_json);

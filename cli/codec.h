@@ -43,6 +43,17 @@ void ParseJsonlRecord(const std::string& raw, const std::vector<std::string>& fi
 void AppendJsonlOutput(const Record& r, std::string_view result_json, const std::string& as,
                        const std::string& key_json, bool result_only, std::string* out);
 
+// Where the result goes in the jsonl output line of a record that is a JSON
+// object without the result's key: the line is `head` (the record's text up
+// to its closing brace), a comma if `comma`, the key as JSON, a colon, the
+// result as JSON, and "}\n", written one after the other without copying
+// the record.
+struct SplicePoint {
+  std::string_view head;
+  bool comma;
+};
+SplicePoint SpliceAt(const std::string& raw);
+
 // Appends `s` as a JSON string (with quotes) to *out, escaped as
 // nlohmann-json does; each invalid UTF-8 sequence becomes U+FFFD.
 void AppendJsonString(std::string* out, std::string_view s);

@@ -16,6 +16,8 @@ namespace procpool::cli {
 
 namespace {
 constexpr size_t kBlock = size_t{1} << 20;
+// Lines at least this long are handed over in the reader's buffer.
+constexpr size_t kStealLine = 4 * kBlock;
 }  // namespace
 
 absl::Status ErrnoStatus(std::string_view context, int err) {
@@ -157,16 +159,26 @@ absl::StatusOr<bool> LineReader::Next(std::string* line, bool* terminated,
   uint64_t dropped = 0;  // bytes of a too long line already let go
   auto take = [&](size_t end, size_t skip) {
     const size_t len = end - begin_;
+    if (full_size != nullptr) *full_size = dropped + len;
+    hash_.Update(std::string_view(buf_.data() + begin_, len + skip));
+    consumed_ += len + skip;
+    ++lines_;
+    if (dropped == 0 && len <= max_line_ && begin_ == 0 && len >= kStealLine) {
+      // A long line takes the buffer it is in, instead of a copy of it.
+      std::string rest(buf_.data() + end + skip, end_ - (end + skip));
+      buf_.resize(len);
+      line->swap(buf_);
+      buf_ = std::move(rest);
+      begin_ = 0;
+      end_ = buf_.size();
+      return;
+    }
     if (dropped == 0 && len <= max_line_) {
       line->assign(buf_.data() + begin_, len);
     } else if (dropped == 0) {
       line->assign(buf_.data() + begin_, std::min(len, kKeptOfLongLine));
     }
-    if (full_size != nullptr) *full_size = dropped + len;
-    hash_.Update(std::string_view(buf_.data() + begin_, len + skip));
-    consumed_ += len + skip;
     begin_ = end + skip;
-    ++lines_;
   };
   while (true) {
     const char* nl = static_cast<const char*>(
@@ -239,9 +251,25 @@ OutputFile::~OutputFile() {
 }
 
 void OutputFile::Write(std::string_view s) {
-  buf_.append(s.data(), s.size());
   bytes_ += s.size();
-  if (buf_.size() >= kBlock) (void)Flush();
+  if (s.size() < kBlock) {
+    buf_.append(s.data(), s.size());
+    if (buf_.size() >= kBlock) (void)Flush();
+    return;
+  }
+  // A large piece is written where it is, not copied into the buffer.
+  if (!Flush().ok()) return;
+  size_t done = 0;
+  while (done < s.size()) {
+    ssize_t n = ::write(fd_, s.data() + done, s.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      if (errno == EPIPE) broken_pipe_ = true;
+      status_ = ErrnoStatus(absl::StrCat("write ", path_), errno);
+      return;
+    }
+    done += static_cast<size_t>(n);
+  }
 }
 
 absl::Status OutputFile::Flush() {
