@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <iterator>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
@@ -203,6 +204,138 @@ void ExtractVisibleText(std::string_view html, std::string* out) {
   if (doc != nullptr) xmlFreeDoc(doc);  // none: no SAX callback builds one
 }
 
+// ---- Character references, as the HTML parsing rules read them ----
+
+struct NamedReference {
+  const char* name;  // without the semicolon
+  uint32_t first;    // its code points (second: 0 if one)
+  uint32_t second;
+  bool legacy;       // also a reference without the semicolon
+};
+
+// The HTML5 named character references, sorted by name.
+constexpr NamedReference kNamedReferences[] = {
+#include "plugins/text/html5_entities.inc"
+};
+constexpr size_t kLongestLegacyName = 6;
+
+const NamedReference* FindReference(std::string_view name) {
+  const NamedReference* begin = std::begin(kNamedReferences);
+  const NamedReference* end = std::end(kNamedReferences);
+  const NamedReference* it = std::lower_bound(
+      begin, end, name, [](const NamedReference& r, std::string_view n) { return r.name < n; });
+  return it != end && std::string_view(it->name) == name ? it : nullptr;
+}
+
+// What a numeric reference to `cp` stands for (the HTML standard's
+// "numeric character reference end state").
+uint32_t NumericReference(uint64_t cp) {
+  static constexpr uint16_t kWindows1252[32] = {
+      0x20AC, 0x81,   0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+      0x2039, 0x0152, 0x8D,   0x017D, 0x8F,   0x90,   0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+      0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D,   0x017E, 0x0178};
+  if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0xFFFD;
+  if (cp >= 0x80 && cp <= 0x9F) return kWindows1252[cp - 0x80];
+  return static_cast<uint32_t>(cp);
+}
+
+void AppendDecimalReference(std::string* out, uint32_t cp) {
+  out->append("&#");
+  out->append(std::to_string(cp));
+  out->push_back(';');
+}
+
+// `html` with the character references libxml2 would not decode as the
+// HTML parsing rules do rewritten as decimal references it does decode:
+// names it does not know (HTML5 names, "&QUOT;"), legacy names without a
+// semicolon ("&copy 2024", "&notit;" -> "&#172;it;"), and numbers that
+// stand for another character (0x80-0x9F as Windows-1252; 0, surrogates and
+// numbers past U+10FFFF as U+FFFD) or lack their semicolon. Returns `html`
+// itself when nothing changes, else a view of *storage. References in
+// attributes and in script or style content are rewritten too; neither is
+// ever part of the text.
+std::string_view RewriteReferences(std::string_view html, std::string* storage) {
+  const char* const data = html.data();
+  const size_t n = html.size();
+  size_t copied = 0;  // html[copied, i) not yet copied to *storage
+  bool changed = false;
+  auto replace = [&](size_t from, size_t to, uint32_t a, uint32_t b) {
+    if (!changed) {
+      storage->clear();
+      storage->reserve(n + 16);
+      changed = true;
+    }
+    storage->append(data + copied, from - copied);
+    AppendDecimalReference(storage, a);
+    if (b != 0) AppendDecimalReference(storage, b);
+    copied = to;
+  };
+  size_t i = 0;
+  while (true) {
+    const void* amp = std::memchr(data + i, '&', n - i);
+    if (amp == nullptr) break;
+    i = static_cast<size_t>(static_cast<const char*>(amp) - data);
+    size_t j = i + 1;
+    if (j < n && data[j] == '#') {
+      ++j;
+      const bool hex = j < n && (data[j] == 'x' || data[j] == 'X');
+      if (hex) ++j;
+      const size_t digits = j;
+      uint64_t cp = 0;
+      while (j < n && (hex ? std::isxdigit(static_cast<unsigned char>(data[j]))
+                           : std::isdigit(static_cast<unsigned char>(data[j])))) {
+        const int d = std::isdigit(static_cast<unsigned char>(data[j]))
+                          ? data[j] - '0'
+                          : (std::tolower(static_cast<unsigned char>(data[j])) - 'a' + 10);
+        cp = std::min<uint64_t>(cp * (hex ? 16 : 10) + static_cast<uint64_t>(d), 0x110000);
+        ++j;
+      }
+      if (j == digits) {
+        // "&#" or "&#x" without digits is text; libxml2 would drop it.
+        replace(i, i + 1, '&', 0);
+        i = i + 1;
+        continue;
+      }
+      const bool semicolon = j < n && data[j] == ';';
+      const uint32_t value = NumericReference(cp);
+      if (!semicolon || value != cp) replace(i, semicolon ? j + 1 : j, value, 0);
+      i = semicolon ? j + 1 : j;
+      continue;
+    }
+    while (j < n && std::isalnum(static_cast<unsigned char>(data[j])) && j - i <= 33) ++j;
+    if (j == i + 1) {
+      i = j;
+      continue;
+    }
+    const std::string_view name(data + i + 1, j - i - 1);
+    if (j < n && data[j] == ';') {
+      if (const NamedReference* r = FindReference(name)) {
+        const htmlEntityDesc* known =
+            htmlEntityLookup(reinterpret_cast<const xmlChar*>(std::string(name).c_str()));
+        if (known == nullptr || known->value != r->first || r->second != 0) {
+          replace(i, j + 1, r->first, r->second);
+        }
+        i = j + 1;
+        continue;
+      }
+    }
+    // The longest legacy name the letters start with.
+    bool found = false;
+    for (size_t len = std::min(name.size(), kLongestLegacyName); len >= 2 && !found; --len) {
+      const NamedReference* r = FindReference(name.substr(0, len));
+      if (r != nullptr && r->legacy) {
+        replace(i, i + 1 + len, r->first, r->second);
+        i = i + 1 + len;
+        found = true;
+      }
+    }
+    if (!found) i = j;
+  }
+  if (!changed) return html;
+  storage->append(data + copied, n - copied);
+  return *storage;
+}
+
 // True if `s` may hold a tag, a comment or an entity.
 bool LooksLikeMarkup(std::string_view s) {
   for (size_t i = 0; i + 1 < s.size(); ++i) {
@@ -383,10 +516,13 @@ std::string NormalizeImpl(const std::string& s, bool fold) {
   if (text.size() > static_cast<size_t>(INT32_MAX)) {
     throw std::length_error("normalize: record larger than 2 GiB");
   }
+  std::string rewritten;
+  const std::string_view html = RewriteReferences(text, &rewritten);
   std::string visible;
-  visible.reserve(text.size() / 2);
-  ExtractVisibleText(text, &visible);
-  std::string().swap(repaired);  // freed before the output is built
+  visible.reserve(html.size() / 2);
+  ExtractVisibleText(html, &visible);
+  std::string().swap(rewritten);  // freed before the output is built
+  std::string().swap(repaired);
   return NormalizeValid(visible, fold);
 }
 
@@ -569,9 +705,11 @@ std::string StripHtml(std::string_view s) {
   if (text.size() > static_cast<size_t>(INT32_MAX)) {
     throw std::length_error("StripHtml: record larger than 2 GiB");
   }
+  std::string rewritten;
+  const std::string_view html = RewriteReferences(text, &rewritten);
   std::string out;
-  out.reserve(text.size() / 2);
-  ExtractVisibleText(text, &out);
+  out.reserve(html.size() / 2);
+  ExtractVisibleText(html, &out);
   return out;
 }
 

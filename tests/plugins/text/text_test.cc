@@ -119,6 +119,20 @@ TEST(TextRuleTest, WhiteSpaceCollapsesAndEntitiesDecode) {
   EXPECT_EQ(Normalize("<p>a<!-- comment -->b</p>"), "ab");
 }
 
+TEST(TextRuleTest, CharacterReferencesReadAsTheHtmlParsingRulesReadThem) {
+  // Upper-case legacy names, HTML5-only names, names without a semicolon.
+  EXPECT_EQ(Normalize("<p>&QUOT;hi&QUOT; &AMP; &COPY; &LT;3</p>"),
+            "\"hi\" & \xC2\xA9 <3");
+  EXPECT_EQ(Normalize("<p>&check; &NewLine;x &half;</p>"), "\xE2\x9C\x93 x 1/2");
+  EXPECT_EQ(Normalize("<p>&copy 2024 &notit; &amp x</p>"), "\xC2\xA9 2024 \xC2\xACit; & x");
+  // Numbers: Windows-1252 for 0x80-0x9F, U+FFFD for what is no character.
+  EXPECT_EQ(Normalize("<p>&#x80;5 &#150; &#0;|&#x110000;|&#xD800;</p>"),
+            "\xE2\x82\xAC" "5 - \xEF\xBF\xBD|\xEF\xBF\xBD|\xEF\xBF\xBD");
+  EXPECT_EQ(Normalize("<p>&#233 &#xE9c &#x4E2D;</p>"), "\xC3\xA9 \xE0\xBA\x9C \xE4\xB8\xAD");
+  // Not references.
+  EXPECT_EQ(Normalize("<p>AT&T &# &#x &xyz; &;</p>"), "AT&T &# &#x &xyz; &;");
+}
+
 TEST(TextRuleTest, FragmentsAndBrokenMarkupReadAsABrowserShowsThem) {
   EXPECT_EQ(Normalize("Just text with <b>bold</b> in it"), "Just text with bold in it");
   EXPECT_EQ(Normalize("</p>stray end tags</div></span> are ignored"),
