@@ -303,7 +303,7 @@ int RunBatched(ProcessPool& pool, Job& job, const PoolrunOptions& o, BatchJob co
   MapOptions mo;
   // Batches in flight: enough to keep every worker busy while poolrun
   // writes the results of others.
-  mo.window = static_cast<size_t>(3 * std::max(pool.num_workers(), 1));
+  mo.window = o.window > 0 ? o.window : static_cast<size_t>(3 * std::max(pool.num_workers(), 1));
   mo.chunksize = 1;
   BatchRange range(&runner);
   if (o.unordered) {

@@ -71,9 +71,11 @@ Pool:
   --timeout D          longest one record may run, e.g. 500ms, 10s, 2m; the
                        worker is stopped and the record dead-lettered
   --retries N          rerun a record whose worker crashed up to N times
-  --chunksize N        records sent to a worker at once (default: automatic)
-  --window N           records read ahead of the output (default: automatic,
-                       about 16 MiB of records)
+  --chunksize N        records sent to a worker at once (default: automatic;
+                       jsonl and lines: batches of about 20 ms of work)
+  --window N           csv: records read ahead of the output (default:
+                       automatic, about 16 MiB of records); jsonl and lines:
+                       batches in flight (default: 3 per worker)
 
 Limits (a record over one is a dead letter with code RESOURCE_EXHAUSTED):
   --max-record-bytes N the longest record, in bytes (default and most:
