@@ -67,31 +67,42 @@ void StreamHash::Update(std::string_view bytes) {
   const char* p = bytes.data();
   size_t n = bytes.size();
   total_ += n;
-  while (npending_ > 0 && npending_ < 8 && n > 0) {
-    pending_[npending_++] = static_cast<unsigned char>(*p++);
-    --n;
-  }
-  if (npending_ == 8) {
-    uint64_t w;
-    std::memcpy(&w, pending_, 8);
-    h_ = MixWord(h_, w);
+  if (npending_ > 0) {
+    const size_t take = std::min(n, sizeof(pending_) - npending_);
+    std::memcpy(pending_ + npending_, p, take);
+    npending_ += take;
+    p += take;
+    n -= take;
+    if (npending_ < sizeof(pending_)) return;
+    Block(pending_);
     npending_ = 0;
   }
-  while (n >= 8) {
-    uint64_t w;
-    std::memcpy(&w, p, 8);
-    h_ = MixWord(h_, w);
-    p += 8;
-    n -= 8;
+  // Four independent lanes, 32 bytes a step.
+  while (n >= sizeof(pending_)) {
+    Block(p);
+    p += sizeof(pending_);
+    n -= sizeof(pending_);
   }
-  std::memcpy(pending_ + npending_, p, n);
-  npending_ += n;
+  std::memcpy(pending_, p, n);
+  npending_ = n;
+}
+
+void StreamHash::Block(const void* block) {
+  uint64_t w[4];
+  std::memcpy(w, block, sizeof(w));
+  for (int k = 0; k < 4; ++k) lanes_[k] = MixWord(lanes_[k], w[k]);
 }
 
 uint64_t StreamHash::Value() const {
-  uint64_t w = 0;
-  std::memcpy(&w, pending_, npending_);
-  return MixWord(MixWord(h_, w), total_);
+  uint64_t h = MixWord(lanes_[0], lanes_[1]);
+  h = MixWord(h, lanes_[2]);
+  h = MixWord(h, lanes_[3]);
+  for (size_t i = 0; i < npending_; i += 8) {
+    uint64_t w = 0;
+    std::memcpy(&w, pending_ + i, std::min<size_t>(8, npending_ - i));
+    h = MixWord(h, w);
+  }
+  return MixWord(h, total_);
 }
 
 // ---- LineReader ----
@@ -129,7 +140,9 @@ absl::StatusOr<LineReader> LineReader::Open(const std::string& path,
 absl::StatusOr<bool> LineReader::Fill() {
   if (eof_) return false;
   if (begin_ > 0) {
-    buf_.erase(0, begin_);
+    // Only the bytes not consumed move; the buffer keeps its size, so it
+    // is not zero-filled again.
+    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
     end_ -= begin_;
     begin_ = 0;
   }

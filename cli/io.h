@@ -48,9 +48,12 @@ class StreamHash {
   uint64_t Value() const;
 
  private:
-  uint64_t h_ = 0x243F6A8885A308D3ull;
+  void Block(const void* block);  // 32 bytes
+
+  uint64_t lanes_[4] = {0x243F6A8885A308D3ull, 0x13198A2E03707344ull, 0xA4093822299F31D0ull,
+                        0x082EFA98EC4E6C89ull};
   uint64_t total_ = 0;
-  unsigned char pending_[8] = {};
+  unsigned char pending_[32] = {};
   size_t npending_ = 0;
 };
 

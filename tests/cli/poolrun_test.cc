@@ -336,6 +336,19 @@ TEST(PoolrunTest, TwoFieldsAreTwoArgumentsAndJsonPointersWork) {
             "{\"t\": \"(650) 253-0000\", \"m\": {\"cc\": \"US\"},\"phones\":[\"+16502530000\"]}\n");
 }
 
+TEST(PoolrunTest, SummaryCountsEmptyResultsAndCpuPerRecord) {
+  const std::string in = TempPath("empty_results.jsonl");
+  WriteFile(in, "{\"text\": \"<script>only a script</script>\"}\n{\"text\": \"<p>words</p>\"}\n"
+                "{\"text\": \"\"}\n");
+  Outcome o = RunPoolrun({"--plugin", TextPlugin(), "--task", "normalize", "--input", in,
+                          "--field", "text", "--output", TempPath("empty_results_out.jsonl")});
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, "3 written to")) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, "(2 of them empty)")) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, "CPU per record: poolrun ")) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, " us, workers ")) << o.err;
+}
+
 // ---- Hostile records ----
 
 // A JSON array nested `depth` deep.
