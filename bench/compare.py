@@ -520,7 +520,14 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke test")
     ap.add_argument("--skip-python", action="store_true", help="leave the Python columns empty")
     ap.add_argument("--raw-dir", metavar="DIR", help="keep every raw JSON output in DIR")
+    ap.add_argument("--skip-main-job", action="store_true",
+                    help="leave out poolrun's main job on real pages (bench/main_job.py)")
+    ap.add_argument("--main-job-only", action="store_true",
+                    help="run only poolrun's main job section")
     args = ap.parse_args()
+    if args.main_job_only:
+        main_job_section(args, sys.stdout)
+        return
 
     # Relative paths are the caller's, not the runfiles directory's.
     base = os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd())
@@ -587,6 +594,8 @@ def main():
     out.write("\ntargets (issue 5): %d met, %d missed%s\n" % (
         sum(1 for r in rows if r.met()), len(missed),
         (": " + ", ".join(r.name for r in missed)) if missed else ""))
+    if not args.skip_main_job:
+        main_job_section(args, out)
     out.write("whole run: %.0f s\n" % m["seconds"])
     if json_path:
         with open(json_path, "w") as f:
@@ -597,6 +606,23 @@ def main():
                        "benchmark_context": b.context}, f, indent=1)
             f.write("\n")
         log("wrote %s" % json_path)
+
+
+def main_job_section(args, out):
+    """poolrun's main job: normalize over real pages and over the sample, vs
+    the same job in Python and the parsers' floors (bench/main_job.py)."""
+    sys.path.insert(0, os.path.join(runfiles_root(), "bench"))
+    import main_job
+    t0 = time.monotonic()
+    result = main_job.run(reps=2 if args.quick else 3)
+    log("main job: %.1f s" % (time.monotonic() - t0))
+    main_job.report(result, out)
+    base = os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd())
+    if args.json:
+        path = args.json if os.path.isabs(args.json) else os.path.join(base, args.json)
+        with open(os.path.splitext(path)[0] + ".main_job.json", "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,31 @@ class DoneSet {
   std::set<uint64_t> beyond_;
 };
 
+// What a checkpoint knows of the input it was made against: the file's
+// identity when it is a regular file, and the hash (StreamHash, io.h) of
+// the input's bytes up to the end of the last settled record, which any
+// input, stdin too, can be checked against.
+struct InputIdentity {
+  bool regular_file = false;
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  uint64_t settled_records = 0;  // records 0..n-1 hold every settled one
+  uint64_t settled_bytes = 0;    // their bytes, from the start of the input
+  uint64_t settled_hash = 0;     // StreamHash of those bytes
+};
+
+// The identity of the regular file `path` (settled_* left 0), or of
+// nothing (regular_file false) for stdin, pipes and the like.
+InputIdentity IdentifyInput(const std::string& path);
+
+// How `path` differs from the input `made` was made against, or an empty
+// string if it is the same: the same file unchanged, or a file whose first
+// settled_bytes bytes hash the same (an input that grew, or was copied).
+// Reads those bytes only when the file's identity changed.
+absl::StatusOr<std::string> InputChange(const std::string& path, const InputIdentity& made);
+
 struct Checkpoint {
   // What run this is (plugin, task, input, format, fields, --as...): a
   // checkpoint of another run is refused.
@@ -48,6 +73,8 @@ struct Checkpoint {
   uint64_t succeeded = 0;
   uint64_t failed = 0;
   bool complete = false;  // the run reached the end of its input
+  bool has_input = false;  // `input` is known (checkpoints of this version)
+  InputIdentity input;
 };
 
 // Reads the checkpoint at `path`: nullopt if there is none; kDataLoss if it

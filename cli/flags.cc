@@ -71,9 +71,17 @@ Pool:
   --timeout D          longest one record may run, e.g. 500ms, 10s, 2m; the
                        worker is stopped and the record dead-lettered
   --retries N          rerun a record whose worker crashed up to N times
-  --chunksize N        records sent to a worker at once (default: automatic)
-  --window N           records read ahead of the output (default: automatic,
-                       about 16 MiB of records)
+  --chunksize N        records sent to a worker at once (default: automatic;
+                       jsonl and lines: batches of about 20 ms of work)
+  --window N           csv: records read ahead of the output (default:
+                       automatic, about 16 MiB of records); jsonl and lines:
+                       batches in flight (default: 3 per worker)
+
+Limits (a record over one is a dead letter with code RESOURCE_EXHAUSTED):
+  --max-record-bytes N the longest record, in bytes (default and most:
+                       1073741824, 1 GiB; a CSV record: each of its lines)
+  --max-depth N        jsonl: the deepest nesting of arrays and objects in a
+                       record (default 1000)
 
 Runs:
   --resume             continue an interrupted run (Ctrl-C, kill, crash) of
@@ -167,6 +175,15 @@ absl::StatusOr<PoolrunOptions> ParseFlags(const std::vector<std::string>& args) 
       s = number(&o.chunksize, 0);
     } else if (flag == "--window") {
       s = number(&o.window, 0);
+    } else if (flag == "--max-depth") {
+      s = number(&o.max_depth, 1);
+      // Deeper values could overflow a stack where JSON is written out.
+      if (s.ok() && o.max_depth > 10000) s = Bad(flag, "at most 10000");
+    } else if (flag == "--max-record-bytes") {
+      s = number(&o.max_record_bytes, 1);
+      if (s.ok() && o.max_record_bytes > (uint64_t{1} << 30)) {
+        s = Bad(flag, "at most 1073741824 (1 GiB)");
+      }
     } else {
       absl::StatusOr<std::string> v = take();
       if (!v.ok()) return v.status();

@@ -37,6 +37,8 @@ struct PoolrunOptions {
   int retries = 0;                   // --retries
   int chunksize = 0;                 // --chunksize; 0: automatic
   size_t window = 0;                 // --window; 0: automatic
+  size_t max_depth = 1000;           // --max-depth: JSON nesting of a record
+  uint64_t max_record_bytes = uint64_t{1} << 30;  // --max-record-bytes
   bool resume = false;               // --resume
   ProgressMode progress = ProgressMode::kAuto;  // --progress / --no-progress
   bool list_tasks = false;           // --list-tasks

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "cli/codec.h"
 
 namespace procpool::cli {
 
@@ -108,6 +109,8 @@ std::string DeadLetter(const Record& record, const absl::Status& error) {
   j["record"] = record.number + 1;
   j["line"] = record.line;
   j["input"] = record.raw;
+  // "input" replaces invalid UTF-8; the exact bytes stay recoverable.
+  if (!IsUtf8(record.raw)) j["input_bytes"] = Base64(record.raw);
   j["error"] = std::string(error.message());
   j["code"] = absl::StatusCodeToString(error.code());
   std::string out = DumpJson(j);

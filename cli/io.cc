@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -15,6 +16,8 @@ namespace procpool::cli {
 
 namespace {
 constexpr size_t kBlock = size_t{1} << 20;
+// Lines at least this long are handed over in the reader's buffer.
+constexpr size_t kStealLine = 4 * kBlock;
 }  // namespace
 
 absl::Status ErrnoStatus(std::string_view context, int err) {
@@ -51,6 +54,57 @@ UniqueFd::~UniqueFd() {
 
 int UniqueFd::Release() { return std::exchange(fd_, -1); }
 
+// ---- StreamHash ----
+
+namespace {
+uint64_t MixWord(uint64_t h, uint64_t w) {
+  h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+  return h ^ (h >> 29);
+}
+}  // namespace
+
+void StreamHash::Update(std::string_view bytes) {
+  const char* p = bytes.data();
+  size_t n = bytes.size();
+  total_ += n;
+  if (npending_ > 0) {
+    const size_t take = std::min(n, sizeof(pending_) - npending_);
+    std::memcpy(pending_ + npending_, p, take);
+    npending_ += take;
+    p += take;
+    n -= take;
+    if (npending_ < sizeof(pending_)) return;
+    Block(pending_);
+    npending_ = 0;
+  }
+  // Four independent lanes, 32 bytes a step.
+  while (n >= sizeof(pending_)) {
+    Block(p);
+    p += sizeof(pending_);
+    n -= sizeof(pending_);
+  }
+  std::memcpy(pending_, p, n);
+  npending_ = n;
+}
+
+void StreamHash::Block(const void* block) {
+  uint64_t w[4];
+  std::memcpy(w, block, sizeof(w));
+  for (int k = 0; k < 4; ++k) lanes_[k] = MixWord(lanes_[k], w[k]);
+}
+
+uint64_t StreamHash::Value() const {
+  uint64_t h = MixWord(lanes_[0], lanes_[1]);
+  h = MixWord(h, lanes_[2]);
+  h = MixWord(h, lanes_[3]);
+  for (size_t i = 0; i < npending_; i += 8) {
+    uint64_t w = 0;
+    std::memcpy(&w, pending_ + i, std::min<size_t>(8, npending_ - i));
+    h = MixWord(h, w);
+  }
+  return MixWord(h, total_);
+}
+
 // ---- LineReader ----
 
 LineReader::LineReader(std::string path, UniqueFd fd, bool owned, std::optional<uint64_t> size,
@@ -86,7 +140,9 @@ absl::StatusOr<LineReader> LineReader::Open(const std::string& path,
 absl::StatusOr<bool> LineReader::Fill() {
   if (eof_) return false;
   if (begin_ > 0) {
-    buf_.erase(0, begin_);
+    // Only the bytes not consumed move; the buffer keeps its size, so it
+    // is not zero-filled again.
+    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
     end_ -= begin_;
     begin_ = 0;
   }
@@ -110,30 +166,56 @@ absl::StatusOr<bool> LineReader::Fill() {
   }
 }
 
-absl::StatusOr<bool> LineReader::Next(std::string* line, bool* terminated) {
+absl::StatusOr<bool> LineReader::Next(std::string* line, bool* terminated,
+                                      uint64_t* full_size) {
   size_t scanned = begin_;
+  uint64_t dropped = 0;  // bytes of a too long line already let go
+  auto take = [&](size_t end, size_t skip) {
+    const size_t len = end - begin_;
+    if (full_size != nullptr) *full_size = dropped + len;
+    hash_.Update(std::string_view(buf_.data() + begin_, len + skip));
+    consumed_ += len + skip;
+    ++lines_;
+    if (dropped == 0 && len <= max_line_ && begin_ == 0 && len >= kStealLine) {
+      // A long line takes the buffer it is in, instead of a copy of it.
+      std::string rest(buf_.data() + end + skip, end_ - (end + skip));
+      buf_.resize(len);
+      line->swap(buf_);
+      buf_ = std::move(rest);
+      begin_ = 0;
+      end_ = buf_.size();
+      return;
+    }
+    if (dropped == 0 && len <= max_line_) {
+      line->assign(buf_.data() + begin_, len);
+    } else if (dropped == 0) {
+      line->assign(buf_.data() + begin_, std::min(len, kKeptOfLongLine));
+    }
+    begin_ = end + skip;
+  };
   while (true) {
     const char* nl = static_cast<const char*>(
         std::memchr(buf_.data() + scanned, '\n', end_ - scanned));
     if (nl != nullptr) {
-      const size_t at = static_cast<size_t>(nl - buf_.data());
-      line->assign(buf_.data() + begin_, at - begin_);
-      consumed_ += at - begin_ + 1;
-      begin_ = at + 1;
+      take(static_cast<size_t>(nl - buf_.data()), 1);
       *terminated = true;
-      ++lines_;
       return true;
+    }
+    if (dropped + (end_ - begin_) > max_line_ && end_ - begin_ >= kKeptOfLongLine) {
+      // Too long to keep: hold its first bytes, let the rest go.
+      if (dropped == 0) line->assign(buf_.data() + begin_, kKeptOfLongLine);
+      hash_.Update(std::string_view(buf_.data() + begin_, end_ - begin_));
+      dropped += end_ - begin_;
+      consumed_ += end_ - begin_;
+      begin_ = end_;
     }
     scanned = end_ - begin_;  // relative: Fill() moves the data to offset 0
     absl::StatusOr<bool> more = Fill();
     if (!more.ok()) return more.status();
     if (!*more) {
-      if (begin_ == end_) return false;
-      line->assign(buf_.data() + begin_, end_ - begin_);
-      consumed_ += end_ - begin_;
-      begin_ = end_;
+      if (begin_ == end_ && dropped == 0) return false;
+      take(end_, 0);
       *terminated = false;
-      ++lines_;
       return true;
     }
   }
@@ -182,9 +264,25 @@ OutputFile::~OutputFile() {
 }
 
 void OutputFile::Write(std::string_view s) {
-  buf_.append(s.data(), s.size());
   bytes_ += s.size();
-  if (buf_.size() >= kBlock) (void)Flush();
+  if (s.size() < kBlock) {
+    buf_.append(s.data(), s.size());
+    if (buf_.size() >= kBlock) (void)Flush();
+    return;
+  }
+  // A large piece is written where it is, not copied into the buffer.
+  if (!Flush().ok()) return;
+  size_t done = 0;
+  while (done < s.size()) {
+    ssize_t n = ::write(fd_, s.data() + done, s.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      if (errno == EPIPE) broken_pipe_ = true;
+      status_ = ErrnoStatus(absl::StrCat("write ", path_), errno);
+      return;
+    }
+    done += static_cast<size_t>(n);
+  }
 }
 
 absl::Status OutputFile::Flush() {

@@ -39,6 +39,24 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+// A 64-bit hash of a byte stream, the same however the stream is cut into
+// pieces (not cryptographic: it tells an input apart from an edited one).
+class StreamHash {
+ public:
+  void Update(std::string_view bytes);
+  // The hash of all bytes so far.
+  uint64_t Value() const;
+
+ private:
+  void Block(const void* block);  // 32 bytes
+
+  uint64_t lanes_[4] = {0x243F6A8885A308D3ull, 0x13198A2E03707344ull, 0xA4093822299F31D0ull,
+                        0x082EFA98EC4E6C89ull};
+  uint64_t total_ = 0;
+  unsigned char pending_[32] = {};
+  size_t npending_ = 0;
+};
+
 // Reads a file (or stdin) in 1 MiB blocks and splits it into lines. Memory
 // is one block plus the longest line.
 class LineReader {
@@ -51,8 +69,15 @@ class LineReader {
 
   // The next line into *line, without its "\n"; *terminated says whether
   // it had one (only the last line of a file may lack it). Returns false at
-  // the end. Errors name the file.
-  absl::StatusOr<bool> Next(std::string* line, bool* terminated);
+  // the end. Errors name the file. A line longer than max_line_bytes() is
+  // not kept whole: *line holds its first kKeptOfLongLine bytes, and
+  // *full_size (if given) its length, which it always holds.
+  absl::StatusOr<bool> Next(std::string* line, bool* terminated, uint64_t* full_size = nullptr);
+
+  // Lines longer than this are cut (see Next). Default: no limit.
+  void set_max_line_bytes(uint64_t n) { max_line_ = n; }
+  uint64_t max_line_bytes() const { return max_line_; }
+  static constexpr size_t kKeptOfLongLine = size_t{64} << 10;
 
   const std::string& path() const { return path_; }
   // Bytes consumed so far (lines returned, with their newlines).
@@ -61,6 +86,8 @@ class LineReader {
   std::optional<uint64_t> size() const { return size_; }
   // Lines returned so far.
   uint64_t lines() const { return lines_; }
+  // The StreamHash of the bytes consumed so far.
+  uint64_t hash() const { return hash_.Value(); }
 
  private:
   LineReader(std::string path, UniqueFd fd, bool owned, std::optional<uint64_t> size,
@@ -78,6 +105,8 @@ class LineReader {
   bool eof_ = false;
   uint64_t consumed_ = 0;
   uint64_t lines_ = 0;
+  uint64_t max_line_ = UINT64_MAX;
+  StreamHash hash_;
 };
 
 // A buffered writer to a file or to stdout/stderr, counting bytes. The

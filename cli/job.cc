@@ -67,6 +67,7 @@ Job::Job(const PoolrunOptions& options, std::unique_ptr<RecordReader> reader, Ou
       last_draw_(start_),
       last_checkpoint_(start_) {
   if (resumed.has_value()) {
+    if (resumed->has_input) resumed_input_ = resumed->input;
     done_ = std::move(resumed->done);
     succeeded_ = resumed->succeeded;
     failed_ = resumed->failed;
@@ -107,6 +108,20 @@ bool Job::LoadNext() {
       return false;
     }
     ++records_read_;
+    NoteEnd(number);
+    if (resumed_input_.has_value() && resumed_input_->settled_records == number + 1) {
+      // The records done before end here: the input up to here must be the
+      // checkpoint's (this catches a changed stdin; files are checked up
+      // front).
+      if (reader_->lines().bytes_consumed() != resumed_input_->settled_bytes ||
+          reader_->lines().hash() != resumed_input_->settled_hash) {
+        fatal_ = absl::FailedPreconditionError(absl::StrCat(
+            "the input is not the one the checkpoint was made against: its first ",
+            number + 1, " records differ; run without --resume to start over"));
+        refused_ = true;
+        return false;
+      }
+    }
     if (skip) {
       ++skipped_;
       continue;
@@ -122,6 +137,14 @@ bool Job::LoadNext() {
       }
     }
     return true;
+  }
+}
+
+void Job::NoteEnd(uint64_t number) {
+  ends_.push_back(End{number, reader_->lines().bytes_consumed(), reader_->lines().hash()});
+  // Keep the last record of the settled prefix and everything after it.
+  while (ends_.size() > 1 && done_.prefix() > 0 && ends_[1].number <= done_.prefix() - 1) {
+    ends_.pop_front();
   }
 }
 
@@ -143,6 +166,26 @@ size_t Job::SuggestWindow(int workers) {
   return std::max<size_t>(window, 2 * static_cast<size_t>(std::max(workers, 1)));
 }
 
+bool Job::TakeNext(Record* r) {
+  if (AtEnd()) return false;
+  *r = std::move(current_);
+  current_ = Record();
+  has_current_ = false;
+  return true;
+}
+
+void Job::WriteOutput(std::string_view lines) {
+  out_.Write(lines);
+  if (fatal_.ok() && !out_.status().ok()) fatal_ = out_.status();
+}
+
+void Job::Succeeded(const Record& record, bool empty) {
+  ++succeeded_;
+  ++processed_now_;
+  if (empty) ++empty_;
+  done_.Add(record.number);
+}
+
 void Job::Submitted() {
   in_flight_.emplace(next_map_index_++, std::move(current_));
   current_ = Record();
@@ -156,6 +199,7 @@ void Job::Fail(const Record& record, const absl::Status& error) {
   ++failed_;
   ++processed_now_;
   done_.Add(record.number);
+  if (fatal_.ok() && !errors_.status().ok()) fatal_ = errors_.status();
 }
 
 void Job::Complete(uint64_t map_index, absl::StatusOr<Json> result) {
@@ -169,9 +213,7 @@ void Job::Complete(uint64_t map_index, absl::StatusOr<Json> result) {
   Record& record = node.mapped();
   if (result.ok()) {
     writer_.Write(record, *result);
-    ++succeeded_;
-    ++processed_now_;
-    done_.Add(record.number);
+    Succeeded(record, result->is_string() && result->get_ref<const std::string&>().empty());
   } else {
     Fail(record, result.status());
   }
@@ -179,8 +221,8 @@ void Job::Complete(uint64_t map_index, absl::StatusOr<Json> result) {
   if (fatal_.ok() && !errors_.status().ok()) fatal_ = errors_.status();
 }
 
-void Job::Tick() {
-  if (++ticks_ % 64 != 0) return;
+void Job::Tick(bool now_please) {
+  if (++ticks_ % 64 != 0 && !now_please) return;
   const absl::Time now = absl::Now();
   if (draw_progress_ && now - last_draw_ >= absl::Milliseconds(100)) {
     last_draw_ = now;
@@ -193,6 +235,7 @@ void Job::Tick() {
 }
 
 absl::Status Job::SaveCheckpointNow(bool complete) {
+  if (refused_) return absl::OkStatus();
   // The files first: the checkpoint may only name bytes that are on disk.
   if (absl::Status s = out_.Sync(); !s.ok()) return s;
   if (absl::Status s = errors_.Sync(); !s.ok()) return s;
@@ -205,6 +248,25 @@ absl::Status Job::SaveCheckpointNow(bool complete) {
   c.succeeded = succeeded_;
   c.failed = failed_;
   c.complete = complete;
+  c.has_input = true;
+  c.input = input_id_;
+  // The settled records end at the last of them.
+  if (done_.size() > 0) {
+    while (ends_.size() > 1 && ends_[1].number <= done_.prefix() - 1) ends_.pop_front();
+    const uint64_t last = done_.beyond().empty() ? done_.prefix() - 1 : *done_.beyond().rbegin();
+    if (!ends_.empty() && last >= ends_.front().number &&
+        last - ends_.front().number < ends_.size()) {
+      const End& e = ends_[last - ends_.front().number];
+      c.input.settled_records = e.number + 1;
+      c.input.settled_bytes = e.bytes;
+      c.input.settled_hash = e.hash;
+    } else if (resumed_input_.has_value()) {
+      // Nothing read yet beyond what the checkpoint resumed from settled.
+      c.input.settled_records = resumed_input_->settled_records;
+      c.input.settled_bytes = resumed_input_->settled_bytes;
+      c.input.settled_hash = resumed_input_->settled_hash;
+    }
+  }
   return SaveCheckpoint(checkpoint_path_, c);
 }
 
@@ -257,7 +319,8 @@ int Job::Finish() {
     return 128 + 13;  // as if killed by SIGPIPE
   }
   const bool complete = input_done_ && fatal_.ok() && in_flight_.empty();
-  absl::Status saved = SaveCheckpointNow(complete);
+  // A refused resume leaves the checkpoint as it was.
+  absl::Status saved = refused_ ? absl::OkStatus() : SaveCheckpointNow(complete);
   if (fatal_.ok() && !saved.ok()) fatal_ = saved;
 
   if (draw_progress_) {
@@ -272,10 +335,24 @@ int Job::Finish() {
       " s (", Thousands(static_cast<uint64_t>(static_cast<double>(processed_now_) / secs)),
       " records/s): ", Thousands(succeeded_), " written");
   if (!out_.is_stdio()) absl::StrAppend(&summary, " to ", out_.path());
+  if (empty_ > 0) {
+    absl::StrAppend(&summary, " (", Thousands(empty_), " of them empty)");
+  }
   absl::StrAppend(&summary, ", ", Thousands(failed_), " failed");
   if (failed_ > 0) absl::StrAppend(&summary, " (dead letters: ", errors_.path(), ")");
   struct rusage self {};
-  if (::getrusage(RUSAGE_SELF, &self) == 0) {
+  struct rusage children {};
+  if (::getrusage(RUSAGE_SELF, &self) == 0 && ::getrusage(RUSAGE_CHILDREN, &children) == 0) {
+    auto cpu_us = [](const struct rusage& r) {
+      return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1e6 +
+             static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+    };
+    if (processed_now_ > 0) {
+      const double n = static_cast<double>(processed_now_);
+      absl::StrAppend(&summary, "; CPU per record: poolrun ",
+                      absl::StrFormat("%.1f", cpu_us(self) / n), " us, workers ",
+                      absl::StrFormat("%.1f", cpu_us(children) / n), " us");
+    }
     absl::StrAppend(&summary, "; peak memory ", self.ru_maxrss / 1024, " MiB");
   }
   if (skipped_ > 0) {
@@ -286,7 +363,7 @@ int Job::Finish() {
 
   if (!fatal_.ok()) {
     WriteStderr(absl::StrCat("poolrun: stopped: ", fatal_.ToString(), "\n"));
-    return kExitIo;
+    return refused_ ? kExitUsage : kExitIo;
   }
   if (interrupted) {
     WriteStderr(absl::StrCat("poolrun: interrupted; the records in flight were finished and "

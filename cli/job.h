@@ -44,6 +44,10 @@ class Job {
       OutputFile errors, std::string checkpoint_path, std::string run_id,
       std::optional<Checkpoint> resumed, const std::atomic<int>* stop);
 
+  // The input's identity, saved in checkpoints (see InputIdentity). Call
+  // before Begin().
+  void set_input_identity(const InputIdentity& id) { input_id_ = id; }
+
   // Writes the csv header if needed and the first checkpoint.
   absl::Status Begin();
 
@@ -72,14 +76,29 @@ class Job {
 
   // The map's item `map_index` finished.
   void Complete(uint64_t map_index, absl::StatusOr<Json> result);
-  // Redraws the progress bar and checkpoints, now and then. Cheap.
-  void Tick();
+
+  // ---- Records in batches (cli/batched.h), instead of the calls above ----
+
+  // Moves the next record to submit into *r (see AtEnd()); false at the end.
+  bool TakeNext(Record* r);
+  // Writes finished output lines of settled records.
+  void WriteOutput(std::string_view lines);
+  // `record`, whose output was written, succeeded; `empty` if its result
+  // is an empty string.
+  void Succeeded(const Record& record, bool empty);
+  // `record` failed: a dead letter.
+  void Fail(const Record& record, const absl::Status& error);
+  // Empty string results among those counted by Succeeded(..., false).
+  void CountEmpty(uint64_t n) { empty_ += n; }
+  // Redraws the progress bar and checkpoints, now and then. Cheap: looks
+  // at the clock every 64 calls, or at once with `now`.
+  void Tick(bool now = false);
   // Ends the run: flushes, checkpoints, prints the summary. Returns the exit
-  // code.
+  // code. Shut the pool down first: the summary's CPU time of the workers
+  // counts the workers this process has reaped.
   int Finish();
 
  private:
-  void Fail(const Record& record, const absl::Status& error);
   absl::Status SaveCheckpointNow(bool complete);
   void DrawProgress(bool final);
   void ClearProgress();
@@ -100,9 +119,20 @@ class Job {
   uint64_t succeeded_ = 0;     // totals, including earlier runs
   uint64_t failed_ = 0;
   uint64_t processed_now_ = 0; // settled by this run
+  uint64_t empty_ = 0;         // succeeded with an empty string, this run
   // Reads the next record to submit into current_, settling the ones that
   // are skipped or malformed. False at the end of the input or on a stop.
   bool LoadNext();
+  // Remembers where record `number` ends in the input, for checkpoints.
+  void NoteEnd(uint64_t number);
+
+  struct End {
+    uint64_t number, bytes, hash;
+  };
+  std::deque<End> ends_;  // from the last record of the settled prefix on
+  InputIdentity input_id_;
+  std::optional<InputIdentity> resumed_input_;  // what a resumed run checks
+  bool refused_ = false;  // the input is not the checkpoint's: exit 2
 
   Record current_;
   bool has_current_ = false;

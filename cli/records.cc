@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/codec.h"
 #include "nlohmann/json.hpp"
 
 namespace procpool::cli {
@@ -24,25 +25,39 @@ bool Blank(const std::string& s) {
 
 // ---- lines ----
 
+// A record longer than the limit: an error holding its first bytes.
+void TooLong(uint64_t size, uint64_t limit, std::string* line, Record* r) {
+  r->error = absl::ResourceExhaustedError(absl::StrCat(
+      "the record has ", size, " bytes, more than --max-record-bytes (", limit, ")"));
+  r->raw = std::move(*line);
+}
+
 class LinesReader final : public RecordReader {
  public:
-  explicit LinesReader(LineReader lines) : RecordReader(std::move(lines)) {}
+  LinesReader(LineReader lines, bool frame_only)
+      : RecordReader(std::move(lines)), frame_only_(frame_only) {}
 
   absl::StatusOr<bool> Next(Record* r, bool parse) override {
     bool terminated = false;
-    absl::StatusOr<bool> more = lines_.Next(&line_, &terminated);
+    uint64_t size = 0;
+    absl::StatusOr<bool> more = lines_.Next(&line_, &terminated, &size);
     if (!more.ok() || !*more) return more;
     *r = Record();
     r->number = next_++;
     r->line = lines_.lines();
     if (!parse) return true;
+    if (size > lines_.max_line_bytes()) {
+      TooLong(size, lines_.max_line_bytes(), &line_, r);
+      return true;
+    }
     StripCr(&line_);
-    r->args.push_back(line_);
+    if (!frame_only_) r->args.push_back(line_);
     r->raw = std::move(line_);
     return true;
   }
 
  private:
+  const bool frame_only_;
   std::string line_;
   uint64_t next_ = 0;
 };
@@ -51,79 +66,42 @@ class LinesReader final : public RecordReader {
 
 class JsonlReader final : public RecordReader {
  public:
-  JsonlReader(LineReader lines, std::vector<std::string> fields, std::string result_key)
+  JsonlReader(LineReader lines, std::vector<std::string> fields, std::string result_key,
+              size_t max_depth, bool frame_only)
       : RecordReader(std::move(lines)),
         fields_(std::move(fields)),
-        result_key_(std::move(result_key)) {}
+        result_key_(std::move(result_key)),
+        max_depth_(max_depth),
+        frame_only_(frame_only) {}
 
   absl::StatusOr<bool> Next(Record* r, bool parse) override {
     bool terminated = false;
+    uint64_t size = 0;
     while (true) {
-      absl::StatusOr<bool> more = lines_.Next(&line_, &terminated);
+      absl::StatusOr<bool> more = lines_.Next(&line_, &terminated, &size);
       if (!more.ok() || !*more) return more;
       // Blank lines separate nothing in JSON Lines; they are not records.
-      if (!Blank(line_)) break;
+      if (size > lines_.max_line_bytes() || !Blank(line_)) break;
     }
     *r = Record();
     r->number = next_++;
     r->line = lines_.lines();
     if (!parse) return true;
+    if (size > lines_.max_line_bytes()) {
+      TooLong(size, lines_.max_line_bytes(), &line_, r);
+      return true;
+    }
     StripCr(&line_);
-    Parse(r);
+    if (!frame_only_) ParseJsonlRecord(line_, fields_, result_key_, max_depth_, r);
     r->raw = std::move(line_);
     return true;
   }
 
  private:
-  void Parse(Record* r) {
-    nlohmann::json value;
-    try {
-      value = nlohmann::json::parse(line_);
-    } catch (const nlohmann::json::exception& e) {
-      r->error = absl::InvalidArgumentError(absl::StrCat("not valid JSON: ", e.what()));
-      return;
-    }
-    r->json_object = value.is_object();
-    r->has_result_key = r->json_object && value.contains(result_key_);
-    if (fields_.empty()) {
-      r->args.push_back(value.is_string() ? value.get<std::string>() : line_);
-      return;
-    }
-    for (const std::string& field : fields_) {
-      const nlohmann::json* v = nullptr;
-      if (field[0] == '/') {
-        try {
-          const nlohmann::json::json_pointer ptr(field);
-          if (value.contains(ptr)) v = &value.at(ptr);
-        } catch (const nlohmann::json::exception& e) {
-          r->error = absl::InvalidArgumentError(
-              absl::StrCat("field '", field, "' is not a valid JSON pointer: ", e.what()));
-          return;
-        }
-      } else {
-        if (!value.is_object()) {
-          r->error = absl::InvalidArgumentError(absl::StrCat(
-              "the record is a JSON ", value.type_name(), ", not an object with field '", field,
-              "'"));
-          return;
-        }
-        auto it = value.find(field);
-        if (it != value.end()) v = &*it;
-      }
-      if (v == nullptr) {
-        r->error = absl::NotFoundError(absl::StrCat("field '", field, "' is missing"));
-        return;
-      }
-      if (v->is_null()) {
-        r->error = absl::InvalidArgumentError(absl::StrCat("field '", field, "' is null"));
-        return;
-      }
-      r->args.push_back(v->is_string() ? v->get<std::string>() : v->dump());
-    }
-  }
-
   const std::vector<std::string> fields_;
   const std::string result_key_;
+  const size_t max_depth_;
+  const bool frame_only_;
   std::string line_;
   uint64_t next_ = 0;
 };
@@ -208,8 +186,17 @@ class CsvReader final : public RecordReader {
     uint64_t first_line = 0;
     while (true) {
       bool terminated = false;
-      absl::StatusOr<bool> more = lines_.Next(&line_, &terminated);
+      uint64_t size = 0;
+      absl::StatusOr<bool> more = lines_.Next(&line_, &terminated, &size);
       if (!more.ok()) return more.status();
+      if (*more && size > lines_.max_line_bytes()) {
+        // A line over the limit: the record it is part of is dropped whole.
+        r->line = raw.empty() ? lines_.lines() : first_line;
+        TooLong(size, lines_.max_line_bytes(), &line_, r);
+        csv_free(&parser_);
+        Reset();
+        return true;
+      }
       if (!*more) {
         if (raw.empty()) return false;
         // The input ended inside a record (an unclosed quote).
@@ -276,10 +263,11 @@ class CsvReader final : public RecordReader {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RecordReader>> RecordReader::Create(
-    const PoolrunOptions& options, LineReader lines) {
+    const PoolrunOptions& options, LineReader lines, bool frame_only) {
+  if (options.max_record_bytes > 0) lines.set_max_line_bytes(options.max_record_bytes);
   switch (options.format) {
     case Format::kLines:
-      return std::unique_ptr<RecordReader>(new LinesReader(std::move(lines)));
+      return std::unique_ptr<RecordReader>(new LinesReader(std::move(lines), frame_only));
     case Format::kJsonl: {
       for (const std::string& f : options.fields) {
         if (f[0] != '/') continue;
@@ -290,8 +278,8 @@ absl::StatusOr<std::unique_ptr<RecordReader>> RecordReader::Create(
               absl::StrCat("--field '", f, "' is not a valid JSON pointer: ", e.what()));
         }
       }
-      return std::unique_ptr<RecordReader>(
-          new JsonlReader(std::move(lines), options.fields, options.as));
+      return std::unique_ptr<RecordReader>(new JsonlReader(
+          std::move(lines), options.fields, options.as, options.max_depth, frame_only));
     }
     case Format::kCsv: {
       const std::string source = lines.path();

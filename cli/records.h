@@ -17,33 +17,22 @@
 #include "absl/status/statusor.h"
 #include "cli/flags.h"
 #include "cli/io.h"
+#include "cli/record.h"
 
 namespace procpool::cli {
-
-struct Record {
-  uint64_t number = 0;  // 0-based, counting every record (malformed too)
-  uint64_t line = 0;    // 1-based line of the input where it starts
-  std::string raw;      // its text (csv: its lines, which may be several)
-  // The task's arguments, one per --field (or the whole record).
-  std::vector<std::string> args;
-  // csv: every field, for the output row.
-  std::vector<std::string> fields;
-  // jsonl: the record is an object, and whether it already has the result's
-  // key (--as).
-  bool json_object = false;
-  bool has_result_key = false;
-  // Not OK for a malformed record (bad JSON or CSV, a missing field): it is
-  // never submitted and goes to the dead letters with this error.
-  absl::Status error;
-};
 
 class RecordReader {
  public:
   // Reads records of `options.format` from `lines`. For csv, reads the
   // header now: kInvalidArgument if it is missing or malformed, or if a
   // --field is not one of its columns (the message lists them).
+  // With `frame_only` (jsonl and lines), records are only framed: Next()
+  // sets their number, line and raw text, and leaves parsing them to the
+  // workers. A record longer than --max-record-bytes is a malformed record
+  // (kResourceExhausted) holding the first bytes of its text.
   static absl::StatusOr<std::unique_ptr<RecordReader>> Create(const PoolrunOptions& options,
-                                                              LineReader lines);
+                                                              LineReader lines,
+                                                              bool frame_only = false);
   virtual ~RecordReader() = default;
 
   // The next record into *r. With `parse` false only its number and line are

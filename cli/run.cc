@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/batch.h"
+#include "cli/batched.h"
 #include "cli/checkpoint.h"
 #include "cli/flags.h"
 #include "cli/io.h"
@@ -83,6 +86,30 @@ std::string SupportedList() {
   return absl::StrJoin(sigs, ", ");
 }
 
+// The adapter plugin poolrun loads into its workers: in its runfiles, or
+// next to the poolrun executable.
+std::string FindAdapter() {
+  absl::StatusOr<std::string> runfile = FindRunfile("cli/libpoolrun_adapter.so");
+  if (runfile.ok()) return *runfile;
+  char self[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    std::string dir(self, static_cast<size_t>(n));
+    dir.resize(dir.find_last_of('/') + 1);
+    const std::string beside = dir + "libpoolrun_adapter.so";
+    if (Exists(beside)) return beside;
+  }
+  return std::string();
+}
+
+std::string Absolute(const std::string& path) {
+  char* real = ::realpath(path.c_str(), nullptr);
+  if (real == nullptr) return path;
+  std::string out(real);
+  std::free(real);
+  return out;
+}
+
 const SupportedTask* FindSupported(const std::string& signature) {
   for (const SupportedTask& t : SupportedTasks()) {
     if (t.signature == signature) return &t;
@@ -125,8 +152,8 @@ int RunPoolrun(const std::vector<std::string>& args) {
   // same command resumes whether it runs under `bazel run` or not.
   const std::string run_id = RunId(o);
 
-  // Paths.
-  for (std::string& p : o.plugins) p = FindInput(p);
+  // Paths (absolute: the adapter finds the plugin the workers loaded by it).
+  for (std::string& p : o.plugins) p = Absolute(FindInput(p));
   const std::string input_path = FindInput(o.input);
   const std::string output_path = UserPath(o.output);
   std::string errors_path = UserPath(o.errors);
@@ -160,10 +187,25 @@ int RunPoolrun(const std::vector<std::string>& args) {
     }
   }
 
+  // JSON Lines and plain lines go to the workers raw, in batches, through
+  // the adapter plugin (cli/adapter.h); CSV is parsed here.
+  const std::string adapter = o.format == Format::kCsv ? std::string() : FindAdapter();
+  const bool batched = !adapter.empty();
+  if (o.format != Format::kCsv && !batched) {
+    Error("libpoolrun_adapter.so not found beside poolrun or in its runfiles; every record "
+          "is parsed by poolrun itself (slower)");
+  }
+
   // The pool.
   PoolOptions po;
   po.max_workers = o.workers;
   po.plugins = o.plugins;
+  if (batched) po.plugins.insert(po.plugins.begin(), adapter);
+  // A record up to --max-record-bytes travels, and its output line (the
+  // record and the result) comes back, in one frame each.
+  po.max_frame_bytes = std::max<size_t>(
+      po.max_frame_bytes,
+      std::min<uint64_t>(3 * o.max_record_bytes + (uint64_t{64} << 20), (uint64_t{4} << 30) - 4096));
   absl::StatusOr<ProcessPool> pool = ProcessPool::Create(po);
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   if (!pool.ok()) {
@@ -171,7 +213,10 @@ int RunPoolrun(const std::vector<std::string>& args) {
     return kExitUsage;
   }
 
-  const std::vector<TaskDescription> tasks = pool->Tasks();
+  std::vector<TaskDescription> tasks = pool->Tasks();
+  if (batched) {
+    std::erase_if(tasks, [](const TaskDescription& t) { return t.name == kBatchTaskName; });
+  }
   if (o.list_tasks) {
     for (const TaskDescription& t : tasks) {
       const SupportedTask* s = FindSupported(t.signature);
@@ -210,7 +255,7 @@ int RunPoolrun(const std::vector<std::string>& args) {
   }
 
   absl::StatusOr<std::unique_ptr<RecordReader>> reader =
-      RecordReader::Create(o, *std::move(lines));
+      RecordReader::Create(o, *std::move(lines), /*frame_only=*/batched);
   if (!reader.ok()) {
     Error(std::string(reader.status().message()));
     return kExitUsage;
@@ -232,6 +277,16 @@ int RunPoolrun(const std::vector<std::string>& args) {
                          " belongs to another command (", (*c)->run,
                          "); rerun that command with --resume, or run without --resume "
                          "to start over"));
+      return kExitUsage;
+    } else if (absl::StatusOr<std::string> change =
+                   (*c)->has_input ? InputChange(input_path, (*c)->input) : std::string();
+               !change.ok() || !change->empty()) {
+      Error(change.ok()
+                ? absl::StrCat("the input ", input_path,
+                               " is not the one the checkpoint was made against: ", *change,
+                               ". Resuming would mix two inputs in ", output_path,
+                               "; run without --resume to start over")
+                : std::string(change.status().message()));
       return kExitUsage;
     } else if ((*c)->complete) {
       std::fprintf(stderr,
@@ -260,7 +315,22 @@ int RunPoolrun(const std::vector<std::string>& args) {
 
   Job job(o, *std::move(reader), *std::move(out), *std::move(errors), checkpoint_path, run_id,
           std::move(resumed), &g_stop);
-  const int code = supported->run(*pool, job, o);
+  job.set_input_identity(IdentifyInput(input_path));
+  int code;
+  if (batched) {
+    BatchJob config;
+    config.plugin = desc->plugin;
+    config.task = desc->name;
+    config.signature = desc->signature;
+    config.format = static_cast<int32_t>(o.format);
+    config.fields = o.fields;
+    config.as = o.as;
+    config.result_only = o.result_only;
+    config.max_depth = o.max_depth;
+    code = RunBatched(*pool, job, o, std::move(config));
+  } else {
+    code = supported->run(*pool, job, o);
+  }
   pool->Shutdown(/*wait=*/true);
   return code;
 }

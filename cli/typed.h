@@ -166,6 +166,7 @@ int Run(ProcessPool& pool, Job& job, const PoolrunOptions& o) {
     return kExitIo;
   }
   RunMap(pool, *task, job, o, std::index_sequence_for<A...>{});
+  pool.Shutdown(/*wait=*/true);  // reaps the workers: their CPU time is in the summary
   return job.Finish();
 }
 

@@ -19,12 +19,15 @@ packages=(
   openmpi-bin       # Open MPI 4.1.4: mpirun, for the MPI backend (//pool:mpi)
   libopenmpi-dev    # its headers and libmpi
   nlohmann-json3-dev  # poolrun: JSON Lines in and out (3.11.2, header-only)
+  libsimdjson-dev     # poolrun: the fast JSON parser of records (3.0.1)
   libcsv-dev          # poolrun: RFC 4180 CSV reader and field quoting (3.0.3)
   libutf8proc-dev     # plugins/text: UTF-8 validation, NFKC, case folding (2.8.0)
   libicu-dev          # plugins/text: word segmentation for token counts (72)
   libxml2-dev         # plugins/text: HTML parser (tags, entities) (2.9.14)
   libre2-dev          # plugins/text: e-mail and URL patterns
   libphonenumber-dev  # plugins/text: finding phone numbers in text (8.12)
+  libgumbo-dev        # bench: the HTML5 parser normalize's libxml2 is measured against
+  python3.11-doc      # tests/plugins/text: real HTML pages for the fidelity test
   doxygen           # scripts/docs.sh: the API reference (1.9.4)
 )
 

@@ -2,16 +2,17 @@
 
 #include <libxml/HTMLparser.h>
 #include <libxml/parser.h>
-#include <libxml/tree.h>
 #include <unicode/ubrk.h>
 #include <unicode/utext.h>
 #include <utf8proc.h>
 
 #include <algorithm>
 #include <array>
+#include <iterator>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -31,78 +32,315 @@ namespace {
 
 constexpr char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
 
-bool IsSpace(utf8proc_int32_t cp) {
-  if (cp == ' ' || (cp >= '\t' && cp <= '\r') || cp == 0x85) return true;
-  switch (utf8proc_category(cp)) {
-    case UTF8PROC_CATEGORY_ZS:
-    case UTF8PROC_CATEGORY_ZL:
-    case UTF8PROC_CATEGORY_ZP:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// ---- HTML ----
+// ---- HTML: the text rule (see StripHtml in text.h) ----
 
 void InitLibxml() {
   static std::once_flag once;
   std::call_once(once, [] { xmlInitParser(); });
 }
 
-bool SkippedElement(const xmlChar* name) {
-  static constexpr std::array<const char*, 4> kSkipped = {"script", "style", "noscript",
-                                                          "template"};
-  for (const char* s : kSkipped) {
-    if (xmlStrcasecmp(name, reinterpret_cast<const xmlChar*>(s)) == 0) return true;
-  }
-  return false;
-}
+enum class Kind : unsigned char { kInline, kBlock, kHidden };
 
-bool InlineElement(const xmlChar* name) {
-  static constexpr std::array<const char*, 24> kInline = {
-      "a",    "abbr", "b",    "bdi",   "bdo",    "cite", "code", "data",
-      "dfn",  "em",   "font", "i",     "kbd",    "mark", "q",    "s",
-      "samp", "small", "span", "strong", "sub",  "sup",  "u",    "wbr"};
-  for (const char* s : kInline) {
-    if (xmlStrcasecmp(name, reinterpret_cast<const xmlChar*>(s)) == 0) return true;
-  }
-  return false;
-}
+// Elements whose content a browser does not render: the HTML standard's
+// rendering section gives them `display: none`, or parses their content as
+// text that is never shown (iframe, noscript with scripting on). <head> is
+// not among them: what may stay in a head is hidden on its own (title,
+// script, style...), and libxml2 leaves in <head> what the HTML parsing
+// rules move to the body ("<script></script><td>cell" keeps "cell").
+constexpr const char* kHiddenElements[] = {
+    "script", "style", "noscript", "template", "title", "area", "base", "basefont",
+    "datalist", "link", "meta", "noembed", "noframes", "param", "rp", "iframe"};
 
-// Appends the text under `container` (a document or an element). Walks the
-// tree without recursion: deeply nested markup must not overflow the
-// worker's stack.
-void CollectText(xmlNodePtr container, std::string* out) {
-  xmlNodePtr node = container->children;
-  while (node != nullptr) {
-    bool descend = false;
-    if (node->type == XML_TEXT_NODE || node->type == XML_CDATA_SECTION_NODE) {
-      if (node->content != nullptr) out->append(reinterpret_cast<const char*>(node->content));
-    } else if (node->type == XML_ELEMENT_NODE && !SkippedElement(node->name)) {
-      if (!InlineElement(node->name)) out->push_back(' ');
-      descend = node->children != nullptr;
+// Elements the standard's rendering section lays out as blocks, list items,
+// table parts or line breaks: their content is separated from what is
+// around it. Everything else (a, b, span, code, unknown and custom
+// elements...) is inline and separates nothing.
+constexpr const char* kBlockElements[] = {
+    "address", "article", "aside", "blockquote", "body", "br", "caption", "center", "col",
+    "colgroup", "dd", "details", "dialog", "dir", "div", "dl", "dt", "fieldset", "figcaption",
+    "figure", "footer", "form", "frame", "frameset", "h1", "h2", "h3", "h4", "h5", "h6",
+    "header", "hgroup", "hr", "html", "legend", "li", "listing", "main", "menu", "nav", "ol",
+    "optgroup", "option", "p", "plaintext", "pre", "search", "section", "summary", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "ul", "xmp"};
+
+// The kind of an element by its name, which libxml2's HTML parser gives in
+// lower case. A small open-addressing table: this runs for every tag.
+class ElementKinds {
+ public:
+  ElementKinds() {
+    for (const char* n : kHiddenElements) Add(n, Kind::kHidden);
+    for (const char* n : kBlockElements) Add(n, Kind::kBlock);
+  }
+  Kind Of(const xmlChar* name) const {
+    const char* n = reinterpret_cast<const char*>(name);
+    const size_t len = std::strlen(n);
+    if (len == 0 || len > kMaxName) return Kind::kInline;
+    for (size_t i = Hash(n, len) & (kSize - 1);; i = (i + 1) & (kSize - 1)) {
+      if (names_[i] == nullptr) return Kind::kInline;
+      if (std::strcmp(names_[i], n) == 0) return kinds_[i];
     }
-    if (descend) {
-      node = node->children;
+  }
+
+ private:
+  static constexpr size_t kSize = 256;  // a power of two, > 4x the names
+  static constexpr size_t kMaxName = 10;
+  static size_t Hash(const char* n, size_t len) {
+    size_t h = len;
+    for (size_t i = 0; i < len; ++i) h = h * 31 + static_cast<unsigned char>(n[i]);
+    return h;
+  }
+  void Add(const char* n, Kind k) {
+    size_t i = Hash(n, std::strlen(n)) & (kSize - 1);
+    while (names_[i] != nullptr) i = (i + 1) & (kSize - 1);
+    names_[i] = n;
+    kinds_[i] = k;
+  }
+  const char* names_[kSize] = {};
+  Kind kinds_[kSize] = {};
+};
+
+Kind KindOf(const xmlChar* name) {
+  static const ElementKinds* kinds = new ElementKinds();
+  return kinds->Of(name);
+}
+
+// `style` sets display:none (spaces and case do not matter).
+bool DisplayNone(const xmlChar* style) {
+  std::string compact;
+  for (const xmlChar* p = style; *p != 0; ++p) {
+    if (!std::isspace(*p)) compact.push_back(static_cast<char>(std::tolower(*p)));
+  }
+  return compact.find("display:none") != std::string::npos;
+}
+
+bool HiddenByAttributes(const xmlChar** atts) {
+  if (atts == nullptr) return false;
+  for (const xmlChar** a = atts; a[0] != nullptr; a += 2) {
+    if (xmlStrcasecmp(a[0], reinterpret_cast<const xmlChar*>("hidden")) == 0) return true;
+    if (a[1] != nullptr &&
+        xmlStrcasecmp(a[0], reinterpret_cast<const xmlChar*>("style")) == 0 &&
+        DisplayNone(a[1])) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The state of one extraction, reached from libxml2's SAX callbacks. The
+// parser reports balanced start and end events (it closes what the markup
+// leaves open), so counting the open elements inside a hidden one is enough:
+// no stack, and no recursion however deep the markup nests.
+struct Extraction {
+  std::string* out;
+  size_t hidden_depth = 0;
+};
+
+Extraction& StateOf(void* ctx) {
+  return *static_cast<Extraction*>(static_cast<htmlParserCtxtPtr>(ctx)->_private);
+}
+
+void Separate(std::string* out) {
+  if (!out->empty() && out->back() != ' ') out->push_back(' ');
+}
+
+void OnStartElement(void* ctx, const xmlChar* name, const xmlChar** atts) {
+  Extraction& x = StateOf(ctx);
+  if (x.hidden_depth > 0) {
+    ++x.hidden_depth;
+    return;
+  }
+  const Kind kind = KindOf(name);
+  if (kind == Kind::kHidden || HiddenByAttributes(atts)) {
+    x.hidden_depth = 1;
+  } else if (kind == Kind::kBlock) {
+    Separate(x.out);
+  }
+}
+
+void OnEndElement(void* ctx, const xmlChar* name) {
+  Extraction& x = StateOf(ctx);
+  if (x.hidden_depth > 0) {
+    --x.hidden_depth;
+  } else if (KindOf(name) == Kind::kBlock) {
+    Separate(x.out);
+  }
+}
+
+void OnCharacters(void* ctx, const xmlChar* text, int len) {
+  Extraction& x = StateOf(ctx);
+  if (x.hidden_depth == 0) x.out->append(reinterpret_cast<const char*>(text), static_cast<size_t>(len));
+}
+
+struct ParserCtxtFree {
+  void operator()(htmlParserCtxtPtr c) const { htmlFreeParserCtxt(c); }
+};
+
+// Appends the visible text of `html` (valid UTF-8 without NUL bytes) to *out.
+void ExtractVisibleText(std::string_view html, std::string* out) {
+  InitLibxml();
+  // One parser context per thread, reset by each read: building one costs
+  // more than parsing a short record.
+  thread_local std::unique_ptr<htmlParserCtxt, ParserCtxtFree> ctxt(htmlNewParserCtxt());
+  if (ctxt == nullptr) throw std::bad_alloc();
+  // A streaming pass: the parser builds no tree, it reports tags and text.
+  xmlSAXHandler sax{};
+  sax.initialized = 1;
+  sax.startElement = &OnStartElement;
+  sax.endElement = &OnEndElement;
+  sax.characters = &OnCharacters;
+  sax.ignorableWhitespace = &OnCharacters;
+  sax.cdataBlock = &OnCharacters;  // only <script>/<style> content, which is hidden
+  *ctxt->sax = sax;
+  Extraction state{out};
+  ctxt->_private = &state;
+  // Implied <html>, <head> and <body> are on (no HTML_PARSE_NOIMPLIED): a
+  // fragment that starts with <script> or <style> keeps what follows.
+  // "UTF-8" is given so that a <meta charset> in the page cannot switch the
+  // decoding of text that is UTF-8 already.
+  const int options = HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
+                      HTML_PARSE_NONET | XML_PARSE_HUGE;
+  xmlDocPtr doc = htmlCtxtReadMemory(ctxt.get(), html.data(), static_cast<int>(html.size()),
+                                     nullptr, "UTF-8", options);
+  if (doc != nullptr) xmlFreeDoc(doc);  // none: no SAX callback builds one
+}
+
+// ---- Character references, as the HTML parsing rules read them ----
+
+struct NamedReference {
+  const char* name;  // without the semicolon
+  uint32_t first;    // its code points (second: 0 if one)
+  uint32_t second;
+  bool legacy;       // also a reference without the semicolon
+};
+
+// The HTML5 named character references, sorted by name.
+constexpr NamedReference kNamedReferences[] = {
+#include "plugins/text/html5_entities.inc"
+};
+constexpr size_t kLongestLegacyName = 6;
+
+const NamedReference* FindReference(std::string_view name) {
+  const NamedReference* begin = std::begin(kNamedReferences);
+  const NamedReference* end = std::end(kNamedReferences);
+  const NamedReference* it = std::lower_bound(
+      begin, end, name, [](const NamedReference& r, std::string_view n) { return r.name < n; });
+  return it != end && std::string_view(it->name) == name ? it : nullptr;
+}
+
+// What a numeric reference to `cp` stands for (the HTML standard's
+// "numeric character reference end state").
+uint32_t NumericReference(uint64_t cp) {
+  static constexpr uint16_t kWindows1252[32] = {
+      0x20AC, 0x81,   0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+      0x2039, 0x0152, 0x8D,   0x017D, 0x8F,   0x90,   0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+      0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D,   0x017E, 0x0178};
+  if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0xFFFD;
+  if (cp >= 0x80 && cp <= 0x9F) return kWindows1252[cp - 0x80];
+  return static_cast<uint32_t>(cp);
+}
+
+void AppendDecimalReference(std::string* out, uint32_t cp) {
+  out->append("&#");
+  out->append(std::to_string(cp));
+  out->push_back(';');
+}
+
+// `html` with the character references libxml2 would not decode as the
+// HTML parsing rules do rewritten as decimal references it does decode:
+// names it does not know (HTML5 names, "&QUOT;"), legacy names without a
+// semicolon ("&copy 2024", "&notit;" -> "&#172;it;"), and numbers that
+// stand for another character (0x80-0x9F as Windows-1252; 0, surrogates and
+// numbers past U+10FFFF as U+FFFD) or lack their semicolon. Returns `html`
+// itself when nothing changes, else a view of *storage. References in
+// attributes and in script or style content are rewritten too; neither is
+// ever part of the text.
+std::string_view RewriteReferences(std::string_view html, std::string* storage) {
+  const char* const data = html.data();
+  const size_t n = html.size();
+  size_t copied = 0;  // html[copied, i) not yet copied to *storage
+  bool changed = false;
+  auto replace = [&](size_t from, size_t to, uint32_t a, uint32_t b) {
+    if (!changed) {
+      storage->clear();
+      storage->reserve(n + 16);
+      changed = true;
+    }
+    storage->append(data + copied, from - copied);
+    AppendDecimalReference(storage, a);
+    if (b != 0) AppendDecimalReference(storage, b);
+    copied = to;
+  };
+  size_t i = 0;
+  while (true) {
+    const void* amp = std::memchr(data + i, '&', n - i);
+    if (amp == nullptr) break;
+    i = static_cast<size_t>(static_cast<const char*>(amp) - data);
+    size_t j = i + 1;
+    if (j < n && data[j] == '#') {
+      ++j;
+      const bool hex = j < n && (data[j] == 'x' || data[j] == 'X');
+      if (hex) ++j;
+      const size_t digits = j;
+      uint64_t cp = 0;
+      while (j < n && (hex ? std::isxdigit(static_cast<unsigned char>(data[j]))
+                           : std::isdigit(static_cast<unsigned char>(data[j])))) {
+        const int d = std::isdigit(static_cast<unsigned char>(data[j]))
+                          ? data[j] - '0'
+                          : (std::tolower(static_cast<unsigned char>(data[j])) - 'a' + 10);
+        cp = std::min<uint64_t>(cp * (hex ? 16 : 10) + static_cast<uint64_t>(d), 0x110000);
+        ++j;
+      }
+      if (j == digits) {
+        // "&#" or "&#x" without digits is text; libxml2 would drop it.
+        replace(i, i + 1, '&', 0);
+        i = i + 1;
+        continue;
+      }
+      const bool semicolon = j < n && data[j] == ';';
+      const uint32_t value = NumericReference(cp);
+      if (!semicolon || value != cp) replace(i, semicolon ? j + 1 : j, value, 0);
+      i = semicolon ? j + 1 : j;
       continue;
     }
-    // Next sibling, or climb until an ancestor has one; leaving a block
-    // element separates its text from what follows.
-    while (node != container && node->next == nullptr) {
-      node = node->parent;
-      if (node != container && node->type == XML_ELEMENT_NODE && !InlineElement(node->name)) {
-        out->push_back(' ');
+    while (j < n && std::isalnum(static_cast<unsigned char>(data[j])) && j - i <= 33) ++j;
+    if (j == i + 1) {
+      i = j;
+      continue;
+    }
+    const std::string_view name(data + i + 1, j - i - 1);
+    if (j < n && data[j] == ';') {
+      if (const NamedReference* r = FindReference(name)) {
+        const htmlEntityDesc* known =
+            htmlEntityLookup(reinterpret_cast<const xmlChar*>(std::string(name).c_str()));
+        if (known == nullptr || known->value != r->first || r->second != 0) {
+          replace(i, j + 1, r->first, r->second);
+        }
+        i = j + 1;
+        continue;
       }
     }
-    if (node == container) break;
-    node = node->next;
+    // The longest legacy name the letters start with.
+    bool found = false;
+    for (size_t len = std::min(name.size(), kLongestLegacyName); len >= 2 && !found; --len) {
+      const NamedReference* r = FindReference(name.substr(0, len));
+      if (r != nullptr && r->legacy) {
+        replace(i, i + 1 + len, r->first, r->second);
+        i = i + 1 + len;
+        found = true;
+      }
+    }
+    if (!found) i = j;
   }
+  if (!changed) return html;
+  storage->append(data + copied, n - copied);
+  return *storage;
 }
 
+// True if `s` may hold a tag, a comment or an entity.
 bool LooksLikeMarkup(std::string_view s) {
   for (size_t i = 0; i + 1 < s.size(); ++i) {
     const char c = s[i];
+    if (c != '<' && c != '&') continue;
     const unsigned char n = static_cast<unsigned char>(s[i + 1]);
     if (c == '<' && (std::isalpha(n) || n == '/' || n == '!' || n == '?')) return true;
     if (c == '&' && (std::isalpha(n) || n == '#')) {
@@ -115,55 +353,177 @@ bool LooksLikeMarkup(std::string_view s) {
   return false;
 }
 
+// ---- UTF-8 ----
+
+// The length of the valid prefix of `s` (all of it when valid).
+size_t ValidUtf8Prefix(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    // Eight ASCII bytes at a time.
+    while (i + 8 <= n) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      if ((w & 0x8080808080808080ull) != 0) break;
+      i += 8;
+    }
+    if (i >= n) break;
+    if (p[i] < 0x80) {
+      ++i;
+      continue;
+    }
+    utf8proc_int32_t cp = 0;
+    const utf8proc_ssize_t len =
+        utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(n - i), &cp);
+    if (len <= 0) return i;
+    i += static_cast<size_t>(len);
+  }
+  return n;
+}
+
 // ---- Unicode ----
 
-std::string MapUtf8(const std::string& fixed, int options) {
+bool IsSpace(utf8proc_int32_t cp) {
+  if (cp == ' ' || (cp >= '\t' && cp <= '\r') || cp == 0x85) return true;
+  switch (utf8proc_category(cp)) {
+    case UTF8PROC_CATEGORY_ZS:
+    case UTF8PROC_CATEGORY_ZL:
+    case UTF8PROC_CATEGORY_ZP:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Appends valid UTF-8 to an output whose runs of white space become one
+// ASCII space, with no space at the start (the caller trims the end).
+class SpaceCollapser {
+ public:
+  explicit SpaceCollapser(std::string* out) : out_(out) {}
+
+  void Space() { pending_ = !out_->empty(); }
+  void Char(const char* p, size_t n) {
+    if (pending_) out_->push_back(' ');
+    pending_ = false;
+    out_->append(p, n);
+  }
+  // Valid UTF-8 of any kind.
+  void Text(const char* p, size_t n) {
+    const auto* q = reinterpret_cast<const utf8proc_uint8_t*>(p);
+    utf8proc_ssize_t left = static_cast<utf8proc_ssize_t>(n);
+    while (left > 0) {
+      utf8proc_int32_t cp = 0;
+      utf8proc_ssize_t len = utf8proc_iterate(q, left, &cp);
+      if (len <= 0) {  // not reached on valid input
+        Char(kReplacement, 3);
+        len = 1;
+      } else if (IsSpace(cp)) {
+        Space();
+      } else {
+        Char(reinterpret_cast<const char*>(q), static_cast<size_t>(len));
+      }
+      q += len;
+      left -= len;
+    }
+  }
+
+ private:
+  std::string* out_;
+  bool pending_ = false;
+};
+
+// utf8proc's mapping of one piece of valid UTF-8, fed to `out`.
+void MapPiece(std::string_view piece, int options, SpaceCollapser* out) {
   utf8proc_uint8_t* mapped = nullptr;
-  utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(fixed.data()),
-                                    static_cast<utf8proc_ssize_t>(fixed.size()), &mapped,
+  utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(piece.data()),
+                                    static_cast<utf8proc_ssize_t>(piece.size()), &mapped,
                                     static_cast<utf8proc_option_t>(options));
   if (n < 0) {
-    // Cannot happen on fixed input; out of memory is the only other error.
+    // Cannot happen on valid input; out of memory is the only other error.
     throw std::runtime_error(std::string("utf8proc: ") + utf8proc_errmsg(n));
   }
   std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> owner(mapped, &std::free);
-  return std::string(reinterpret_cast<const char*>(mapped), static_cast<size_t>(n));
+  out->Text(reinterpret_cast<const char*>(mapped), static_cast<size_t>(n));
 }
 
-std::string CollapseSpaces(std::string_view s) {
+// An ASCII character that stays in the text (as itself or as a space).
+// The other ASCII controls are removed, which can bring the characters on
+// either side together, so they go to utf8proc with their neighbours.
+bool KeptAscii(char ch) {
+  const unsigned char c = static_cast<unsigned char>(ch);
+  return c < 0x80 && c != 0x7F && (c >= 0x20 || (c >= '\t' && c <= '\r'));
+}
+
+// Steps 3-5 of Normalize on valid UTF-8. Printable ASCII and ASCII white
+// space are handled here byte by byte: NFKC and case folding are simple
+// there. Each run of other text goes to utf8proc together with the ASCII
+// character before it (a combining mark may compose with it, "e" + U+0301).
+// Cutting there is exact: an ASCII character never composes with the one
+// before it, and nothing reorders across it.
+std::string NormalizeValid(std::string_view s, bool fold) {
+  int options = UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_IGNORE |
+                UTF8PROC_STRIPCC | UTF8PROC_LUMP;
+  if (fold) options |= UTF8PROC_CASEFOLD;
   std::string out;
   out.reserve(s.size());
-  bool pending_space = false;
-  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
-  utf8proc_ssize_t left = static_cast<utf8proc_ssize_t>(s.size());
-  while (left > 0) {
-    utf8proc_int32_t cp = 0;
-    utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
-    if (n <= 0) {  // not reached on valid input
-      cp = 0xFFFD;
-      n = 1;
+  SpaceCollapser sink(&out);
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    // The ASCII run [i, j).
+    size_t j = i;
+    while (j < n && KeptAscii(s[j])) ++j;
+    // Its last character goes with the non-ASCII run that follows.
+    const size_t ascii_end = j < n && j > i ? j - 1 : j;
+    for (size_t k = i; k < ascii_end; ++k) {
+      const unsigned char c = static_cast<unsigned char>(s[k]);
+      if (c == ' ' || (c >= '\t' && c <= '\r')) {
+        sink.Space();
+      } else {
+        const char ch = fold && c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : static_cast<char>(c);
+        sink.Char(&ch, 1);
+      }
     }
-    if (IsSpace(cp)) {
-      pending_space = !out.empty();
-    } else {
-      if (pending_space) out.push_back(' ');
-      pending_space = false;
-      out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
-    }
-    p += n;
-    left -= n;
+    if (j >= n) break;
+    // The non-ASCII piece: from ascii_end up to an ASCII character followed
+    // by another ASCII character (or the end).
+    size_t e = j;
+    while (e < n && !(KeptAscii(s[e]) && (e + 1 == n || KeptAscii(s[e + 1])))) ++e;
+    MapPiece(s.substr(ascii_end, e - ascii_end), options, &sink);
+    i = e;
   }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
   return out;
+}
+
+// `s` with invalid UTF-8 replaced (FixUtf8) and, if `drop_nul`, NUL bytes
+// removed; `s` itself when there is nothing to change.
+std::string_view Repaired(std::string_view s, bool drop_nul, std::string* storage) {
+  const size_t valid = ValidUtf8Prefix(s);
+  const bool has_nul = drop_nul && std::memchr(s.data(), '\0', s.size()) != nullptr;
+  if (valid == s.size() && !has_nul) return s;
+  *storage = valid == s.size() ? std::string(s) : FixUtf8(s);
+  if (has_nul) storage->erase(std::remove(storage->begin(), storage->end(), '\0'), storage->end());
+  return *storage;
 }
 
 std::string NormalizeImpl(const std::string& s, bool fold) {
   if (s.empty()) return s;
-  std::string text = FixUtf8(s);
-  if (LooksLikeMarkup(text)) text = StripHtml(text);
-  int options = UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_IGNORE |
-                UTF8PROC_STRIPCC | UTF8PROC_LUMP;
-  if (fold) options |= UTF8PROC_CASEFOLD;
-  return CollapseSpaces(MapUtf8(text, options));
+  std::string repaired;
+  const std::string_view text = Repaired(s, /*drop_nul=*/true, &repaired);
+  if (!LooksLikeMarkup(text)) return NormalizeValid(text, fold);
+  if (text.size() > static_cast<size_t>(INT32_MAX)) {
+    throw std::length_error("normalize: record larger than 2 GiB");
+  }
+  std::string rewritten;
+  const std::string_view html = RewriteReferences(text, &rewritten);
+  std::string visible;
+  visible.reserve(html.size() / 2);
+  ExtractVisibleText(html, &visible);
+  std::string().swap(rewritten);  // freed before the output is built
+  std::string().swap(repaired);
+  return NormalizeValid(visible, fold);
 }
 
 // ---- Words (ICU) ----
@@ -310,12 +670,13 @@ std::vector<std::string> Phones(const std::string& s, const std::string& region)
 }  // namespace
 
 std::string FixUtf8(std::string_view s) {
+  const size_t valid = ValidUtf8Prefix(s);
   std::string out;
   out.reserve(s.size());
-  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
-  utf8proc_ssize_t left = static_cast<utf8proc_ssize_t>(s.size());
+  out.append(s.data(), valid);
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data()) + valid;
+  utf8proc_ssize_t left = static_cast<utf8proc_ssize_t>(s.size() - valid);
   while (left > 0) {
-    // ASCII fast path.
     if (*p < 0x80) {
       out.push_back(static_cast<char>(*p));
       ++p;
@@ -338,21 +699,17 @@ std::string FixUtf8(std::string_view s) {
 
 std::string StripHtml(std::string_view s) {
   if (s.empty()) return std::string();
-  const std::string fixed = FixUtf8(s);
-  if (!LooksLikeMarkup(fixed)) return fixed;
-  if (fixed.size() > static_cast<size_t>(INT32_MAX)) {
+  std::string repaired;
+  const std::string_view text = Repaired(s, /*drop_nul=*/true, &repaired);
+  if (!LooksLikeMarkup(text)) return std::string(text);
+  if (text.size() > static_cast<size_t>(INT32_MAX)) {
     throw std::length_error("StripHtml: record larger than 2 GiB");
   }
-  InitLibxml();
-  const int options = HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
-                      HTML_PARSE_NONET | HTML_PARSE_NOIMPLIED | XML_PARSE_HUGE;
-  std::unique_ptr<xmlDoc, decltype(&xmlFreeDoc)> doc(
-      htmlReadMemory(fixed.data(), static_cast<int>(fixed.size()), nullptr, "UTF-8", options),
-      &xmlFreeDoc);
-  if (doc == nullptr) return fixed;  // not even recoverable: keep the text
+  std::string rewritten;
+  const std::string_view html = RewriteReferences(text, &rewritten);
   std::string out;
-  out.reserve(fixed.size());
-  CollectText(reinterpret_cast<xmlNodePtr>(doc.get()), &out);
+  out.reserve(html.size() / 2);
+  ExtractVisibleText(html, &out);
   return out;
 }
 

@@ -30,17 +30,32 @@ namespace procpool::text {
 // U+FFFD.
 std::string FixUtf8(std::string_view s);
 
-// The text content of an HTML fragment or document: tags, comments and the
-// contents of <script>, <style>, <noscript> and <template> dropped, entities
-// (&amp;, &eacute;, &#233;, &#xE9;) decoded, block elements (<p>, <br>,
-// <div>, <li>, ...) separated by a space. Text without markup comes back
-// unchanged. Input is UTF-8 (fixed as by FixUtf8 first).
+// The text a browser shows for an HTML fragment or document, the way its
+// `innerText` gives it (docs/POOLRUN.md, "The text rule"):
+//  - The markup is read by libxml2's HTML parser in a streaming pass (no
+//    tree), with <html>, <head> and <body> implied, so a fragment that
+//    starts with <script> or <style> keeps the text after it. Entities
+//    (&amp;, &eacute;, &#233;, &#xE9;) are decoded; comments are dropped.
+//  - Content a browser does not render is dropped: <title>, <script>,
+//    <style>, <noscript>, <template>, <iframe>, <noembed>,
+//    <noframes>, <datalist>, <rp>, <area>, <base>, <link>, <meta>, <param>,
+//    and any element with a `hidden` attribute or a `style` that sets
+//    `display: none`.
+//  - Block-level elements (p, div, h1-h6, li, td, th, tr, table, pre, ...),
+//    <br> and <hr> separate the text before and after them by a space;
+//    inline elements (a, b, i, span, code, sub, custom elements...) do not.
+// Text without markup comes back unchanged. Input is UTF-8 (fixed as by
+// FixUtf8 first; NUL bytes are dropped, as the HTML parsing rules drop them
+// from text). The result's white space is not collapsed (Normalize does).
 std::string StripHtml(std::string_view s);
 
 // Task "normalize": clean text for indexing or training.
 //  1. invalid UTF-8 fixed (FixUtf8);
-//  2. HTML stripped (StripHtml);
-//  3. Unicode NFKC ("ﬁ" -> "fi", full-width letters -> ASCII, "①" -> "1");
+//  2. if the text holds markup (a tag, a comment or an entity), the text a
+//     browser shows of it (StripHtml);
+//  3. Unicode NFKC ("ﬁ" -> "fi", full-width letters -> ASCII, "①" -> "1"),
+//     then utf8proc's lumping: dashes and the minus sign become "-", curly
+//     single quotes "'", and a few look-alike symbols their ASCII forms;
 //  4. control characters and default-ignorable characters (zero-width
 //     space, soft hyphen, BOM, bidi marks) removed; line breaks and tabs
 //     become spaces;

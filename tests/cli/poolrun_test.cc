@@ -23,6 +23,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -335,6 +336,107 @@ TEST(PoolrunTest, TwoFieldsAreTwoArgumentsAndJsonPointersWork) {
             "{\"t\": \"(650) 253-0000\", \"m\": {\"cc\": \"US\"},\"phones\":[\"+16502530000\"]}\n");
 }
 
+TEST(PoolrunTest, SummaryCountsEmptyResultsAndCpuPerRecord) {
+  const std::string in = TempPath("empty_results.jsonl");
+  WriteFile(in, "{\"text\": \"<script>only a script</script>\"}\n{\"text\": \"<p>words</p>\"}\n"
+                "{\"text\": \"\"}\n");
+  Outcome o = RunPoolrun({"--plugin", TextPlugin(), "--task", "normalize", "--input", in,
+                          "--field", "text", "--output", TempPath("empty_results_out.jsonl")});
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, "3 written to")) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, "(2 of them empty)")) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, "CPU per record: poolrun ")) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, " us, workers ")) << o.err;
+}
+
+// ---- Hostile records ----
+
+// A JSON array nested `depth` deep.
+std::string Nested(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+TEST(PoolrunTest, DeeplyNestedRecordsAreDeadLettersNotCrashes) {
+  const std::string in = TempPath("deep.jsonl");
+  WriteFile(in, absl::StrCat("{\"id\": 0, \"text\": \"before\"}\n",          //
+                             "{\"id\": 1, \"text\": ", Nested(100000), "}\n",  //
+                             Nested(100000), "\n",                           //
+                             "{\"id\": 3, \"text\": ", Nested(900), "}\n",     //
+                             "{\"id\": 4, \"text\": \"after\"}\n"));
+  const std::string out = TempPath("deep_out.jsonl");
+  Outcome o = RunPoolrun({"--plugin", TextPlugin(), "--task", "normalize", "--input", in,
+                          "--field", "text", "--output", out, "--workers", "2"});
+  ASSERT_EQ(o.signal, 0) << o.err;
+  EXPECT_EQ(o.exit_code, 1) << o.err;
+  // Nesting within the limit is passed as its JSON text.
+  std::vector<Json> written = JsonLines(out);
+  EXPECT_EQ(Ids(written), (std::vector<int>{0, 3, 4}));
+  std::vector<Json> dead = JsonLines(out + ".errors.jsonl");
+  ASSERT_EQ(dead.size(), 2u);
+  for (const Json& d : dead) {
+    EXPECT_EQ(d["code"], "RESOURCE_EXHAUSTED") << d["error"];
+    EXPECT_TRUE(absl::StrContains(d["error"].get<std::string>(), "--max-depth")) << d["error"];
+  }
+  EXPECT_EQ(dead[0]["line"], 2);
+  EXPECT_EQ(dead[1]["line"], 3);
+}
+
+TEST(PoolrunTest, RecordsLargerThanTheLimitAreDeadLetters) {
+  const std::string in = TempPath("big.txt");
+  WriteFile(in, absl::StrCat("small\n", std::string(5000, 'x'), "\nsmall again\n"));
+  const std::string errors = TempPath("big_errors.jsonl");
+  Outcome o = RunPoolrun({"--plugin", TextPlugin(), "--task", "token_count", "--input", in,
+                          "--max-record-bytes", "4096", "--errors", errors});
+  EXPECT_EQ(o.exit_code, 1) << o.err;
+  EXPECT_EQ(o.out, "1\n2\n");
+  std::vector<Json> dead = JsonLines(errors);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0]["line"], 2);
+  EXPECT_EQ(dead[0]["code"], "RESOURCE_EXHAUSTED");
+  EXPECT_TRUE(absl::StrContains(dead[0]["error"].get<std::string>(), "5000 bytes")) << dead[0];
+}
+
+// The base64 of `bytes`, as RFC 4648 spells it.
+std::string Base64(const std::string& bytes) {
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (static_cast<unsigned char>(bytes[i]) << 16) |
+                       (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+                       static_cast<unsigned char>(bytes[i + 2]);
+    for (int k = 3; k >= 0; --k) out.push_back(kAlphabet[(v >> (6 * k)) & 63]);
+  }
+  if (i + 1 == bytes.size()) {
+    const uint32_t v = static_cast<unsigned char>(bytes[i]) << 16;
+    out += {kAlphabet[(v >> 18) & 63], kAlphabet[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == bytes.size()) {
+    const uint32_t v = (static_cast<unsigned char>(bytes[i]) << 16) |
+                       (static_cast<unsigned char>(bytes[i + 1]) << 8);
+    out += {kAlphabet[(v >> 18) & 63], kAlphabet[(v >> 12) & 63], kAlphabet[(v >> 6) & 63], '='};
+  }
+  return out;
+}
+
+TEST(PoolrunTest, DeadLettersOfInvalidUtf8KeepTheRawBytes) {
+  const std::string bad = "{\"text\": \"caf\xE9 \xFF\xFE\", \"id\": 1";  // Latin-1, truncated JSON
+  const std::string good = "{\"text\": \"ok\", \"id\": 2}";
+  const std::string in = TempPath("latin1.jsonl");
+  WriteFile(in, absl::StrCat(bad, "\n", good, "\n", "{\"nope\": 1}\n"));
+  const std::string out = TempPath("latin1_out.jsonl");
+  Outcome o = RunPoolrun({"--plugin", TextPlugin(), "--task", "normalize", "--input", in,
+                          "--field", "text", "--output", out});
+  EXPECT_EQ(o.exit_code, 1) << o.err;
+  std::vector<Json> dead = JsonLines(out + ".errors.jsonl");
+  ASSERT_EQ(dead.size(), 2u);
+  // The record is not UTF-8: its bytes are kept exactly, in base64.
+  EXPECT_EQ(dead[0]["line"], 1);
+  ASSERT_TRUE(dead[0].contains("input_bytes")) << dead[0];
+  EXPECT_EQ(dead[0]["input_bytes"], Base64(bad));
+  // A record that is UTF-8 needs no copy: "input" holds it exactly.
+  EXPECT_EQ(dead[1]["input"], "{\"nope\": 1}");
+  EXPECT_FALSE(dead[1].contains("input_bytes")) << dead[1];
+}
+
 // ---- CSV and lines ----
 
 TEST(PoolrunTest, CsvInCsvOutWithQuotedFieldsAndAMalformedRow) {
@@ -505,6 +607,92 @@ TEST(PoolrunTest, ResumeAfterSigkillWritesEachRecordExactlyOnce) {
   Outcome again = RunPoolrun(resume);
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_TRUE(absl::StrContains(again.err, "already complete")) << again.err;
+}
+
+// Runs `args` until the checkpoint holds 100 records, then SIGKILLs it.
+void KillAfterACheckpoint(const std::vector<std::string>& args, const std::string& out,
+                          int stdin_fd = -1) {
+  Child first(args, stdin_fd);
+  ASSERT_TRUE(CheckpointReaches(out + ".poolrun-checkpoint", 100));
+  ASSERT_EQ(::kill(first.pid(), SIGKILL), 0);
+  ASSERT_EQ(first.Wait().signal, SIGKILL);
+}
+
+TEST(PoolrunTest, ResumeRefusesAnInputThatChangedUnderTheCheckpoint) {
+  constexpr int kRecords = 1500;
+  const std::string in = SlowInput(kRecords, 4);
+  const std::string out = TempPath("changed.jsonl");
+  const std::vector<std::string> args = {"--plugin", FaultsPlugin(), "--task", "sleep_ms",
+                                         "--input", in, "--field", "ms", "--output", out,
+                                         "--workers", "2"};
+  KillAfterACheckpoint(args, out);
+  const std::string checkpoint = ReadFile(out + ".poolrun-checkpoint");
+  const std::string output = ReadFile(out);
+  // The first 1,000 lines go away.
+  std::vector<std::string> lines = Lines(ReadFile(in));
+  WriteFile(in, absl::StrCat(absl::StrJoin(lines.begin() + 1000, lines.end(), "\n"), "\n"));
+
+  std::vector<std::string> resume = args;
+  resume.push_back("--resume");
+  Outcome o = RunPoolrun(resume);
+  EXPECT_EQ(o.exit_code, 2) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, "not the one the checkpoint was made against")) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, "without --resume")) << o.err;
+  // Nothing was touched.
+  EXPECT_EQ(ReadFile(out + ".poolrun-checkpoint"), checkpoint);
+  EXPECT_EQ(ReadFile(out), output);
+
+  // Starting over works.
+  Outcome again = RunPoolrun(args);
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  std::vector<int> expected;
+  for (int i = 1000; i < kRecords; ++i) expected.push_back(i);
+  EXPECT_EQ(Ids(JsonLines(out)), expected);
+}
+
+TEST(PoolrunTest, ResumeAcceptsAnInputThatOnlyGrew) {
+  constexpr int kRecords = 1500;
+  const std::string in = SlowInput(kRecords, 4);
+  const std::string out = TempPath("grown.jsonl");
+  const std::vector<std::string> args = {"--plugin", FaultsPlugin(), "--task", "sleep_ms",
+                                         "--input", in, "--field", "ms", "--output", out,
+                                         "--workers", "2"};
+  KillAfterACheckpoint(args, out);
+  std::string more;
+  for (int i = kRecords; i < kRecords + 10; ++i) absl::StrAppend(&more, "{\"id\": ", i, ", \"ms\": 1}\n");
+  WriteFile(in, ReadFile(in) + more);
+  std::vector<std::string> resume = args;
+  resume.push_back("--resume");
+  Outcome o = RunPoolrun(resume);
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  ExpectEachIdOnceInOrder(out, kRecords + 10);
+}
+
+TEST(PoolrunTest, ResumeRefusesAnotherStdin) {
+  constexpr int kRecords = 1500;
+  const std::string in = SlowInput(kRecords, 4);
+  const std::string out = TempPath("stdin.jsonl");
+  const std::vector<std::string> args = {"--plugin", FaultsPlugin(), "--task", "sleep_ms",
+                                         "--format", "jsonl", "--field", "ms", "--output", out,
+                                         "--workers", "2"};
+  {
+    const int fd = ::open(in.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    KillAfterACheckpoint(args, out, fd);
+    ::close(fd);
+  }
+  // The same stream without its first 200 records.
+  std::vector<std::string> lines = Lines(ReadFile(in));
+  const std::string other = TempPath("other_stdin.jsonl");
+  WriteFile(other, absl::StrCat(absl::StrJoin(lines.begin() + 200, lines.end(), "\n"), "\n"));
+  std::vector<std::string> resume = args;
+  resume.push_back("--resume");
+  const int fd = ::open(other.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  Outcome o = Child(resume, fd).Wait();
+  ::close(fd);
+  EXPECT_EQ(o.exit_code, 2) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, "not the one the checkpoint was made against")) << o.err;
 }
 
 TEST(PoolrunTest, SigintFinishesInFlightRecordsAndExits130) {

@@ -202,8 +202,8 @@ TEST(FormatTest, DeadLetterNamesRecordLineInputAndCode) {
   r.raw = "in\xff";
   std::string d = DeadLetter(r, absl::AbortedError("worker died"));
   EXPECT_EQ(d,
-            "{\"record\":5,\"line\":9,\"input\":\"in\xEF\xBF\xBD\",\"error\":\"worker died\","
-            "\"code\":\"ABORTED\"}\n");
+            "{\"record\":5,\"line\":9,\"input\":\"in\xEF\xBF\xBD\",\"input_bytes\":\"aW7/\","
+            "\"error\":\"worker died\",\"code\":\"ABORTED\"}\n");
 }
 
 TEST(CheckpointTest, DoneSetKeepsAPrefixAndTheStragglers) {

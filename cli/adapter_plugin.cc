@@ -1,0 +1,7 @@
+// libpoolrun_adapter.so: the task poolrun loads into its workers (see
+// cli/adapter.h).
+#include "cli/adapter.h"
+#include "tasks/task.h"
+
+PROCPOOL_TASK(procpool::cli::kBatchTaskName, procpool::cli::RunBatch);
+PROCPOOL_PLUGIN("poolrun_adapter");
