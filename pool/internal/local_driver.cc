@@ -32,18 +32,11 @@ constexpr uint64_t kParkTimerTag = ~uint64_t{0} - 1;
 enum : uint64_t { kSocket = 0, kStderr = 1, kPidfd = 2 };
 uint64_t Tag(WorkerId id, uint64_t what) { return (id << 2) | what; }
 
-constexpr size_t kMaxBatch = 4096;
-constexpr uint64_t kTargetBatchNs = 1'000'000;
 constexpr size_t kCallOverhead = 32;  // a call's id, task and length in a frame
 constexpr size_t kMaxRestartReasons = 16;
 // While some worker runs a task with a time limit, its status page is read
 // this often.
 constexpr absl::Duration kObserveEvery = absl::Milliseconds(1);
-
-size_t BatchFor(uint64_t avg_ns) {
-  if (avg_ns == 0) return 1;
-  return std::clamp<size_t>(kTargetBatchNs / avg_ns, 1, kMaxBatch);
-}
 
 std::string AbsolutePath(const std::string& path) {
   if (!path.empty() && path[0] == '/') return path;
@@ -103,9 +96,8 @@ thread_local bool LocalDriver::t_io_locked_ = false;
 // Setup and teardown
 
 LocalDriver::LocalDriver(PoolOptions options)
-    : options_(std::move(options)),
-      frame_budget_(std::max<size_t>(1, std::min(size_t{1} << 20, options_.max_frame_bytes / 2))),
-      sched_(ConfigFor(options_)) {}
+    : Driver(options, ConfigFor(options)),
+      frame_budget_(std::max<size_t>(1, std::min(size_t{1} << 20, options.max_frame_bytes / 2))) {}
 
 absl::StatusOr<std::unique_ptr<LocalDriver>> LocalDriver::Start(PoolOptions options) {
   options = Resolved(std::move(options));
@@ -117,14 +109,7 @@ absl::StatusOr<std::unique_ptr<LocalDriver>> LocalDriver::Start(PoolOptions opti
   }
   std::unique_ptr<LocalDriver> d(new LocalDriver(std::move(options)));
   LocalDriver* self = d.get();
-  d->cancel_channel_ = std::make_shared<CancelChannel>(
-      [self](uint64_t id) {
-        {
-          absl::MutexLock l(&self->mu_);
-          self->stop_requests_.push_back(id);
-        }
-        self->Wake();
-      },
+  d->MakeCancelChannel(
       [self](const TaskState& t, absl::Time deadline) { self->AssistWait(t, deadline); },
       [self] {
         // A parked socket is read by a waiter or, soon, the I/O thread; a
@@ -147,112 +132,35 @@ absl::StatusOr<std::unique_ptr<LocalDriver>> LocalDriver::Start(PoolOptions opti
     }
   }
   {
-    absl::MutexLock l(&d->mu_);
+    absl::MutexLock l(&d->slots_mu_);
     d->slots_.resize(static_cast<size_t>(d->options_.max_workers));
   }
   d->io_thread_ = std::thread([self] { self->IoLoop(); });
-  absl::Status error;
-  {
-    absl::MutexLock l(&d->mu_);
-    auto started = [self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-      return self->start_state_ != Scheduler::StartState::kStarting || self->io_done_;
-    };
-    d->mu_.Await(absl::Condition(&started));  // the scheduler keeps start_timeout
-    if (d->start_state_ != Scheduler::StartState::kStarted) {
-      error = d->start_error_.ok() ? absl::InternalError("the pool stopped while starting")
-                                   : d->start_error_;
-    }
-  }
-  if (!error.ok()) {
-    d->Terminate();
-    return error;
-  }
+  PROCPOOL_RETURN_IF_ERROR(d->AwaitStarted());
   return d;
 }
 
 LocalDriver::~LocalDriver() {
   if (io_thread_.joinable()) {
-    // Python's `with` block and C++ executors drain: so does the pool.
-    Shutdown(/*wait=*/true, /*cancel_pending=*/false, absl::InfiniteDuration());
+    DrainForDestruction();
     assist_off_.store(true);
     io_thread_.join();
   }
-  if (cancel_channel_) cancel_channel_->Detach();
-}
-
-bool LocalDriver::Shutdown(bool wait, bool cancel_pending, absl::Duration timeout) {
-  {
-    absl::MutexLock l(&mu_);
-    if (accepting_) {
-      accepting_ = false;
-      refuse_reason_ = absl::FailedPreconditionError(
-          "the pool is shut down; no new tasks are accepted");
-    }
-    shutdown_requested_ = true;
-    cancel_pending_ = cancel_pending_ || cancel_pending;
-    if (timeout != absl::InfiniteDuration()) {
-      shutdown_deadline_ = std::min(shutdown_deadline_, absl::Now() + timeout);
-    }
-    stop_asked_ = true;
-  }
-  Wake();
-  if (!wait) return true;
-  absl::MutexLock l(&mu_);
-  mu_.Await(absl::Condition(&io_done_));
-  return !cut_by_deadline_;
 }
 
 void LocalDriver::Terminate() {
   assist_off_.store(true);
-  {
-    absl::MutexLock l(&mu_);
-    if (accepting_) {
-      accepting_ = false;
-      refuse_reason_ = absl::FailedPreconditionError(
-          "the pool was terminated; no new tasks are accepted");
-    }
-    terminate_requested_ = true;
-    stop_asked_ = true;
-  }
-  Wake();
-  absl::MutexLock l(&mu_);
-  mu_.Await(absl::Condition(&io_done_));
+  Driver::Terminate();
 }
 
 // ---------------------------------------------------------------------------
 // Callers
 
-absl::StatusOr<uint32_t> LocalDriver::FindTask(absl::string_view name, uint64_t fingerprint,
-                                               absl::string_view readable) const {
-  return FindTaskIn(tasks_, task_index_, options_.plugins, name, fingerprint, readable);
-}
-
 void LocalDriver::Enqueue(std::shared_ptr<TaskState> task) {
   if (DispatchDirect(task)) return;
   std::vector<std::shared_ptr<TaskState>> one;
   one.push_back(std::move(task));
-  EnqueueMany(one);
-}
-
-void LocalDriver::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
-  for (auto& t : tasks) {
-    t->set_cancel_channel(cancel_channel_);
-    t->set_callback_errors(callback_errors_);
-  }
-  absl::Status refused;
-  {
-    absl::MutexLock l(&mu_);
-    if (accepting_) {
-      for (auto& t : tasks) intake_.push_back(std::move(t));
-      tasks.clear();
-      queued_hint_.store(true, std::memory_order_relaxed);
-    } else {
-      refused = refuse_reason_;
-    }
-  }
-  for (auto& t : tasks) t->Cancel(refused);
-  tasks.clear();
-  Wake();
+  Driver::EnqueueMany(one);
 }
 
 void LocalDriver::Wake() {
@@ -263,20 +171,8 @@ void LocalDriver::Wake() {
   }
 }
 
-size_t LocalDriver::SuggestedChunkSize() const { return BatchFor(sched_.avg_task_ns()); }
-
-size_t LocalDriver::SuggestedWindow() const {
-  const size_t n = static_cast<size_t>(options_.max_workers);
-  const size_t b = BatchFor(sched_.avg_task_ns());
-  return std::clamp<size_t>(n * (2 * b + 1), 2 * n, 4 * kMaxBatch);
-}
-
-size_t LocalDriver::max_chunk_bytes() const {
-  return std::min<size_t>(size_t{64} << 10, options_.max_frame_bytes / 4);
-}
-
 std::vector<int> LocalDriver::WorkerPids() const {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&slots_mu_);
   std::vector<int> out;
   for (const SlotRecord& s : slots_) {
     if (s.pid > 0) out.push_back(s.pid);
@@ -288,7 +184,7 @@ PoolStats LocalDriver::Stats() const {
   PoolStats out;
   const absl::Time now = absl::Now();
   {
-    absl::MutexLock l(&mu_);
+    absl::MutexLock l(&slots_mu_);
     for (size_t i = 0; i < slots_.size(); ++i) {
       const SlotRecord& s = slots_[i];
       WorkerStats w = s.past;
@@ -302,17 +198,11 @@ PoolStats LocalDriver::Stats() const {
       out.workers.push_back(std::move(w));
     }
   }
-  const Scheduler::Counters c = sched_.counters();
-  out.submitted = c.submitted;
-  out.succeeded = c.succeeded;
-  out.failed = c.failed;
-  out.pending = c.pending;
-  out.in_flight = c.in_flight;
+  AddCounters(out);
   out.shared_memory_args = shm_args_.load(std::memory_order_relaxed);
   out.shared_memory_results = shm_results_.load(std::memory_order_relaxed);
   out.direct_calls = direct_calls_.load(std::memory_order_relaxed);
   out.caller_reads = caller_reads_.load(std::memory_order_relaxed);
-  out.callback_errors = callback_errors_->load(std::memory_order_relaxed);
   return out;
 }
 
@@ -394,45 +284,7 @@ void LocalDriver::IoLoop() {
                            0, 60'000));
   }
   Publish();
-  absl::MutexLock l(&mu_);
-  io_done_ = true;
-}
-
-bool LocalDriver::TakeRequests(absl::Time now) {
-  std::vector<std::shared_ptr<TaskState>> intake;
-  std::vector<uint64_t> stops;
-  bool shutdown, cancel_pending, terminate;
-  absl::Time deadline;
-  {
-    absl::MutexLock l(&mu_);
-    intake.swap(intake_);
-    stops.swap(stop_requests_);
-    shutdown = std::exchange(shutdown_requested_, false);
-    terminate = std::exchange(terminate_requested_, false);
-    cancel_pending = cancel_pending_;
-    deadline = shutdown_deadline_;
-  }
-  for (auto& t : intake) sched_.Submit(std::move(t), now, actions_);
-  for (uint64_t id : stops) sched_.StopTask(id, now, actions_);
-  if (terminate) {
-    sched_.Terminate(now, actions_);
-  } else if (shutdown) {
-    sched_.Shutdown(cancel_pending, deadline, now, actions_);
-  }
-  queued_hint_.store(!sched_.QueueEmpty(), std::memory_order_relaxed);
-  return shutdown || terminate;
-}
-
-void LocalDriver::Publish() {
-  absl::MutexLock l(&mu_);
-  start_state_ = sched_.start_state();
-  start_error_ = sched_.start_error();
-  cut_by_deadline_ = sched_.cut_by_deadline();
-  if (!sched_.accepting() && accepting_) {
-    // Broken (kBreakPool, or workers that cannot start): refuse at once.
-    accepting_ = false;
-    refuse_reason_ = sched_.refuse_reason();
-  }
+  IoThreadDone();
 }
 
 WorkerConnection* LocalDriver::Find(WorkerId id) {
@@ -459,24 +311,6 @@ void LocalDriver::ObserveWorkers(absl::Time now) {
 
 // ---------------------------------------------------------------------------
 // Actions
-
-void LocalDriver::Execute() {
-  while (!actions_.empty()) {
-    Actions a;
-    std::swap(a, actions_);
-    WriteSends(a.sends);
-    for (const Action& c : a.controls) Control(c);
-    for (ResolveAction& r : a.resolves) {
-      r.task->Complete(std::move(r.status), std::move(r.bytes));
-      r.task->ReleaseArgs();
-    }
-    // Keep the capacity for next time.
-    a.sends.clear();
-    a.controls.clear();
-    a.resolves.clear();
-    if (actions_.empty()) std::swap(a, actions_);
-  }
-}
 
 void LocalDriver::WriteSends(std::vector<SendAction>& sends) {
   size_t i = 0;
@@ -543,7 +377,7 @@ void LocalDriver::Control(const Action& a) {
       }
       return;
     case Action::Kind::kSlotNote: {
-      absl::MutexLock l(&mu_);
+      absl::MutexLock l(&slots_mu_);
       if (a.slot >= slots_.size()) return;
       WorkerStats& past = slots_[a.slot].past;
       if (a.restart) ++past.restarts;
@@ -581,7 +415,7 @@ void LocalDriver::Spawn(WorkerId id, size_t slot) {
   }
   sched_.OnSpawned(id, w->pid(), &w->claims);
   {
-    absl::MutexLock l(&mu_);
+    absl::MutexLock l(&slots_mu_);
     SlotRecord& s = slots_[slot];
     // The worker it replaces may be on its way out still (it hung up, or
     // is being stopped): what it did counts from now as the slot's past.
@@ -602,7 +436,7 @@ void LocalDriver::FoldIntoPastLocked(SlotRecord& s) {
 }
 
 void LocalDriver::SlotGone(const WorkerConnection& w) {
-  absl::MutexLock l(&mu_);
+  absl::MutexLock l(&slots_mu_);
   SlotRecord& s = slots_[w.slot];
   if (s.page == w.status) FoldIntoPastLocked(s);
 }

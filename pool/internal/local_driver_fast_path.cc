@@ -63,8 +63,7 @@ bool LocalDriver::DispatchDirect(std::shared_ptr<TaskState>& task) {
       accepting = accepting_ && intake_.empty();
     }
     if (accepting && w != nullptr && !w->assisting && !w->hung_up && w->out.empty()) {
-      task->set_cancel_channel(cancel_channel_);
-      task->set_callback_errors(callback_errors_);
+      Adopt(*task);
       const bool timed = task->policy().timeout != absl::InfiniteDuration();
       // Park the socket before sending: an answer that comes before this
       // thread (or whoever waits) reads it must not wake the I/O thread,
@@ -196,8 +195,7 @@ void LocalDriver::ReturnToIoThreadLocked(WorkerConnection& w) {
 bool LocalDriver::IoThreadHasWorkLocked() {
   if (!exits_deferred_.empty() || queued_hint_.load(std::memory_order_relaxed)) return true;
   absl::MutexLock l(&mu_);
-  return !intake_.empty() || !stop_requests_.empty() || shutdown_requested_ ||
-         terminate_requested_;
+  return RequestsPendingLocked();
 }
 
 bool LocalDriver::CanStayParkedLocked(const WorkerConnection& w) {

@@ -76,20 +76,15 @@ void LocalDriver::HandleHello(WorkerConnection& w, std::string_view payload) {
       tasks.push_back(TaskInfo{t.name, p.path, t.fingerprint, t.signature});
     }
   }
-  if (task_index_.empty() && tasks_.empty()) {
+  if (!has_tasks()) {
     // The first hello defines the task table; Start() returns only after
     // it, so callers read it without a lock.
-    tasks_ = std::move(tasks);
-    std::vector<std::string> names;
-    for (uint32_t i = 0; i < tasks_.size(); ++i) {
-      task_index_[tasks_[i].name] = i;
-      names.push_back(tasks_[i].name);
-    }
-    sched_.SetTaskNames(std::move(names));
+    SetTasks(std::move(tasks));
   } else {
-    bool same = tasks.size() == tasks_.size();
+    const std::vector<TaskInfo>& known = this->tasks();
+    bool same = tasks.size() == known.size();
     for (size_t i = 0; same && i < tasks.size(); ++i) {
-      same = tasks[i].name == tasks_[i].name && tasks[i].fingerprint == tasks_[i].fingerprint;
+      same = tasks[i].name == known[i].name && tasks[i].fingerprint == known[i].fingerprint;
     }
     if (!same) {
       w.hello_error = absl::FailedPreconditionError(absl::StrCat(
