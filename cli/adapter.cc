@@ -30,8 +30,8 @@
 namespace procpool::cli {
 namespace {
 
-using serialize_internal::InputArchive;
-using serialize_internal::OutputArchive;
+using internal::InputArchive;
+using internal::OutputArchive;
 
 void AppendToString(void* out, const char* data, size_t len) {
   static_cast<std::string*>(out)->append(data, len);

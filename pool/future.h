@@ -493,7 +493,7 @@ const absl::StatusOr<R>& internal::TypedTaskState<R>::Decoded() {
       decoded_ = status();
     } else {
       try {
-        decoded_ = serialize_internal::DecodeArchive<R>(payload());
+        decoded_ = internal::DecodeArchive<R>(payload());
       } catch (const std::exception& e) {
         decoded_ = absl::DataLossError(
             std::string("the task's result does not decode: ") + e.what());

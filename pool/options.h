@@ -47,7 +47,7 @@ struct Initializer {
     Initializer init;
     init.task = std::string(ref.name());
     init.fingerprint = Signature<R(A...)>::Fingerprint();
-    serialize_internal::AppendArchive(&init.args,
+    internal::AppendArchive(&init.args,
                                       std::decay_t<A>(std::forward<U>(args))...);
     return init;
   }

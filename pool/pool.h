@@ -165,7 +165,7 @@ class ProcessPool {
                   "Submit: wrong number of arguments for this task");
     auto state = std::make_shared<internal::TypedTaskState<std::decay_t<R>>>(
         task.index_, NextSubmissionIndex());
-    serialize_internal::AppendArchive(
+    internal::AppendArchive(
         &state->args(),
         internal::AsArg<std::decay_t<Args>>(std::forward<U>(args))...);
     Enqueue(state, options, task.pool_, task.name());

@@ -44,7 +44,7 @@
 
 #include "tasks/abi.h"
 
-namespace procpool::serialize_internal {
+namespace procpool::internal {
 
 // The archives every value crosses in. They write and read exactly the bytes
 // of cereal's BinaryOutputArchive / BinaryInputArchive (host byte order,
@@ -266,11 +266,11 @@ T DecodeArchive(std::string_view bytes) {
   return value;
 }
 
-}  // namespace procpool::serialize_internal
+}  // namespace procpool::internal
 
-CEREAL_REGISTER_ARCHIVE(procpool::serialize_internal::OutputArchive)
-CEREAL_REGISTER_ARCHIVE(procpool::serialize_internal::InputArchive)
-CEREAL_SETUP_ARCHIVE_TRAITS(procpool::serialize_internal::InputArchive,
-                            procpool::serialize_internal::OutputArchive)
+CEREAL_REGISTER_ARCHIVE(procpool::internal::OutputArchive)
+CEREAL_REGISTER_ARCHIVE(procpool::internal::InputArchive)
+CEREAL_SETUP_ARCHIVE_TRAITS(procpool::internal::InputArchive,
+                            procpool::internal::OutputArchive)
 
 #endif  // PROCPOOL_TASKS_SERIALIZE_H_

@@ -69,7 +69,7 @@ class TaskRef<R(Args...)> {
   std::string_view name_;
 };
 
-namespace tasks_internal {
+namespace internal {
 
 // A registered task's body, type-erased behind the C ABI's invoke().
 class TaskBody {
@@ -106,7 +106,7 @@ inline void AppendCurrentException(void* out, procpool_append_fn append) {
     what = e.what();
   } catch (...) {
   }
-  serialize_internal::OutputArchive ar(out, append);
+  internal::OutputArchive ar(out, append);
   ar(type, what);
 }
 
@@ -121,7 +121,7 @@ class FunctionTask final : public TaskBody {
     try {
       std::apply(
           [&](auto&... a) {
-            serialize_internal::DecodeArchiveInto(
+            internal::DecodeArchiveInto(
                 std::string_view(args, args_len), a...);
           },
           decoded);
@@ -141,7 +141,7 @@ class FunctionTask final : public TaskBody {
     }
     // The one boundary where a task's exceptions stop.
     try {
-      serialize_internal::WriteArchive(out, append, std::apply(fn_, std::move(decoded)));
+      internal::WriteArchive(out, append, std::apply(fn_, std::move(decoded)));
       return PROCPOOL_INVOKE_OK;
     } catch (...) {
       AppendCurrentException(out, append);
@@ -226,7 +226,7 @@ inline int InvokeTrampoline(void* ctx, const char* args, size_t args_len,
   return &manifest;
 }
 
-}  // namespace tasks_internal
+}  // namespace internal
 }  // namespace procpool
 
 #define PROCPOOL_INTERNAL_CONCAT2(a, b) a##b
@@ -237,13 +237,13 @@ inline int InvokeTrampoline(void* ctx, const char* args, size_t args_len,
 #define PROCPOOL_TASK(name, fn)                                             \
   [[maybe_unused]] static const bool PROCPOOL_INTERNAL_CONCAT(              \
       procpool_task_registered_, __COUNTER__) =                             \
-      ::procpool::tasks_internal::Register(name, fn)
+      ::procpool::internal::Register(name, fn)
 
 // Defines the plugin's entry point. Use exactly once per shared object.
 #define PROCPOOL_PLUGIN(plugin_name)                                        \
   extern "C" [[gnu::visibility("default")]] const procpool_manifest_v1*     \
   procpool_plugin_manifest(void) {                                          \
-    return ::procpool::tasks_internal::Manifest(plugin_name);               \
+    return ::procpool::internal::Manifest(plugin_name);               \
   }
 
 #endif  // PROCPOOL_TASKS_TASK_H_

@@ -52,7 +52,7 @@ class ChunkState final : public TaskState {
   template <class... A>
   void AddItem(const A&... args) {
     last_item_ = BeginChunkItem(&this->args());
-    serialize_internal::AppendArchive(&this->args(), args...);
+    internal::AppendArchive(&this->args(), args...);
     PatchChunkLength(&this->args(), last_item_);
     ++size_;
   }

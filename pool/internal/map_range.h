@@ -414,7 +414,7 @@ class MapRange : public std::ranges::view_base {
     absl::Status status = chunk.ItemStatus(i);
     if (!status.ok()) return status;
     try {
-      return serialize_internal::DecodeArchive<R>(chunk.ItemBytes(i));
+      return internal::DecodeArchive<R>(chunk.ItemBytes(i));
     } catch (const std::exception& e) {
       return absl::DataLossError(
           absl::StrCat(chunk.DescribeItem(chunk.first_index() + i),

@@ -207,7 +207,7 @@ template <class Msg>
 std::string EncodeMpiMessage(uint64_t epoch, const Msg& msg) {
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(epoch >> (8 * i));
-  serialize_internal::AppendArchive(&out, msg);
+  internal::AppendArchive(&out, msg);
   return out;
 }
 

@@ -171,7 +171,7 @@ absl::StatusOr<std::vector<ResultMsg>> DecodeResults(std::string_view payload) {
 RemoteException DecodeException(std::string_view payload) {
   RemoteException e;
   try {
-    e = serialize_internal::DecodeArchive<RemoteException>(payload);
+    e = internal::DecodeArchive<RemoteException>(payload);
   } catch (...) {
     e = RemoteException{};
   }
@@ -231,7 +231,7 @@ std::string EncodeStatus(const absl::Status& status) {
   if (auto p = status.GetPayload(kExceptionTypeKey)) e.type = std::string(*p);
   if (auto p = status.GetPayload(kExceptionWhatKey)) e.what = std::string(*p);
   std::string out;
-  serialize_internal::AppendArchive(&out, e);
+  internal::AppendArchive(&out, e);
   return out;
 }
 

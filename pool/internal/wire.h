@@ -192,7 +192,7 @@ template <class Msg>
 void AppendFrame(std::string* out, FrameType type, const Msg& msg) {
   size_t start = out->size();
   AppendFrameHeader(out, type, 0);
-  serialize_internal::AppendArchive(out, msg);
+  internal::AppendArchive(out, msg);
   size_t len = out->size() - start - kFrameHeaderSize;
   uint32_t le = static_cast<uint32_t>(len);
   for (int i = 0; i < 4; ++i) (*out)[start + i] = static_cast<char>(le >> (8 * i));
@@ -250,7 +250,7 @@ class ResultsFrameBuilder : public VectorFrameBuilder {
 template <class Msg>
 absl::StatusOr<Msg> DecodeMessage(std::string_view payload, std::string_view what) {
   try {
-    return serialize_internal::DecodeArchive<Msg>(payload);
+    return internal::DecodeArchive<Msg>(payload);
   } catch (const std::exception& e) {
     return absl::DataLossError(
         std::string(what) + " message does not decode: " + e.what());

@@ -236,7 +236,7 @@ class Worker {
     if (spill && CanUseResultRegion()) sink.emplace(ResultSink{this, out, start, true});
     int code = sink ? t.invoke(t.ctx, args.data(), args.size(), &*sink, &ResultSink::Append)
                     : t.invoke(t.ctx, args.data(), args.size(), out,
-                               &serialize_internal::AppendToString);
+                               &internal::AppendToString);
     const size_t size = sink ? sink->size() : out->size() - start;
     if (size + 64 > max_frame_) {
       if (sink) sink->Abandon();
@@ -359,7 +359,7 @@ class Worker {
   }
 
   void AppendTooLarge(uint32_t task, size_t size, std::string* out) const {
-    serialize_internal::AppendArchive(
+    internal::AppendArchive(
         out, std::string("procpool::ResultTooLarge"),
         absl::StrCat("the result of task '", plugins_.task(task).name, "' is ",
                      size, " bytes, over the frame limit of ", max_frame_,
@@ -470,7 +470,7 @@ absl::Status RunInitializer(const PluginSet& plugins, const WorkerCommand& args)
   }
   std::string out;
   int code = task->invoke(task->ctx, args.init_args.data(), args.init_args.size(),
-                          &out, &serialize_internal::AppendToString);
+                          &out, &internal::AppendToString);
   if (code == PROCPOOL_INVOKE_OK) return absl::OkStatus();
   if (code == PROCPOOL_INVOKE_BAD_ARGS) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", out));

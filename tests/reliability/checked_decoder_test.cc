@@ -13,7 +13,7 @@ namespace {
 
 std::string Archive(const auto& msg) {
   std::string out;
-  serialize_internal::AppendArchive(&out, msg);
+  internal::AppendArchive(&out, msg);
   return out;
 }
 

@@ -15,7 +15,7 @@
 
 #include "gtest/gtest.h"
 
-namespace procpool::serialize_internal {
+namespace procpool::internal {
 namespace {
 
 struct Point {
@@ -128,4 +128,4 @@ TEST(SerializeTest, HostileLengthsDoNotAllocate) {
 }
 
 }  // namespace
-}  // namespace procpool::serialize_internal
+}  // namespace procpool::internal

@@ -92,14 +92,14 @@ Outcome InvokeRaw(std::string_view task, std::string_view args) {
 template <class... A>
 Outcome Invoke(std::string_view task, const A&... args) {
   std::string archive;
-  serialize_internal::AppendArchive(&archive, args...);
+  internal::AppendArchive(&archive, args...);
   return InvokeRaw(task, archive);
 }
 
 // (type name, what) of an exception outcome.
 std::pair<std::string, std::string> DecodeException(const Outcome& o) {
   std::pair<std::string, std::string> out;
-  serialize_internal::DecodeArchiveInto(o.bytes, out.first, out.second);
+  internal::DecodeArchiveInto(o.bytes, out.first, out.second);
   return out;
 }
 
@@ -146,33 +146,33 @@ TEST(TaskAbiTest, ManifestHasReadableSignatures) {
 TEST(TaskAbiTest, InvokeReturnsTheArchiveOfTheResult) {
   Outcome o = Invoke("add", 2, 3);
   ASSERT_EQ(o.code, PROCPOOL_INVOKE_OK);
-  EXPECT_EQ(serialize_internal::DecodeArchive<int>(o.bytes), 5);
+  EXPECT_EQ(internal::DecodeArchive<int>(o.bytes), 5);
 }
 
 TEST(TaskAbiTest, InvokePassesConstReferenceArgumentsByValue) {
   Outcome o = Invoke("greet", std::string("bob"));
   ASSERT_EQ(o.code, PROCPOOL_INVOKE_OK);
-  EXPECT_EQ(serialize_internal::DecodeArchive<std::string>(o.bytes),
+  EXPECT_EQ(internal::DecodeArchive<std::string>(o.bytes),
             "hello bob");
 }
 
 TEST(TaskAbiTest, InvokeRoundTripsUserStructs) {
   Outcome o = Invoke("scale", Point{1.5, -2}, 2.0);
   ASSERT_EQ(o.code, PROCPOOL_INVOKE_OK);
-  EXPECT_EQ(serialize_internal::DecodeArchive<Point>(o.bytes), (Point{3, -4}));
+  EXPECT_EQ(internal::DecodeArchive<Point>(o.bytes), (Point{3, -4}));
 }
 
 TEST(TaskAbiTest, InvokeRunsRegisteredLambdas) {
   Outcome o = Invoke("twice", std::vector<int>{1, 2, 3});
   ASSERT_EQ(o.code, PROCPOOL_INVOKE_OK);
-  EXPECT_EQ(serialize_internal::DecodeArchive<std::vector<int>>(o.bytes),
+  EXPECT_EQ(internal::DecodeArchive<std::vector<int>>(o.bytes),
             (std::vector<int>{2, 4, 6}));
 }
 
 TEST(TaskAbiTest, InvokeRunsTasksWithoutArguments) {
   Outcome o = InvokeRaw("answer", "");
   ASSERT_EQ(o.code, PROCPOOL_INVOKE_OK);
-  EXPECT_EQ(serialize_internal::DecodeArchive<int>(o.bytes), 42);
+  EXPECT_EQ(internal::DecodeArchive<int>(o.bytes), 42);
 }
 
 // ---- Exceptions stop at the boundary ----
@@ -209,7 +209,7 @@ TEST(TaskAbiTest, InvokeNamesUserExceptionTypes) {
 
 TEST(TaskAbiTest, InvokeRejectsTruncatedArguments) {
   std::string archive;
-  serialize_internal::AppendArchive(&archive, 2, 3);
+  internal::AppendArchive(&archive, 2, 3);
   archive.resize(archive.size() - 1);
   Outcome o = InvokeRaw("add", archive);
   EXPECT_EQ(o.code, PROCPOOL_INVOKE_BAD_ARGS);
@@ -222,20 +222,20 @@ TEST(TaskAbiTest, InvokeRejectsMissingArguments) {
 
 TEST(TaskAbiTest, InvokeRejectsTrailingBytes) {
   std::string archive;
-  serialize_internal::AppendArchive(&archive, 2, 3, 4);
+  internal::AppendArchive(&archive, 2, 3, 4);
   EXPECT_EQ(InvokeRaw("add", archive).code, PROCPOOL_INVOKE_BAD_ARGS);
 }
 
 TEST(TaskAbiTest, InvokeRejectsArgumentsForATaskWithoutArguments) {
   std::string archive;
-  serialize_internal::AppendArchive(&archive, 1);
+  internal::AppendArchive(&archive, 1);
   EXPECT_EQ(InvokeRaw("answer", archive).code, PROCPOOL_INVOKE_BAD_ARGS);
 }
 
 TEST(TaskAbiTest, InvokeRejectsAnAbsurdStringLength) {
   // A string archive is a u64 length followed by the bytes; claim 2^62.
   std::string archive;
-  serialize_internal::AppendArchive(&archive, uint64_t{1} << 62);
+  internal::AppendArchive(&archive, uint64_t{1} << 62);
   archive += "abc";
   EXPECT_EQ(InvokeRaw("greet", archive).code, PROCPOOL_INVOKE_BAD_ARGS);
 }

@@ -14,8 +14,8 @@
 namespace procpool::internal {
 namespace {
 
-using serialize_internal::AppendArchive;
-using serialize_internal::DecodeArchive;
+using internal::AppendArchive;
+using internal::DecodeArchive;
 
 // A chunk of items x = first..first+n-1 (one int argument each).
 std::shared_ptr<ChunkState> MakeChunk(int n, size_t first_index = 100) {

@@ -652,7 +652,7 @@ void Sim::EndItem(SimWorker& w) {
   if (it.script == Script::kThrow) {
     code = static_cast<uint8_t>(ResultCode::kException);
     payload.clear();
-    serialize_internal::AppendArchive(&payload, RemoteException{"std::runtime_error", "boom"});
+    internal::AppendArchive(&payload, RemoteException{"std::runtime_error", "boom"});
   }
   if (it.script == Script::kDieAfterReturn) {
     w.doomed = true;

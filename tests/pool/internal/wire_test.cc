@@ -253,7 +253,7 @@ TEST(WireTest, DecodeMessageOfGarbageIsDataLoss) {
 
 TEST(WireTest, DecodeMessageRejectsTrailingBytes) {
   std::string payload;
-  serialize_internal::AppendArchive(&payload, SampleCalls());
+  internal::AppendArchive(&payload, SampleCalls());
   payload += "x";
   EXPECT_EQ(
       DecodeMessage<std::vector<CallMsg>>(payload, "calls").status().code(),
