@@ -48,7 +48,9 @@ namespace procpool {
 // of the time.
 //
 // Returns OK, or kInternal naming a malloc setting glibc refused (Abseil's
-// switch is made in any case). Idempotent. Never blocks.
+// switch is made in any case). In a sanitizer build (ASan, TSan, MSan) the
+// sanitizer's allocator replaces glibc's and the malloc settings do not
+// apply: nothing is set there, and the result is OK. Idempotent. Never blocks.
 absl::Status TuneProcessForThroughput();
 
 }  // namespace procpool

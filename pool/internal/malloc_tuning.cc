@@ -4,8 +4,30 @@
 
 namespace procpool::internal {
 
+namespace {
+
+// A sanitizer's allocator replaces glibc's malloc: mallopt() reaches only
+// its interceptor, which refuses every setting, and there is no glibc
+// behaviour to change.
+constexpr bool kSanitizerAllocator =
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+    true;
+#else
+    false;
+#endif
+#else
+    false;
+#endif
+
+}  // namespace
+
 bool RetainLargeBuffers() {
   static const bool ok = [] {
+    if (kSanitizerAllocator) return true;
     bool mmap_ok = ::mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
     bool trim_ok = ::mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
     // Above 32 MiB glibc would still mmap; with no mmapped chunks at all,

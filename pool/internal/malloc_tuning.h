@@ -18,6 +18,8 @@
 namespace procpool::internal {
 
 // Process-wide; idempotent; thread-safe. Returns false if glibc refused.
+// Under a sanitizer (whose allocator replaces glibc's) there is nothing to
+// set: returns true and changes nothing.
 bool RetainLargeBuffers();
 
 }  // namespace procpool::internal
