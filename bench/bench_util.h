@@ -41,6 +41,11 @@ std::string Runfile(const std::string& path);
 
 double NowSeconds();  // CLOCK_MONOTONIC
 
+// CPU time (user + system) of this whole process so far, every thread
+// included (Google Benchmark's cpu_time counts only the benchmark's own
+// thread, and would miss a pool's I/O thread), in seconds.
+double ProcessCpuSeconds();
+
 // Whole-buffer I/O on blocking fds; false on EOF or error.
 bool WriteAll(int fd, const void* data, size_t n);
 bool ReadAll(int fd, void* data, size_t n);

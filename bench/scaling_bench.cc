@@ -42,13 +42,18 @@ void BM_ScalingSpin(benchmark::State& state) {
   const std::vector<uint64_t> args(n, rounds);
   // One untimed pass, so the pool has measured the task's duration.
   for (uint64_t r : pool->Map(*spin, args)) benchmark::DoNotOptimize(r);
+  const double cpu0 = ProcessCpuSeconds();
   for (auto _ : state) {
     uint64_t x = 0;
     for (uint64_t r : pool->Map(*spin, args)) x ^= r;
     benchmark::DoNotOptimize(x);
   }
+  const double tasks = static_cast<double>(state.iterations() * n);
   state.SetItemsProcessed(state.iterations() * n);
   state.counters["rounds"] = static_cast<double>(rounds);
+  // The caller's own CPU (its consuming thread and the pool's I/O thread;
+  // not the workers, which are other processes) per task.
+  state.counters["caller_cpu_us_per_task"] = 1e6 * (ProcessCpuSeconds() - cpu0) / tasks;
 }
 BENCHMARK(BM_ScalingSpin)->Apply(Sizes)->UseRealTime()->Unit(benchmark::kMillisecond);
 

@@ -65,9 +65,10 @@ void Driver::EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) {
       refused = refuse_reason_;
     }
   }
+  const bool refusing = !tasks.empty();
   for (auto& t : tasks) t->Cancel(refused);
   tasks.clear();
-  Wake();
+  if (refusing || intake_wakes_.load(std::memory_order_acquire)) Wake();
 }
 
 bool Driver::Shutdown(bool wait, bool cancel_pending, absl::Duration timeout) {
@@ -232,6 +233,7 @@ void Driver::Execute() {
     a.resolves.clear();
     if (actions_.empty()) std::swap(a, actions_);
   }
+  intake_wakes_.store(!sched_.Saturated(), std::memory_order_release);
 }
 
 }  // namespace procpool::internal

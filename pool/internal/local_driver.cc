@@ -215,18 +215,25 @@ void LocalDriver::IoLoop() {
   sched_.Start(absl::Now(), actions_);
   Execute();
   Publish();
-  epoll_event events[64];
+  // Room for every descriptor of a few dozen workers, so that a worker's
+  // stderr and its socket come in one batch (see below).
+  epoll_event events[256];
   int timeout_ms = 0;
   bool stopped = false;  // a Shutdown or Terminate was taken
   while (true) {
     io_mu_.Unlock();
-    const int ready = ::epoll_wait(epoll_fd_.get(), events, 64, timeout_ms);
+    const int ready = ::epoll_wait(epoll_fd_.get(), events, 256, timeout_ms);
     const int wait_errno = errno;
     io_mu_.Lock();
     if (ready < 0 && wait_errno != EINTR) {
       std::fprintf(stderr, "procpool: epoll_wait: %s\n", std::strerror(wait_errno));
       sched_.Terminate(absl::Now(), actions_);
     }
+    // Two passes: stderr pipes first, then sockets and exits. A worker
+    // writes its stderr before its answer, so when its socket is readable
+    // its pipe already shows in this batch: what a task wrote is forwarded
+    // before its future resolves, without a read of an empty pipe per
+    // answer.
     for (int i = 0; i < ready; ++i) {
       const uint64_t tag = events[i].data.u64;
       if (tag == kWakeTag || tag == kParkTimerTag) {
@@ -234,25 +241,27 @@ void LocalDriver::IoLoop() {
         ssize_t r = ::read(tag == kWakeTag ? wake_fd_.get() : park_timer_.get(), &v, sizeof(v));
         (void)r;
         if (tag == kParkTimerTag) park_timer_armed_ = false;
-        continue;
+      } else if ((tag & 3) == kStderr) {
+        if (WorkerConnection* w = Find(tag >> 2)) {
+          w->ReadStderr(options_.forward_worker_stderr, options_.stderr_tail_lines);
+        }
       }
+    }
+    for (int i = 0; i < ready; ++i) {
+      const uint64_t tag = events[i].data.u64;
+      if (tag == kWakeTag || tag == kParkTimerTag || (tag & 3) == kStderr) continue;
       WorkerConnection* w = Find(tag >> 2);
       if (w == nullptr) continue;  // gone since
-      switch (tag & 3) {
-        case kStderr:
-          w->ReadStderr(options_.forward_worker_stderr, options_.stderr_tail_lines);
-          break;
-        case kSocket:
-          if (w->caller_owned || w->hung_up) break;  // a caller reads it
-          if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) OnReadable(*w);
-          if (!w->hung_up && !w->exited && (events[i].events & EPOLLOUT)) {
-            if (!w->Flush()) HungUp(*w);
-            UpdateInterest(*w);
-          }
-          break;
-        case kPidfd:
-          OnExited(*w);
-          break;
+      if ((tag & 3) == kPidfd) {
+        OnExited(*w);
+      } else if (!w->caller_owned && !w->hung_up) {  // else a caller reads it
+        if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) {
+          OnReadable(*w, /*read_stderr=*/false);
+        }
+        if (!w->hung_up && !w->exited && (events[i].events & EPOLLOUT)) {
+          if (!w->Flush()) HungUp(*w);
+          UpdateInterest(*w);
+        }
       }
       Execute();
     }

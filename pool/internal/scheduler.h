@@ -258,6 +258,9 @@ class Scheduler {
   // (its exit then blames what it ran, as any).
   void OnDisconnected(WorkerId worker, absl::Time now, Actions& out);
   size_t ready_workers() const { return ready_count_; }
+  // Every ready worker has its window of calls full (so none can take
+  // another before some answer comes).
+  bool Saturated() const;
 
   // Average run time of a call (a chunk: of an item) as answers report it.
   uint64_t avg_task_ns() const { return avg_ns_.load(std::memory_order_relaxed); }

@@ -90,6 +90,11 @@ WorkerId Scheduler::IdleWorker() const {
   return w->id;
 }
 
+bool Scheduler::Saturated() const {
+  // The least loaded (relative to capacity) comes first.
+  return !ready_heap_.empty() && ready_heap_[0]->load >= Window(*ready_heap_[0]);
+}
+
 bool Scheduler::LoneCall(WorkerId worker, uint64_t id) const {
   auto it = workers_.find(worker);
   if (it == workers_.end()) return false;
