@@ -79,6 +79,7 @@ struct SimWorker {
   std::unique_ptr<ClaimTable> claims;
   enum class Start { kNormal, kFail, kCrash, kHang } start = Start::kNormal;
   bool ready = false, dead = false, closed = false;
+  bool exit_reported = false;  // the scheduler was told (OnExit)
   std::deque<SimCall> mailbox;
   bool busy = false;
   SimCall cur;
@@ -343,7 +344,7 @@ void Sim::Control(const Action& a) {
             Step(*raw);
             break;
           case SimWorker::Start::kFail: {
-            raw->dead = true;
+            raw->dead = raw->exit_reported = true;
             WorkerExit exit;
             exit.how = "exited with code 1";
             exit.hello_error = absl::InvalidArgumentError("a plugin would not load");
@@ -367,7 +368,7 @@ void Sim::Control(const Action& a) {
         // It stops its pool and says so (MPI: kTagStopped).
         At(now_ + Ms(0.1, 2), [this, w] {
           if (w->dead || w->mute) return;
-          w->dead = true;
+          w->dead = w->exit_reported = true;
           WorkerExit exit;
           exit.how = "stopped its pool";
           exit.exited_zero = true;
@@ -554,7 +555,7 @@ void Sim::AgentPump(SimWorker& a) {
 
 void Sim::AgentLost(SimWorker& a, const std::string& how) {
   if (a.dead) return;
-  a.dead = true;
+  a.dead = a.exit_reported = true;
   ++agents_lost_;
   for (const auto& [id, cancelled] : a.jobs) {
     for (Task& t : tasks_) {
@@ -734,6 +735,7 @@ void Sim::Die(SimWorker& w, std::string how, bool killed, bool blame, bool exite
   At(at, [this, id, exit] {
     Trace(absl::StrCat("worker ", id, " exit: ", exit.how, " running ", exit.running_task,
                        "/", exit.running_item));
+    if (auto it = workers_.find(id); it != workers_.end()) it->second->exit_reported = true;
     sched_->OnExit(id, exit, now_, actions_);
     Apply();
   });
@@ -901,6 +903,7 @@ Result Sim::Run() {
         case 1:
           At(end_at, [this] {
             shutdown_called_ = cancel_pending_called_ = true;
+            Trace("shutdown cancel_pending");
             sched_->Shutdown(true, absl::InfiniteFuture(), now_, actions_);
             Apply();
           });
@@ -909,6 +912,7 @@ Result Sim::Run() {
           const absl::Duration grace = Ms(0, 50);
           At(end_at, [this, grace] {
             shutdown_called_ = true;
+            Trace(absl::StrCat("shutdown deadline +", absl::FormatDuration(grace)));
             sched_->Shutdown(false, now_ + grace, now_, actions_);
             Apply();
             At(now_ + grace, [this] { deadline_passed_ = true; });
@@ -918,6 +922,7 @@ Result Sim::Run() {
         case 3:
           At(end_at, [this] {
             terminated_ = true;
+            Trace("terminate");
             sched_->Terminate(now_, actions_);
             Apply();
           });
@@ -925,6 +930,7 @@ Result Sim::Run() {
         case 4:
           At(end_at, [this] {
             shutdown_called_ = true;
+            Trace("shutdown");
             sched_->Shutdown(false, absl::InfiniteFuture(), now_, actions_);
             Apply();
           });
@@ -939,7 +945,11 @@ Result Sim::Run() {
     }
     // (Pending events do not matter then: a late cancel, a kill, a
     // heartbeat.)
-    if (all_resolved && !final_shutdown) {
+    // A worker's death the scheduler has not heard of yet (its exit is on
+    // its way) is not a lost slot: look once it has.
+    bool exits_pending = false;
+    for (auto& [id, w] : workers_) exits_pending = exits_pending || (w->dead && !w->exit_reported);
+    if (all_resolved && !final_shutdown && !exits_pending) {
       final_shutdown = true;
       if (!agents_ && !sched_->stopping() && !sched_->Drained()) {
         // An idle, running pool has a worker in every slot.
