@@ -88,4 +88,18 @@ std::string ReadableTypeName(const std::type_info& type) {
   return TidyTypeName(name.get());
 }
 
+ExceptionText DescribeCurrentException(const char* unknown_type) {
+  ExceptionText text{unknown_type, ""};
+  if (const std::type_info* t = abi::__cxa_current_exception_type()) {
+    text.type = ReadableTypeName(*t);
+  }
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    text.what = e.what();
+  } catch (...) {
+  }
+  return text;
+}
+
 }  // namespace procpool

@@ -24,6 +24,15 @@ namespace procpool {
 // (allocators, comparators, char traits) dropped.
 std::string ReadableTypeName(const std::type_info& type);
 
+// The exception being handled (call it inside a catch block): its type's
+// readable name (`unknown_type` when the runtime cannot tell) and, for a
+// std::exception, its what() (else empty).
+struct ExceptionText {
+  std::string type;
+  std::string what;
+};
+ExceptionText DescribeCurrentException(const char* unknown_type = "unknown exception");
+
 // Same tidying for an already demangled name. Exposed for tests.
 std::string TidyTypeName(std::string_view demangled);
 

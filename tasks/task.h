@@ -28,7 +28,6 @@
 #ifndef PROCPOOL_TASKS_TASK_H_
 #define PROCPOOL_TASKS_TASK_H_
 
-#include <cxxabi.h>
 
 #include <exception>
 #include <functional>
@@ -95,19 +94,9 @@ struct Registration {
 
 // Appends (type name, what) of the exception being handled.
 inline void AppendCurrentException(void* out, procpool_append_fn append) {
-  std::string type = "unknown exception";
-  std::string what;
-  if (const std::type_info* t = abi::__cxa_current_exception_type()) {
-    type = ReadableTypeName(*t);
-  }
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    what = e.what();
-  } catch (...) {
-  }
+  ExceptionText e = DescribeCurrentException();
   internal::OutputArchive ar(out, append);
-  ar(type, what);
+  ar(e.type, e.what);
 }
 
 template <class F, class R, class... Args>

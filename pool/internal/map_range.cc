@@ -1,10 +1,8 @@
 #include "pool/internal/map_range.h"
 
-#include <cxxabi.h>
 
 #include <exception>
 #include <string>
-#include <typeinfo>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
@@ -14,17 +12,7 @@
 namespace procpool::internal {
 
 absl::Status CurrentInputError(size_t index) {
-  std::string type = "an exception of unknown type";
-  if (const std::type_info* t = abi::__cxa_current_exception_type()) {
-    type = ReadableTypeName(*t);
-  }
-  std::string what;
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    what = e.what();
-  } catch (...) {
-  }
+  const auto [type, what] = DescribeCurrentException("an exception of unknown type");
   absl::Status status = absl::UnknownError(
       absl::StrCat("reading input #", index, " of the map threw ", type,
                    what.empty() ? "" : ": ", what));

@@ -1,10 +1,8 @@
 #include "pool/internal/task_state.h"
 
-#include <cxxabi.h>
 #include <unistd.h>
 
 #include <exception>
-#include <typeinfo>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -135,17 +133,7 @@ void TaskState::RunCallback(const std::function<void()>& fn) const noexcept {
     fn();
     return;
   } catch (...) {
-    std::string type = "an exception of unknown type";
-    if (const std::type_info* t = abi::__cxa_current_exception_type()) {
-      type = ReadableTypeName(*t);
-    }
-    std::string what;
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
+    const auto [type, what] = DescribeCurrentException("an exception of unknown type");
     if (callback_errors_ != nullptr) {
       callback_errors_->fetch_add(1, std::memory_order_relaxed);
     }
