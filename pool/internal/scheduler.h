@@ -360,6 +360,7 @@ class Scheduler {
   // scheduler_dispatch.cc
   void Dispatch(absl::Time now, Actions& out);
   bool Steal(absl::Time now);
+  void ArmStealCheck(absl::Time at, absl::Time now);
   size_t Window(const Worker& w) const;
   bool OnLongCall(const Worker& w, absl::Time now) const;
   absl::Time HeadStarted(const Worker& w) const;
@@ -390,9 +391,11 @@ class Scheduler {
   uint64_t next_id_ = 1;
   std::vector<Worker*> ready_heap_;  // ready processes/agents, least loaded first
   size_t ready_count_ = 0;
+  size_t ready_capacity_ = 0;  // the sum of their capacities
   uint64_t stamp_ = 0;
   size_t timed_calls_ = 0;
   absl::Time steal_check_at_ = absl::InfinitePast();  // the kSteal timer armed
+  absl::Time steal_scan_not_before_ = absl::InfinitePast();  // see Steal
   std::vector<WorkerId> observed_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
 

@@ -51,9 +51,7 @@ size_t Units(SchedulerConfig::Kind kind, TaskState& t) {
 size_t Scheduler::BatchSize() const { return BatchFor(avg_task_ns()); }
 
 size_t Scheduler::SuggestedWindow() const {
-  size_t capacity = 0;
-  for (const Worker* w : ready_heap_) capacity += w->capacity;
-  const size_t n = std::max<size_t>(1, std::max(capacity, slots_.size()));
+  const size_t n = std::max<size_t>(1, std::max(ready_capacity_, slots_.size()));
   return std::clamp<size_t>(n * (2 * BatchSize() + 1), 2 * n, 4 * kMaxBatch);
 }
 
@@ -153,10 +151,7 @@ void Scheduler::Dispatch(absl::Time now, Actions& out) {
   const size_t batch = BatchSize();
   const uint64_t quota = config_.max_tasks_per_child;
   const bool agents = config_.kind == SchedulerConfig::Kind::kAgent;
-  size_t total_capacity = 0;
-  if (agents) {
-    for (const Worker* w : ready_heap_) total_capacity += w->capacity;
-  }
+  const size_t total_capacity = ready_capacity_;
   std::vector<Worker*> aside;
   while (!queue_.empty() && !ready_heap_.empty()) {
     Worker* w = ready_heap_[0];
@@ -212,6 +207,14 @@ bool Scheduler::Steal(absl::Time now) {
   }
   // An idle worker and nothing queued: look for calls waiting behind a long
   // one. The earliest time one of them may become long is the next check.
+  // No call can be long before the time the last scan found, nor within
+  // kLongCallMinNs of that scan (a call sent since started after it): a
+  // scan of every worker then runs at most once per kLongCallMinNs, not
+  // once per answer.
+  if (now < steal_scan_not_before_) {
+    ArmStealCheck(steal_scan_not_before_, now);
+    return false;
+  }
   const uint64_t long_ns = std::max<uint64_t>(2 * avg_task_ns(), kLongCallMinNs);
   absl::Time next_check = absl::InfiniteFuture();
   bool stole = false;
@@ -238,12 +241,17 @@ bool Scheduler::Steal(absl::Time now) {
     }
     HeapFix(&v);
   }
-  if (!stole && next_check > now && next_check != absl::InfiniteFuture() &&
-      (next_check < steal_check_at_ || steal_check_at_ <= now)) {
-    steal_check_at_ = next_check;
-    ArmTimer(next_check, TimerKind::kSteal, 0, 0);
-  }
+  steal_scan_not_before_ =
+      stole ? now : std::min(next_check, now + absl::Nanoseconds(kLongCallMinNs));
+  if (!stole && next_check != absl::InfiniteFuture()) ArmStealCheck(next_check, now);
   return stole;
+}
+
+void Scheduler::ArmStealCheck(absl::Time at, absl::Time now) {
+  if (at > now && (at < steal_check_at_ || steal_check_at_ <= now)) {
+    steal_check_at_ = at;
+    ArmTimer(at, TimerKind::kSteal, 0, 0);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -287,6 +295,7 @@ void Scheduler::HeapPush(Worker* w) {
   w->heap_pos = ready_heap_.size();
   ready_heap_.push_back(w);
   ++ready_count_;
+  ready_capacity_ += w->capacity;
   HeapSiftUp(w->heap_pos);
 }
 
@@ -295,6 +304,7 @@ void Scheduler::HeapRemove(Worker* w) {
   if (i == SIZE_MAX) return;
   w->heap_pos = SIZE_MAX;
   --ready_count_;
+  ready_capacity_ -= w->capacity;
   Worker* last = ready_heap_.back();
   ready_heap_.pop_back();
   if (last == w) return;
