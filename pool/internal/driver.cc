@@ -184,7 +184,7 @@ bool Driver::TakeRequests(absl::Time now) {
     cancel_pending = cancel_pending_;
     deadline = shutdown_deadline_;
   }
-  for (auto& t : intake) sched_.Submit(std::move(t), now, actions_);
+  sched_.SubmitMany(intake, now, actions_);
   for (uint64_t id : stops) sched_.StopTask(id, now, actions_);
   if (terminate) {
     sched_.Terminate(now, actions_);

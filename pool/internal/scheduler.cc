@@ -206,6 +206,27 @@ void Scheduler::OnHeard(WorkerId worker, absl::Time now) {
 // Tasks
 
 void Scheduler::Submit(std::shared_ptr<TaskState> task, absl::Time now, Actions& out) {
+  Queue(std::move(task), out);
+  Dispatch(now, out);
+}
+
+void Scheduler::SubmitMany(std::vector<std::shared_ptr<TaskState>>& tasks, absl::Time now,
+                           Actions& out) {
+  if (tasks.empty()) return;
+  for (auto& t : tasks) Queue(std::move(t), out);
+  tasks.clear();
+  Dispatch(now, out);
+}
+
+void Scheduler::Queue(std::shared_ptr<TaskState> task, Actions& out) {
+  if (task->Done()) {  // cancelled on its way here: never queued
+    ChunkState* chunk = task->AsChunk();
+    if (accepting_) {
+      submitted_.fetch_add(chunk != nullptr ? chunk->size() : 1, std::memory_order_relaxed);
+    }
+    task->ReleaseArgs();
+    return;
+  }
   if (!accepting_) {
     out.resolves.push_back(ResolveAction{std::move(task), refuse_reason_, {}});
     return;
@@ -223,7 +244,6 @@ void Scheduler::Submit(std::shared_ptr<TaskState> task, absl::Time now, Actions&
   submitted_.fetch_add(chunk != nullptr ? chunk->size() : 1, std::memory_order_relaxed);
   queue_.push_back(std::move(task));
   queued_.fetch_add(1, std::memory_order_relaxed);
-  Dispatch(now, out);
 }
 
 void Scheduler::Resolve(std::shared_ptr<TaskState> task, absl::Status status,

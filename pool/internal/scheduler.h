@@ -199,6 +199,10 @@ class Scheduler {
   void OnReady(WorkerId worker, size_t capacity, absl::Time now, Actions& out);
   // A task from a caller (its args already encoded).
   void Submit(std::shared_ptr<TaskState> task, absl::Time now, Actions& out);
+  // Tasks from callers, queued in order and then dispatched together, so
+  // that a worker is sent its share in one batch (`tasks` is left empty).
+  void SubmitMany(std::vector<std::shared_ptr<TaskState>>& tasks, absl::Time now,
+                  Actions& out);
   // Answers in the order the worker sent them.
   void OnAnswers(WorkerId worker, std::vector<Answer>& answers, absl::Time now,
                  Actions& out);
@@ -326,6 +330,8 @@ class Scheduler {
 
   // scheduler.cc
   Worker* Find(WorkerId id);
+  // Puts a caller's task at the back of the queue (or resolves it, refused).
+  void Queue(std::shared_ptr<TaskState> task, Actions& out);
   void SpawnSlot(size_t slot, absl::Time now, Actions& out);
   void StartFailed(Worker& w, const absl::Status& why, absl::Time now, Actions& out);
   // The slot's worker is gone (or going): start another unless the pool

@@ -179,6 +179,9 @@ class Sim {
   Actions actions_;
   std::map<WorkerId, std::unique_ptr<SimWorker>> workers_;
   std::vector<Task> tasks_;
+  // Tasks a caller submitted that wait for the next flush, as in a
+  // driver's intake, to reach the scheduler together (SubmitMany).
+  std::vector<size_t> intake_;
   std::vector<Item> items_;
   std::map<const TaskState*, size_t> task_index_;
   int next_pid_ = 100;
@@ -273,9 +276,27 @@ void Sim::SubmitTask(size_t i) {
   Trace(absl::StrCat("submit task ", i, t.chunk ? absl::StrCat(" chunk of ", t.size) : "",
                      " timeout ", absl::FormatDuration(t.state->policy().timeout),
                      " retries ", t.state->policy().retries));
-  t.after_shutdown = shutdown_called_ || terminated_;
-  sched_->Submit(t.state, now_, actions_);
-  Apply();
+  if (P(0.5)) {
+    t.after_shutdown = shutdown_called_ || terminated_;
+    sched_->Submit(t.state, now_, actions_);
+    Apply();
+    return;
+  }
+  // Through the intake: with whatever else arrives before the flush.
+  if (intake_.empty()) {
+    At(now_ + Ms(0, 1), [this] {
+      Trace(absl::StrCat("flush the intake: ", intake_.size(), " tasks"));
+      std::vector<std::shared_ptr<TaskState>> batch;
+      for (size_t k : intake_) {
+        tasks_[k].after_shutdown = shutdown_called_ || terminated_;
+        batch.push_back(tasks_[k].state);
+      }
+      intake_.clear();
+      sched_->SubmitMany(batch, now_, actions_);
+      Apply();
+    });
+  }
+  intake_.push_back(i);
 }
 
 // ---------------------------------------------------------------------------
