@@ -211,9 +211,11 @@ PoolStats LocalDriver::Stats() const {
 
 void LocalDriver::IoLoop() {
   t_io_locked_ = true;  // for the thread's whole life
+  io_thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   absl::MutexLock io(&io_mu_);
   sched_.Start(absl::Now(), actions_);
   Execute();
+  SpawnPending();
   Publish();
   // Room for every descriptor of a few dozen workers, so that a worker's
   // stderr and its socket come in one batch (see below).
@@ -282,6 +284,7 @@ void LocalDriver::IoLoop() {
     }
     if (now >= sched_.NextWakeup()) sched_.Tick(now, actions_);
     Execute();
+    SpawnPending();
     Publish();
     if (stopped && sched_.Drained() && workers_.empty()) break;
     const absl::Time next = std::min(sched_.NextWakeup(), next_observe_);
@@ -371,9 +374,12 @@ void LocalDriver::WriteSends(std::vector<SendAction>& sends) {
 void LocalDriver::Control(const Action& a) {
   switch (a.kind) {
     case Action::Kind::kSpawn:
-      Spawn(a.worker, a.slot);
+      spawns_pending_.emplace_back(a.worker, a.slot);
+      // From a caller on the fast path: the I/O thread spawns.
+      if (std::this_thread::get_id() != io_thread_id_.load(std::memory_order_relaxed)) Wake();
       return;
     case Action::Kind::kClose:
+      if (DropPendingSpawn(a.worker)) return;
       if (WorkerConnection* w = Find(a.worker); w != nullptr && !w->closed) {
         w->closed = true;
         // Its answers can still be read; it exits at the end of its input.
@@ -381,6 +387,7 @@ void LocalDriver::Control(const Action& a) {
       }
       return;
     case Action::Kind::kSignal:
+      if (DropPendingSpawn(a.worker)) return;
       if (WorkerConnection* w = Find(a.worker); w != nullptr && !w->exited) {
         w->proc.Kill(a.signal);
       }
@@ -399,6 +406,28 @@ void LocalDriver::Control(const Action& a) {
     case Action::Kind::kCancelRemote:
       return;  // agents only
   }
+}
+
+void LocalDriver::SpawnPending() {
+  while (!spawns_pending_.empty() || !unspawned_.empty()) {
+    for (auto [id, slot] : std::exchange(spawns_pending_, {})) Spawn(id, slot);
+    for (WorkerId id : std::exchange(unspawned_, {})) {
+      WorkerExit exit;
+      exit.how = "stopped before it was started";
+      exit.killed = true;
+      sched_.OnExit(id, exit, absl::Now(), actions_);
+    }
+    Execute();
+  }
+}
+
+bool LocalDriver::DropPendingSpawn(WorkerId id) {
+  auto it = std::find_if(spawns_pending_.begin(), spawns_pending_.end(),
+                         [id](const auto& p) { return p.first == id; });
+  if (it == spawns_pending_.end()) return false;
+  spawns_pending_.erase(it);
+  unspawned_.push_back(id);
+  return true;
 }
 
 void LocalDriver::Spawn(WorkerId id, size_t slot) {

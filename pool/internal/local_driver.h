@@ -82,6 +82,12 @@ class LocalDriver final : public Driver {
   // ---- The I/O thread (and a caller holding io_mu_ on the fast path) ----
   void IoLoop() ABSL_LOCKS_EXCLUDED(io_mu_);
   void Spawn(WorkerId id, size_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // Starts the workers the scheduler asked for (I/O thread only), and
+  // carries out what that leads to.
+  void SpawnPending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // The scheduler stopped or closed a worker it asked for before it was
+  // spawned: it never will be, and its end is reported as an exit.
+  bool DropPendingSpawn(WorkerId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   // Reports what the timed workers run, from their status pages.
   void ObserveWorkers(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   // Reads the worker's socket (first its stderr, unless the caller knows
@@ -143,8 +149,16 @@ class LocalDriver final : public Driver {
       ABSL_GUARDED_BY(io_mu_);
   bool park_timer_armed_ ABSL_GUARDED_BY(io_mu_) = false;
   absl::Time next_observe_ ABSL_GUARDED_BY(io_mu_) = absl::InfiniteFuture();
-  // Workers whose pidfd fired while a caller held their socket.
+  // Workers whose pidfd fired while a caller held their socket, or whose
+  // socket closed after they had exited.
   std::vector<WorkerId> exits_deferred_ ABSL_GUARDED_BY(io_mu_);
+  // kSpawn actions not carried out yet. A worker's death signal
+  // (PR_SET_PDEATHSIG) follows the thread that spawned it, so only the I/O
+  // thread spawns, and it does so last in its turn: after the answers,
+  // exits and resolutions of that turn, which a spawn (a vfork and exec)
+  // would delay.
+  std::vector<std::pair<WorkerId, size_t>> spawns_pending_ ABSL_GUARDED_BY(io_mu_);
+  std::vector<WorkerId> unspawned_ ABSL_GUARDED_BY(io_mu_);  // see DropPendingSpawn
 
   // Per-slot view of the workers for other threads: the live worker's pid
   // and status page, and what earlier workers in the slot left behind.
@@ -163,6 +177,7 @@ class LocalDriver final : public Driver {
   std::atomic<uint64_t> caller_reads_{0};  // PoolStats::caller_reads
 
   std::thread io_thread_;
+  std::atomic<std::thread::id> io_thread_id_{};  // set by the I/O thread
 };
 
 }  // namespace procpool::internal

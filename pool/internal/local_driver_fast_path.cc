@@ -193,7 +193,10 @@ void LocalDriver::ReturnToIoThreadLocked(WorkerConnection& w) {
 }
 
 bool LocalDriver::IoThreadHasWorkLocked() {
-  if (!exits_deferred_.empty() || queued_hint_.load(std::memory_order_relaxed)) return true;
+  if (!exits_deferred_.empty() || !spawns_pending_.empty() || !unspawned_.empty() ||
+      queued_hint_.load(std::memory_order_relaxed)) {
+    return true;
+  }
   absl::MutexLock l(&mu_);
   return RequestsPendingLocked();
 }

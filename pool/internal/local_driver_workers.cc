@@ -1,6 +1,7 @@
 // The local driver's side of what workers say and do: reading their
 // sockets (hellos, answers, protocol errors), and their exits.
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -137,6 +138,15 @@ void LocalDriver::HungUp(WorkerConnection& w) {
   w.hung_up = true;
   if (!w.caller_owned) Unwatch(w.sock.get());
   sched_.OnDisconnected(w.id, absl::Now(), actions_);
+  // A worker that died closes its socket just before it becomes a zombie:
+  // when it already is one, its exit is handled in this same turn, so that
+  // the task it ran fails before anything else (a replacement's spawn)
+  // runs.
+  pollfd p{w.proc.pidfd(), POLLIN, 0};
+  if (::poll(&p, 1, 0) == 1 &&
+      std::find(exits_deferred_.begin(), exits_deferred_.end(), w.id) == exits_deferred_.end()) {
+    exits_deferred_.push_back(w.id);
+  }
 }
 
 void LocalDriver::OnExited(WorkerConnection& w) {

@@ -20,6 +20,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -115,6 +117,37 @@ TEST_F(FastPathTest, LoneGetWhileTheWorkerIsKilledMidTaskFailsWithTheCrash) {
   EXPECT_EQ(s2.code(), absl::StatusCode::kAborted) << s2;
   EXPECT_THAT(std::string(s2.message()), HasSubstr("signal 9"));
   ExpectServing();
+}
+
+// A worker's death dies with the thread that spawned it (PR_SET_PDEATHSIG),
+// so only the pool's I/O thread may spawn: a replacement started by a
+// caller that read the crash itself would be killed when that caller's
+// thread ends.
+TEST_F(FastPathTest, AReplacementOutlivesTheCallerThatSawTheCrash) {
+  auto segfault = Task(faults::kSegfault);
+  for (int round = 0; round < 5; ++round) {
+    std::thread caller([&] {
+      absl::Status s = StatusWithin(pool().Submit(segfault, 1));
+      EXPECT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+      // The replacement is up (it has set its death signal) before this
+      // thread ends.
+      EXPECT_TRUE(WaitUntil([&] { return pool().WorkerPids().size() == 2; }));
+      EXPECT_EQ(pool().Submit(Task(math::kAdd), 1, 2).Get(kWait), 3);
+      absl::SleepFor(absl::Milliseconds(50));
+    });
+    caller.join();
+  }
+  ExpectServing();
+  // Give a replacement tied to an ended thread time to be killed.
+  absl::SleepFor(absl::Milliseconds(200));
+  ExpectServing();
+  int restarts = 0;
+  std::vector<std::string> reasons;
+  for (const WorkerStats& w : pool().Stats().workers) {
+    restarts += w.restarts;
+    reasons.insert(reasons.end(), w.restart_reasons.begin(), w.restart_reasons.end());
+  }
+  EXPECT_EQ(restarts, 5) << absl::StrJoin(reasons, "\n");
 }
 
 TEST_F(FastPathTest, ALoneCrashWithBreakPoolBreaksThePool) {

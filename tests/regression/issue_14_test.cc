@@ -148,14 +148,16 @@ TEST_F(Issue14Test, RetriesInAChunkCountEachItemsOwnCrashes) {
 // 4. Cancel() returning true means the task never runs.
 TEST_F(Issue14Test, CancellingATaskQueuedInAWorkerMeansItNeverRuns) {
   StartPool(TestPoolOptions(1));
-  // Measure a short task time first, so that the pool sends the worker a
-  // second call while it runs the first.
+  // Let the pool measure calls of about 20 ms first: it then sends a
+  // worker its next call while the current one runs, until that one has
+  // run twice as long as usual (40 ms, a margin a loaded machine keeps).
   auto noop = Task(math::kNoop);
-  for (int r : pool().Map(noop, std::vector<int>(2000, 1))) ASSERT_EQ(r, 1);
+  for (int r : pool().Map(Task(faults::kSleepMs), std::vector<int>(8, 20))) ASSERT_EQ(r, 20);
   const std::string marker = TempPath("ran");
   Future<int> slow = pool().Submit(Task(faults::kSleepMs), 500);
   Future<int> touch = pool().Submit(Task(probe::kTouch), marker);
-  WaitUntil([&] { return pool().Stats().in_flight == 2; }, absl::Seconds(2));
+  ASSERT_TRUE(WaitUntil([&] { return pool().Stats().in_flight == 2; }, absl::Milliseconds(300)))
+      << "the second call was not sent while the first ran";
   const bool cancelled = touch.Cancel();
   EXPECT_EQ(slow.Get(kWait), 500);
   EXPECT_EQ(pool().Submit(noop, 1).Get(kWait), 1);  // the worker went past it
