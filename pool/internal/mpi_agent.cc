@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -25,9 +26,7 @@
 namespace procpool::internal {
 namespace {
 
-// Longest sleep between polls while tasks run here (see PollPacer); with
-// no pool, the agent only waits for the next configuration.
-constexpr absl::Duration kBusyPoll = absl::Microseconds(50);
+// With no pool, the agent only waits for the next configuration.
 constexpr absl::Duration kNoPoolPoll = absl::Milliseconds(10);
 constexpr size_t kMaxResultsBytes = size_t{1} << 20;
 
@@ -48,9 +47,9 @@ class Agent {
   Agent(MPI_Comm comm, int rank) : rank_(rank), transport_(comm) {}
 
   int Run() {
-    PollPacer pacer;
+    PollBackoff backoff;
     while (true) {
-      bool progress = false;
+      bool activity = false;
       for (int i = 0; i < 64; ++i) {
         absl::StatusOr<std::optional<MpiMessage>> m = transport_.Poll();
         if (!m.ok()) {
@@ -59,15 +58,15 @@ class Agent {
           return 1;
         }
         if (!m->has_value()) break;
-        progress = true;
+        activity = true;
         if (!Handle(**m)) {
           StopPool();
           return 0;
         }
       }
-      progress = SendResults() || progress;
+      activity = SendResults() || activity;
+      const absl::Time now = absl::Now();
       if (pool_ != nullptr) {
-        const absl::Time now = absl::Now();
         if (now - last_heard_ > agent_timeout_) {
           Log(rank_, absl::StrCat("the front end (rank 0) was silent for ",
                                   absl::FormatDuration(now - last_heard_),
@@ -80,22 +79,21 @@ class Agent {
           Send(kTagHeartbeat, EncodeMpiMessage(epoch_, Heartbeat{}));
         }
       }
-      const absl::Time now = absl::Now();
-      if (progress) {
-        pacer.Activity(now);
+      if (activity) {
+        backoff.Activity(now);
         continue;
       }
-      // Wait a little (see PollPacer), waking at once when a task is done.
+      // Tasks run here: poll again at once, for their answers and for more
+      // calls. Otherwise sleep a little (PollBackoff), waking at once when
+      // a task is done.
       const absl::Duration wait =
-          pool_ == nullptr ? kNoPoolPoll : pacer.Next(now, !running_.empty(), kBusyPoll);
+          pool_ == nullptr ? kNoPoolPoll : backoff.Next(now, !running_.empty());
       if (wait == absl::ZeroDuration()) {
-        std::this_thread::yield();
+        std::this_thread::yield();  // the local workers may share this CPU
         continue;
       }
       absl::MutexLock l(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !done_.empty();
-      };
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !done_.empty(); };
       mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
     }
   }
@@ -246,14 +244,15 @@ class Agent {
       p.retries = c.retries;
       const uint64_t id = c.id;
       // Runs on the local pool's I/O thread (or here, for a refusal).
-      t->OnDone([this, id] {
-        absl::MutexLock l(&mu_);
-        done_.push_back(id);
-      });
+      t->OnDone([this, id] { Done(id); });
       running_[id] = t;
       batch.push_back(std::move(t));
     }
-    pool_->EnqueueMany(batch);
+    if (batch.size() == 1) {
+      pool_->Enqueue(std::move(batch[0]));  // a lone call may take the fast path
+    } else {
+      pool_->EnqueueMany(batch);
+    }
   }
 
   // Answers call `id` with `why` without running it.
@@ -261,8 +260,14 @@ class Agent {
     auto t = std::make_shared<TaskState>(0, 0);
     t->Complete(std::move(why));
     running_[id] = std::move(t);
+    Done(id);
+  }
+
+  // Task `id` finished (on the local pool's I/O thread, or here).
+  void Done(uint64_t id) {
     absl::MutexLock l(&mu_);
     done_.push_back(id);
+    has_done_.store(true, std::memory_order_release);
   }
 
   static void Describe(const absl::Status& s, RemoteResult* r) {
@@ -275,6 +280,9 @@ class Agent {
 
   // Sends what finished; true if anything was sent.
   bool SendResults() {
+    // Checked without the lock: this runs at every poll.
+    if (!has_done_.load(std::memory_order_acquire)) return false;
+    has_done_.store(false, std::memory_order_relaxed);
     std::vector<uint64_t> ids;
     {
       absl::MutexLock l(&mu_);
@@ -315,25 +323,9 @@ class Agent {
     return true;
   }
 
-  // The local workers' average run time per task, refreshed at most every
-  // 20 ms (it reads every worker's status page).
-  uint64_t AverageTaskNs() {
-    const absl::Time now = absl::Now();
-    if (pool_ != nullptr && now - avg_at_ > absl::Milliseconds(20)) {
-      avg_at_ = now;
-      PoolStats s = pool_->Stats();
-      uint64_t done = 0;
-      absl::Duration busy;
-      for (const WorkerStats& w : s.workers) {
-        done += w.tasks_done;
-        busy += w.busy;
-      }
-      if (done > 0) {
-        avg_ns_ = static_cast<uint64_t>(absl::ToInt64Nanoseconds(busy)) / done;
-      }
-    }
-    return avg_ns_;
-  }
+  // The local workers' average run time per task, as their answers report
+  // it to the local pool's scheduler.
+  uint64_t AverageTaskNs() const { return pool_ != nullptr ? pool_->avg_task_ns() : 0; }
 
   void Send(int tag, std::string bytes) {
     absl::Status s = transport_.Send(0, tag, std::move(bytes));
@@ -348,12 +340,11 @@ class Agent {
   absl::Duration agent_timeout_ = absl::Seconds(10);
   absl::Time last_heard_;
   absl::Time last_sent_;
-  absl::Time avg_at_ = absl::InfinitePast();
-  uint64_t avg_ns_ = 0;
   // Ids of the tasks the local pool finished, not yet sent. Declared before
   // pool_, whose destructor's callbacks append to it.
   absl::Mutex mu_;
   std::vector<uint64_t> done_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> has_done_{false};  // done_ may have ids
   // Tasks handed to the local pool and not yet answered, by front-end id.
   absl::flat_hash_map<uint64_t, std::shared_ptr<TaskState>> running_;
   std::unique_ptr<LocalDriver> pool_;

@@ -9,9 +9,11 @@
 // worker. When the front end ends the pool, the agent destroys its local
 // pool and waits for the next one, until the front end's Session ends.
 //
-// The agent never blocks in MPI: it polls with MPI_Improbe, sleeping a
-// little between polls (at most 200 us with tasks in flight, 2 ms
-// otherwise) and waking at once when the local pool finishes a task. If the
+// The agent never blocks in MPI: it polls with MPI_Improbe. While tasks
+// run in its pool it polls without sleeping (yielding the CPU), so a call
+// is taken and an answer forwarded within microseconds; otherwise it sleeps
+// a little between polls (PollBackoff: from 20 us up to 2 ms; 10 ms with
+// no pool), waking at once when the local pool finishes a task. If the
 // front end stays silent longer than the pool's MpiOptions::agent_timeout
 // while a pool is running, the agent stops its workers and aborts the MPI
 // job (MPI_Abort): there is no one left to answer.

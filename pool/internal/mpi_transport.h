@@ -1,6 +1,7 @@
 // The MPI side of the MPI backend: the process-wide MPI state (MpiWorld),
-// the messages the front end (rank 0) and the node agents (ranks >= 1)
-// exchange, and MpiTransport, a non-blocking message pump.
+// the messages the front end (rank 0, MpiDriver) and the node agents
+// (ranks >= 1) exchange, MpiTransport, a non-blocking message pump, and
+// the pace at which both ends poll it (PollBackoff).
 //
 // Every message is `u64 epoch (little endian)` followed by the cereal
 // archive of one struct below; its MPI tag says which. The epoch numbers the
@@ -292,34 +293,34 @@ class MpiTransport {
   absl::Duration linger_ = absl::Seconds(2);
 };
 
-// How long a polling loop (front end or agent) waits before it polls MPI
-// again. Right after traffic it only yields the CPU (the answer to a call
-// usually comes within microseconds); while work is out, or traffic was
-// recent, it sleeps at most `busy_cap`; after 50 ms of silence it backs off
-// exponentially to 2 ms. Not thread-safe: one per loop.
-class PollPacer {
+// How long a polling loop (the front end's I/O thread, an agent) sleeps
+// before it polls MPI again: not at all while work is out (an answer may
+// come any microsecond), nor for kSpin after the last activity (a caller
+// that waits on each answer sends its next call within microseconds);
+// after that, sleeps that double from kFirstSleep up to kMaxSleep. The
+// loops wake early when their own threads have news. Not thread-safe: one
+// per loop.
+class PollBackoff {
  public:
   static constexpr absl::Duration kSpin = absl::Microseconds(200);
-  static constexpr absl::Duration kWarm = absl::Milliseconds(50);
-  static constexpr absl::Duration kIdleCap = absl::Milliseconds(2);
+  static constexpr absl::Duration kFirstSleep = absl::Microseconds(20);
+  static constexpr absl::Duration kMaxSleep = absl::Milliseconds(2);
 
   // Something was sent or received.
   void Activity(absl::Time now) {
     last_ = now;
-    idle_ = absl::ZeroDuration();
+    sleep_ = absl::ZeroDuration();
   }
-  // Zero: yield and poll again.
-  absl::Duration Next(absl::Time now, bool busy, absl::Duration busy_cap) {
-    const absl::Duration quiet = now - last_;
-    if (quiet < kSpin) return absl::ZeroDuration();
-    if (busy || quiet < kWarm) return busy_cap;
-    idle_ = std::min(kIdleCap, std::max(busy_cap, idle_ * 2));
-    return idle_;
+  // Zero: poll again at once (yielding the CPU to whoever needs it).
+  absl::Duration Next(absl::Time now, bool busy) {
+    if (busy || now - last_ < kSpin) return absl::ZeroDuration();
+    sleep_ = std::clamp(sleep_ * 2, kFirstSleep, kMaxSleep);
+    return sleep_;
   }
 
  private:
   absl::Time last_ = absl::InfinitePast();
-  absl::Duration idle_ = absl::ZeroDuration();
+  absl::Duration sleep_ = absl::ZeroDuration();
 };
 
 // "MPI_ERR_...: text" for an MPI error code.
