@@ -26,6 +26,13 @@
 namespace procpool::internal {
 namespace {
 
+// While tasks run here, MPI is polled at least this often (the agent is
+// woken at once when one is done).
+constexpr absl::Duration kBusyPoll = absl::Microseconds(50);
+// After the last message or answer, MPI is polled without sleeping this
+// long: with several agents, each sees a caller's next call only every few
+// round trips.
+constexpr absl::Duration kIdleSpin = absl::Milliseconds(1);
 // With no pool, the agent only waits for the next configuration.
 constexpr absl::Duration kNoPoolPoll = absl::Milliseconds(10);
 constexpr size_t kMaxResultsBytes = size_t{1} << 20;
@@ -44,10 +51,13 @@ void Log(int rank, const std::string& what) {
 
 class Agent {
  public:
-  Agent(MPI_Comm comm, int rank) : rank_(rank), transport_(comm) {}
+  Agent(MPI_Comm comm, int rank)
+      : rank_(rank),
+        where_(absl::StrCat(" [on MPI rank ", rank, " (", HostName(), ", pid ", ::getpid(), ")]")),
+        transport_(comm) {}
 
   int Run() {
-    PollBackoff backoff;
+    PollBackoff backoff(kIdleSpin);
     while (true) {
       bool activity = false;
       for (int i = 0; i < 64; ++i) {
@@ -83,17 +93,24 @@ class Agent {
         backoff.Activity(now);
         continue;
       }
-      // Tasks run here: poll again at once, for their answers and for more
-      // calls. Otherwise sleep a little (PollBackoff), waking at once when
-      // a task is done.
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !done_.empty(); };
+      if (pool_ != nullptr && !running_.empty()) {
+        // Tasks run here: wait for the first answer to forward (woken at
+        // once), polling MPI for more calls at least every kBusyPoll.
+        absl::MutexLock l(&mu_);
+        mu_.AwaitWithTimeout(absl::Condition(&ready), kBusyPoll);
+        continue;
+      }
+      // Idle: poll MPI without sleeping for a while (the front end's next
+      // call often comes within microseconds), then sleep a little
+      // (PollBackoff), waking at once when a task is done.
       const absl::Duration wait =
-          pool_ == nullptr ? kNoPoolPoll : backoff.Next(now, !running_.empty());
+          pool_ == nullptr ? kNoPoolPoll : backoff.Next(now, /*busy=*/false);
       if (wait == absl::ZeroDuration()) {
         std::this_thread::yield();  // the local workers may share this CPU
         continue;
       }
       absl::MutexLock l(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !done_.empty(); };
       mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
     }
   }
@@ -248,11 +265,7 @@ class Agent {
       running_[id] = t;
       batch.push_back(std::move(t));
     }
-    if (batch.size() == 1) {
-      pool_->Enqueue(std::move(batch[0]));  // a lone call may take the fast path
-    } else {
-      pool_->EnqueueMany(batch);
-    }
+    pool_->EnqueueMany(batch);
   }
 
   // Answers call `id` with `why` without running it.
@@ -270,15 +283,19 @@ class Agent {
     has_done_.store(true, std::memory_order_release);
   }
 
-  static void Describe(const absl::Status& s, RemoteResult* r) {
-    r->code = static_cast<uint32_t>(s.code());
-    if (s.ok()) return;
-    r->message = std::string(s.message());
-    if (auto p = s.GetPayload("procpool/exception_type")) r->exception_type = std::string(*p);
-    if (auto p = s.GetPayload("procpool/exception_what")) r->exception_what = std::string(*p);
+  // `status` with the rank that saw it, as a kStatus answer's bytes.
+  std::string EncodeHere(const absl::Status& status) const {
+    absl::Status here(status.code(), absl::StrCat(status.message(), where_));
+    status.ForEachPayload([&here](absl::string_view key, const absl::Cord& value) {
+      here.SetPayload(key, value);
+    });
+    return EncodeStatus(here);
   }
 
-  // Sends what finished; true if anything was sent.
+  // Sends what finished; true if anything was sent. Each answer is what a
+  // worker's would be (wire.h): the result's archive (kOk), a status
+  // naming this rank (kStatus), or for a chunk a chunk result with every
+  // item's outcome in order.
   bool SendResults() {
     // Checked without the lock: this runs at every poll.
     if (!has_done_.load(std::memory_order_acquire)) return false;
@@ -290,7 +307,7 @@ class Agent {
     }
     if (ids.empty()) return false;
     RemoteResults out;
-    out.avg_task_ns = AverageTaskNs();
+    const uint64_t avg = AverageTaskNs();
     size_t bytes = 0;
     for (uint64_t id : ids) {
       auto node = running_.extract(id);
@@ -298,20 +315,30 @@ class Agent {
       TaskState& t = *node.mapped();
       RemoteResult r;
       r.id = id;
-      Describe(t.status(), &r);
+      r.code = static_cast<uint8_t>(ResultCode::kOk);
+      r.run_ns = avg;
       if (ChunkState* chunk = t.AsChunk()) {
-        // Every item's outcome, in order.
-        r.items.resize(chunk->size());
+        r.run_ns = avg * chunk->size();
+        const size_t result = BeginChunkResult(&r.payload);
         for (size_t i = 0; i < chunk->size(); ++i) {
-          RemoteResult& item = r.items[i];
-          Describe(chunk->ItemStatus(i), &item);
-          if (item.code == 0) item.payload = std::string(chunk->ItemBytes(i));
-          bytes += item.payload.size() + item.message.size() + 16;
+          const size_t answer = BeginChunkAnswer(&r.payload);
+          absl::Status item = chunk->ItemStatus(i);
+          if (item.ok()) {
+            r.payload.append(chunk->ItemBytes(i));
+            EndChunkAnswer(&r.payload, answer, static_cast<uint8_t>(ResultCode::kOk));
+          } else {
+            r.payload.append(EncodeHere(item));
+            EndChunkAnswer(&r.payload, answer, static_cast<uint8_t>(ResultCode::kStatus));
+          }
         }
+        EndChunkResult(&r.payload, result, static_cast<uint32_t>(chunk->size()));
       } else if (t.status().ok()) {
         r.payload = t.payload();
+      } else {
+        r.code = static_cast<uint8_t>(ResultCode::kStatus);
+        r.payload = EncodeHere(t.status());
       }
-      bytes += r.payload.size() + r.message.size() + 64;
+      bytes += r.payload.size() + 32;
       out.results.push_back(std::move(r));
       if (bytes >= kMaxResultsBytes) {
         Send(kTagResults, EncodeMpiMessage(epoch_, out));
@@ -334,6 +361,7 @@ class Agent {
   }
 
   const int rank_;
+  const std::string where_;  // " [on MPI rank N (host, pid P)]"
   MpiTransport transport_;
   uint64_t epoch_ = 0;
   absl::Duration heartbeat_ = absl::Milliseconds(200);

@@ -55,33 +55,6 @@ AgentConfig AgentConfigFor(const PoolOptions& o) {
   return c;
 }
 
-// What an agent's outcome means here: its status, the rank named.
-absl::Status RemoteStatus(const RemoteResult& r, const std::string& where) {
-  absl::Status s(static_cast<absl::StatusCode>(r.code), absl::StrCat(r.message, where));
-  if (!r.exception_type.empty() || !r.exception_what.empty()) {
-    SetExceptionPayloads(s, r.exception_type, r.exception_what);
-  }
-  return s;
-}
-
-// An agent's answer to a chunk as the chunk result of wire.h.
-std::string ChunkResult(std::vector<RemoteResult>& items, const std::string& where) {
-  std::string out;
-  const size_t result = BeginChunkResult(&out);
-  for (RemoteResult& item : items) {
-    const size_t answer = BeginChunkAnswer(&out);
-    if (item.code == 0) {
-      out.append(item.payload);
-      EndChunkAnswer(&out, answer, static_cast<uint8_t>(ResultCode::kOk));
-    } else {
-      out.append(EncodeStatus(RemoteStatus(item, where)));
-      EndChunkAnswer(&out, answer, static_cast<uint8_t>(ResultCode::kStatus));
-    }
-  }
-  EndChunkResult(&out, result, static_cast<uint32_t>(items.size()));
-  return out;
-}
-
 void RegisterMpiDriver() __attribute__((constructor));
 void RegisterMpiDriver() { MpiBackendFactory() = &MpiDriver::Start; }
 
@@ -597,25 +570,14 @@ void MpiDriver::HandleResults(Agent& a, const MpiMessage& m, absl::Time now) {
                            now, actions_);
     return;
   }
-  const std::string where = absl::StrCat(" [on ", DescribeAgent(a), "]");
-  const uint64_t avg = results->avg_task_ns > 0 ? results->avg_task_ns : kUnmeasuredNs;
   std::vector<Answer> answers;
   answers.reserve(results->results.size());
   for (RemoteResult& r : results->results) {
     Answer answer;
     answer.id = r.id;
-    answer.run_ns = avg;
-    if (!r.items.empty()) {  // a chunk: every item's outcome
-      answer.code = static_cast<uint8_t>(ResultCode::kOk);
-      answer.run_ns = avg * r.items.size();
-      answer.bytes = ResultBytes(ChunkResult(r.items, where));
-    } else if (r.code == 0) {
-      answer.code = static_cast<uint8_t>(ResultCode::kOk);
-      answer.bytes = ResultBytes(std::move(r.payload));
-    } else {
-      answer.code = static_cast<uint8_t>(ResultCode::kStatus);
-      answer.bytes = ResultBytes(EncodeStatus(RemoteStatus(r, where)));
-    }
+    answer.code = r.code;
+    answer.run_ns = r.run_ns > 0 ? r.run_ns : kUnmeasuredNs;
+    answer.bytes = ResultBytes(std::move(r.payload));
     answers.push_back(std::move(answer));
   }
   a.answered += answers.size();

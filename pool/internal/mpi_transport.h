@@ -168,27 +168,27 @@ struct RemoteCall {
   }
 };
 
-// The outcome of a call. For a chunk (RemoteCall::task has kChunkBit),
-// `items` holds every item's outcome, in the order of the call's items.
+// The outcome of a call, as a worker's answer would be (wire.h): `code` a
+// ResultCode, kOk with the result's archive, or kStatus with EncodeStatus
+// bytes (the message names the agent's rank); for a chunk (RemoteCall::task
+// has kChunkBit), kOk with a chunk result answering every item sent, in
+// order. `run_ns`: the call's run time (a chunk: of all its items).
 struct RemoteResult {
   uint64_t id = 0;
-  uint32_t code = 0;        // absl::StatusCode
-  std::string message;      // when not OK
-  std::string payload;      // the result's archive when OK
-  std::string exception_type, exception_what;  // a task that threw
-  std::vector<RemoteResult> items;
+  uint8_t code = 0;
+  uint64_t run_ns = 0;
+  std::string payload;
   template <class A>
   void serialize(A& ar) {
-    ar(id, code, message, payload, exception_type, exception_what, items);
+    ar(id, code, run_ns, payload);
   }
 };
 
 struct RemoteResults {
-  uint64_t avg_task_ns = 0;  // the agent's measured average run time
   std::vector<RemoteResult> results;
   template <class A>
   void serialize(A& ar) {
-    ar(avg_task_ns, results);
+    ar(results);
   }
 };
 
@@ -295,8 +295,9 @@ class MpiTransport {
 
 // How long a polling loop (the front end's I/O thread, an agent) sleeps
 // before it polls MPI again: not at all while work is out (an answer may
-// come any microsecond), nor for kSpin after the last activity (a caller
-// that waits on each answer sends its next call within microseconds);
+// come any microsecond), nor for `spin` (default kSpin) after the last
+// activity (a caller that waits on each answer sends its next call within
+// microseconds);
 // after that, sleeps that double from kFirstSleep up to kMaxSleep. The
 // loops wake early when their own threads have news. Not thread-safe: one
 // per loop.
@@ -306,6 +307,8 @@ class PollBackoff {
   static constexpr absl::Duration kFirstSleep = absl::Microseconds(20);
   static constexpr absl::Duration kMaxSleep = absl::Milliseconds(2);
 
+  explicit PollBackoff(absl::Duration spin = kSpin) : spin_(spin) {}
+
   // Something was sent or received.
   void Activity(absl::Time now) {
     last_ = now;
@@ -313,12 +316,13 @@ class PollBackoff {
   }
   // Zero: poll again at once (yielding the CPU to whoever needs it).
   absl::Duration Next(absl::Time now, bool busy) {
-    if (busy || now - last_ < kSpin) return absl::ZeroDuration();
+    if (busy || now - last_ < spin_) return absl::ZeroDuration();
     sleep_ = std::clamp(sleep_ * 2, kFirstSleep, kMaxSleep);
     return sleep_;
   }
 
  private:
+  const absl::Duration spin_;
   absl::Time last_ = absl::InfinitePast();
   absl::Duration sleep_ = absl::ZeroDuration();
 };
