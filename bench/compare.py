@@ -539,7 +539,7 @@ def print_mpi(res, mpi_rows, out):
     _print_grid(grid, out)
     for r in mpi_rows:
         met = r.met()
-        out.write("%s: %s %s (floor %s, %s x floor); target %s: %s\n" % (
+        out.write("%s: %s %s (floor %s; x floor %s); target %s: %s\n" % (
             r.name, fmt_cell(r.procpool), r.unit, fmt_num(med(r.floor)),
             fmt_ratio(r.x_floor()), r.target[0],
             "-" if met is None else ("met" if met else "MISSED")))

@@ -403,18 +403,22 @@ void MpiDriver::Control(const Action& action) {
         AskToStop(*a);
         return;
       }
-      // The scheduler gives up on the agent. One that is silent, or was
-      // asked to stop already, is lost now; one that answers is asked to
-      // stop its pool, and lost only if it does not confirm in time (so
-      // that the next pool of the job may use it).
+      // The scheduler gives up on the agent. One that is silent is lost
+      // now; one that answers is asked to stop its pool, and lost only if
+      // it does not confirm in time (so that the next pool of the job may
+      // use it).
       a->killed = true;
-      if (a->stopping || now - a->last_heard >= options_.mpi.agent_timeout) {
+      if (now - a->last_heard >= options_.mpi.agent_timeout) {
         LoseAgent(*a, action.text.empty() ? "the pool gave up on it" : action.text, now);
         return;
       }
       AskToStop(*a);
-      a->give_up_at =
-          now + options_.kill_grace + std::min(options_.mpi.agent_timeout, absl::Seconds(2));
+      a->give_up_at = a->stop_asked_at + options_.kill_grace +
+                      std::min(options_.mpi.agent_timeout, absl::Seconds(2));
+      if (now >= a->give_up_at) {
+        LoseAgent(*a, "it did not confirm that its pool stopped", now);
+        return;
+      }
       next_check_ = std::min(next_check_, a->give_up_at);
       return;
     case Action::Kind::kSpawn:
@@ -426,6 +430,7 @@ void MpiDriver::Control(const Action& action) {
 void MpiDriver::AskToStop(Agent& a) {
   if (a.stopping || a.gone || a.lost) return;
   a.stopping = true;
+  a.stop_asked_at = absl::Now();
   SendTo(a, kTagStop, EncodeMpiMessage(epoch_, Heartbeat{}));
 }
 

@@ -109,7 +109,9 @@ class MpiDriver final : public Driver {
     std::string lost_reason;
     absl::Time last_heard = absl::InfinitePast();
     absl::Time last_sent = absl::InfinitePast();
-    // A stop asked instead of SIGKILL: lost unless confirmed by then.
+    absl::Time stop_asked_at = absl::InfinitePast();
+    // Given up on (SIGKILL) while it answers: lost unless its pool's stop
+    // is confirmed by then.
     absl::Time give_up_at = absl::InfiniteFuture();
     bool killed = false;   // the scheduler gave up on it (SIGKILL)
     uint64_t sent = 0;     // calls sent

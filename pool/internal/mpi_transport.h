@@ -297,13 +297,15 @@ class MpiTransport {
 // before it polls MPI again: not at all while work is out (an answer may
 // come any microsecond), nor for `spin` (default kSpin) after the last
 // activity (a caller that waits on each answer sends its next call within
-// microseconds);
-// after that, sleeps that double from kFirstSleep up to kMaxSleep. The
+// microseconds); then kFirstSleep at a time while traffic was recent
+// (kWarm: a burst of calls may resume, and a message then waits at most
+// one short sleep); after that, sleeps that double up to kMaxSleep. The
 // loops wake early when their own threads have news. Not thread-safe: one
 // per loop.
 class PollBackoff {
  public:
   static constexpr absl::Duration kSpin = absl::Microseconds(200);
+  static constexpr absl::Duration kWarm = absl::Milliseconds(50);
   static constexpr absl::Duration kFirstSleep = absl::Microseconds(20);
   static constexpr absl::Duration kMaxSleep = absl::Milliseconds(2);
 
@@ -312,19 +314,21 @@ class PollBackoff {
   // Something was sent or received.
   void Activity(absl::Time now) {
     last_ = now;
-    sleep_ = absl::ZeroDuration();
+    sleep_ = kFirstSleep;
   }
   // Zero: poll again at once (yielding the CPU to whoever needs it).
   absl::Duration Next(absl::Time now, bool busy) {
-    if (busy || now - last_ < spin_) return absl::ZeroDuration();
-    sleep_ = std::clamp(sleep_ * 2, kFirstSleep, kMaxSleep);
+    const absl::Duration quiet = now - last_;
+    if (busy || quiet < spin_) return absl::ZeroDuration();
+    if (quiet < kWarm) return kFirstSleep;
+    sleep_ = std::min(sleep_ * 2, kMaxSleep);
     return sleep_;
   }
 
  private:
   const absl::Duration spin_;
   absl::Time last_ = absl::InfinitePast();
-  absl::Duration sleep_ = absl::ZeroDuration();
+  absl::Duration sleep_ = kFirstSleep;
 };
 
 // "MPI_ERR_...: text" for an MPI error code.
