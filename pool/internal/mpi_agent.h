@@ -15,7 +15,7 @@
 // least every 50 us. Idle, it polls without sleeping for 1 ms after the
 // last message (yielding the CPU), so a caller's next call is taken within
 // microseconds, then sleeps a little between polls (PollBackoff: 20 us
-// doubling up to 2 ms; 10 ms with no pool). If the front end stays silent
+// for 50 ms, then doubling up to 2 ms; 10 ms with no pool). If the front end stays silent
 // longer than the pool's MpiOptions::agent_timeout while a pool is
 // running, the agent stops its workers and aborts the MPI
 // job (MPI_Abort): there is no one left to answer.

@@ -21,7 +21,8 @@
 // The I/O thread never blocks in MPI. While any call is out it polls
 // without sleeping (MPI_Improbe / MPI_Test), so an answer is seen within
 // microseconds; with nothing out it spins briefly, then sleeps with a
-// back-off (at most kIdleSleep), waking at once for new tasks and requests.
+// back-off (PollBackoff, at most 2 ms), waking at once for new tasks and
+// requests.
 // An agent not heard from within MpiOptions::agent_timeout is lost: it is
 // never sent anything again (a send to a dead rank can hang), and the
 // scheduler re-queues its calls on the other agents or fails them with
