@@ -452,8 +452,9 @@ def _note(r, kind):
 
 def run_mpi(reps, raw_dir):
     """The MPI backend beside the local one (//bench:mpi_bench under mpirun,
-    3 ranks), over shared memory and over TCP on loopback. None when mpirun
-    is not installed."""
+    3 ranks), over shared memory and over TCP on loopback: per transport,
+    {"median": {run name: median aggregate}, "samples": {run name: [one
+    benchmark per repetition]}}. None when mpirun is not installed."""
     if not shutil.which("mpirun"):
         log("mpirun not found: no MPI rows (scripts/setup.sh installs openmpi-bin)")
         return None
@@ -464,7 +465,7 @@ def run_mpi(reps, raw_dir):
         cmd = [os.path.join(bench, "mpi_bench.sh")] + mca + [
             # At least 2 repetitions: a single one has no median aggregate.
             "--", "--benchmark_format=json", "--benchmark_repetitions=%d" % max(2, reps),
-            "--benchmark_report_aggregates_only=true", "--benchmark_min_time=0.2"]
+            "--benchmark_min_time=0.2"]
         t0 = time.monotonic()
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env=env)
@@ -477,12 +478,50 @@ def run_mpi(reps, raw_dir):
             with open(os.path.join(raw_dir, "mpi_bench_%s.json" % transport), "w") as f:
                 f.write(p.stdout)
         data = json.loads(p.stdout)
-        out[transport] = {b["run_name"]: b for b in data["benchmarks"]
-                          if b.get("aggregate_name") == "median"}
+        samples = {}
+        for b in data["benchmarks"]:
+            if b.get("run_type") == "iteration":
+                samples.setdefault(b["run_name"], []).append(b)
+        out[transport] = {"median": {b["run_name"]: b for b in data["benchmarks"]
+                                     if b.get("aggregate_name") == "median"},
+                          "samples": samples}
     return out
 
 
-def print_mpi(res, out):
+def build_mpi_rows(res):
+    """The issue's MPI targets, as rows of the JSON (the local pool of the
+    same run, 2 workers in rank 0's process, is the floor)."""
+    if not res:
+        return []
+
+    def ips(transport, name):
+        return [float(b["items_per_second"])
+                for b in res[transport]["samples"].get(name + "/real_time", [])]
+
+    def us(xs):
+        return [1e6 / x for x in xs if x]
+
+    tcp_rt = med(us(ips("tcp", "BM_MpiRoundTripNoop")))
+    tcp_map = med(ips("tcp", "BM_MpiMapNoop/tasks:20000"))
+    return [
+        Row("mpi_round_trip_us", "us", False,
+            us(ips("shm", "BM_MpiRoundTripNoop")), us(ips("shm", "BM_LocalRoundTripNoop")),
+            floor_note="the local round trip (2 workers) of the same run",
+            notes="Submit(noop).Get() in a loop over MPI shared memory: rank 0 + 2 agents "
+                  "of 1 worker; TCP (loopback) in mpi_tcp_us",
+            target=("≤ 3x the local round trip", lambda r: r.x_floor() <= 3),
+            extra={"mpi_tcp_us": tcp_rt}),
+        Row("mpi_map_small_tasks_per_s", "tasks/s", True,
+            ips("shm", "BM_MpiMapNoop/tasks:20000"), ips("shm", "BM_LocalMapNoop/tasks:20000"),
+            floor_note="the local map (2 workers) of the same run",
+            notes="Map of 20,000 no-ops over MPI shared memory: rank 0 + 2 agents of "
+                  "1 worker; TCP (loopback) in mpi_tcp_per_s",
+            target=("≥ 50% of the local rate", lambda r: med(r.procpool) >= 0.5 * med(r.floor)),
+            extra={"mpi_tcp_per_s": tcp_map}),
+    ]
+
+
+def print_mpi(res, mpi_rows, out):
     out.write("\nMPI backend (PoolBackend::kMpi, docs/DISTRIBUTED.md): rank 0 + 2 agent ranks of "
               "1 worker each, vs a local pool of 2 workers in the same process; medians\n")
     rows = [("round trip, us", "RoundTripNoop", lambda b: 1e6 / b["items_per_second"]),
@@ -494,10 +533,16 @@ def print_mpi(res, out):
     for label, name, f in rows:
         cells = [label]
         for transport, kind in (("shm", "Local"), ("shm", "Mpi"), ("tcp", "Mpi")):
-            b = res[transport].get("BM_%s%s/real_time" % (kind, name))
+            b = res[transport]["median"].get("BM_%s%s/real_time" % (kind, name))
             cells.append(fmt_num(f(b)) if b else "-")
         grid.append(cells)
     _print_grid(grid, out)
+    for r in mpi_rows:
+        met = r.met()
+        out.write("%s: %s %s (floor %s; x floor %s); target %s: %s\n" % (
+            r.name, fmt_cell(r.procpool), r.unit, fmt_num(med(r.floor)),
+            fmt_ratio(r.x_floor()), r.target[0],
+            "-" if met is None else ("met" if met else "MISSED")))
 
 
 def machine():
@@ -565,6 +610,7 @@ def main():
                     _PY_NOTES[(name, kind)] = metric[kind + "_note"]
     rows = build_rows(b, py)
     mpi = run_mpi(reps, raw_dir)
+    mpi_rows = build_mpi_rows(mpi)
     m["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     m["seconds"] = round(time.monotonic() - t_start, 1)
 
@@ -603,17 +649,17 @@ def main():
     print_table(rows, out)
     print_details(rows, out)
     if mpi:
-        print_mpi(mpi, out)
-    missed = [r for r in rows if r.met() is False]
+        print_mpi(mpi, mpi_rows, out)
+    missed = [r for r in rows + mpi_rows if r.met() is False]
     out.write("\ntargets (issue 5): %d met, %d missed%s\n" % (
-        sum(1 for r in rows if r.met()), len(missed),
+        sum(1 for r in rows + mpi_rows if r.met()), len(missed),
         (": " + ", ".join(r.name for r in missed)) if missed else ""))
     if not args.skip_main_job:
         main_job_section(args, out)
     out.write("whole run: %.0f s\n" % m["seconds"])
     if json_path:
         with open(json_path, "w") as f:
-            json.dump([r.to_json() for r in rows], f, indent=1)
+            json.dump([r.to_json() for r in rows + mpi_rows], f, indent=1)
             f.write("\n")
         with open(os.path.splitext(json_path)[0] + ".machine.json", "w") as f:
             json.dump({**m, "python": py and py["python"],

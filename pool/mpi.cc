@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "pool/internal/mpi_agent.h"
-#include "pool/internal/mpi_backend.h"
+#include "pool/internal/mpi_driver.h"
 #include "pool/internal/mpi_transport.h"
 
 namespace procpool::mpi {
@@ -86,8 +86,7 @@ int Session::ServeAsAgent() {
 
 std::vector<AgentInfo> Agents(const ProcessPool& pool) {
   std::vector<AgentInfo> out;
-  auto* backend =
-      dynamic_cast<internal::MpiBackend*>(&pool.core_for_internal_use());
+  auto* backend = dynamic_cast<internal::MpiDriver*>(&pool.core_for_internal_use());
   if (backend == nullptr) return out;
   for (const internal::AgentSnapshot& a : backend->Agents()) {
     out.push_back(AgentInfo{a.rank, a.host, a.pid, a.workers, a.ready, a.lost,

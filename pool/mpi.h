@@ -100,7 +100,10 @@ struct AgentInfo {
   int pid = 0;          // its process id, on that host
   int workers = 0;      // its local pool's worker processes
   bool ready = false;   // started its pool and said hello
-  bool lost = false;    // stopped answering (see MpiOptions::agent_timeout)
+  // Stopped answering (see MpiOptions::agent_timeout), or did not confirm
+  // that it stopped its pool when the pool gave up on it; never used again
+  // in this job.
+  bool lost = false;
   std::string lost_reason;
   uint64_t tasks_done = 0;  // results it sent back
   uint64_t in_flight = 0;   // tasks sent to it and not answered

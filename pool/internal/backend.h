@@ -3,8 +3,9 @@
 // Two implementations serve the same ProcessPool API:
 //   - LocalDriver (local_driver.h): worker processes on this machine, talking over
 //     socketpairs. The default.
-//   - MpiBackend (mpi_backend.h, in //pool:mpi): MPI rank 0 is the front end;
+//   - MpiDriver (mpi_driver.h, in //pool:mpi): MPI rank 0 is the front end;
 //     every other rank is a node agent running a LocalDriver of its own.
+// Both are Drivers (driver.h) of the same Scheduler (scheduler.h).
 //
 // Contract shared by both: every TaskState given to Enqueue/EnqueueMany (a
 // single call, or a ChunkState of several items of one map) is completed
@@ -97,7 +98,7 @@ absl::StatusOr<uint32_t> FindTaskIn(
     uint64_t fingerprint, absl::string_view readable);
 
 // Creates the MPI backend. Set by //pool:mpi when it is linked in (a static
-// initializer in mpi_backend.cc); null otherwise, and then
+// initializer in mpi_driver.cc); null otherwise, and then
 // ProcessPool::Create refuses PoolBackend::kMpi with kFailedPrecondition.
 using BackendFactory =
     absl::StatusOr<std::unique_ptr<Backend>> (*)(PoolOptions options);

@@ -233,7 +233,19 @@ void Driver::Execute() {
     a.resolves.clear();
     if (actions_.empty()) std::swap(a, actions_);
   }
-  intake_wakes_.store(!sched_.Saturated(), std::memory_order_release);
+  if (sched_.Saturated()) {
+    intake_wakes_.store(false, std::memory_order_release);
+  } else if (!intake_wakes_.exchange(true, std::memory_order_acq_rel)) {
+    // A caller that read `false` queued without waking this thread, maybe
+    // after it took the intake for the last time: nothing is out, so no
+    // answer would bring it back. What such a caller queued is taken now.
+    bool queued;
+    {
+      absl::MutexLock l(&mu_);
+      queued = !intake_.empty();
+    }
+    if (queued) Wake();
+  }
 }
 
 }  // namespace procpool::internal

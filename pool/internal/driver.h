@@ -64,6 +64,9 @@ class Driver : public Backend {
   size_t SuggestedWindow() const override;
   size_t SuggestedChunkSize() const override;
   size_t max_chunk_bytes() const override;
+  // The average run time of a call (a chunk: of an item) as the workers
+  // report it; 0 until one answered. Thread-safe.
+  uint64_t avg_task_ns() const { return sched_.avg_task_ns(); }
 
  protected:
   Driver(PoolOptions options, SchedulerConfig config);

@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -25,9 +26,14 @@
 namespace procpool::internal {
 namespace {
 
-// Longest sleep between polls while tasks run here (see PollPacer); with
-// no pool, the agent only waits for the next configuration.
+// While tasks run here, MPI is polled at least this often (the agent is
+// woken at once when one is done).
 constexpr absl::Duration kBusyPoll = absl::Microseconds(50);
+// After the last message or answer, MPI is polled without sleeping this
+// long: with several agents, each sees a caller's next call only every few
+// round trips.
+constexpr absl::Duration kIdleSpin = absl::Milliseconds(1);
+// With no pool, the agent only waits for the next configuration.
 constexpr absl::Duration kNoPoolPoll = absl::Milliseconds(10);
 constexpr size_t kMaxResultsBytes = size_t{1} << 20;
 
@@ -45,12 +51,15 @@ void Log(int rank, const std::string& what) {
 
 class Agent {
  public:
-  Agent(MPI_Comm comm, int rank) : rank_(rank), transport_(comm) {}
+  Agent(MPI_Comm comm, int rank)
+      : rank_(rank),
+        where_(absl::StrCat(" [on MPI rank ", rank, " (", HostName(), ", pid ", ::getpid(), ")]")),
+        transport_(comm) {}
 
   int Run() {
-    PollPacer pacer;
+    PollBackoff backoff(kIdleSpin);
     while (true) {
-      bool progress = false;
+      bool activity = false;
       for (int i = 0; i < 64; ++i) {
         absl::StatusOr<std::optional<MpiMessage>> m = transport_.Poll();
         if (!m.ok()) {
@@ -59,15 +68,15 @@ class Agent {
           return 1;
         }
         if (!m->has_value()) break;
-        progress = true;
+        activity = true;
         if (!Handle(**m)) {
           StopPool();
           return 0;
         }
       }
-      progress = SendResults() || progress;
+      activity = SendResults() || activity;
+      const absl::Time now = absl::Now();
       if (pool_ != nullptr) {
-        const absl::Time now = absl::Now();
         if (now - last_heard_ > agent_timeout_) {
           Log(rank_, absl::StrCat("the front end (rank 0) was silent for ",
                                   absl::FormatDuration(now - last_heard_),
@@ -80,22 +89,28 @@ class Agent {
           Send(kTagHeartbeat, EncodeMpiMessage(epoch_, Heartbeat{}));
         }
       }
-      const absl::Time now = absl::Now();
-      if (progress) {
-        pacer.Activity(now);
+      if (activity) {
+        backoff.Activity(now);
         continue;
       }
-      // Wait a little (see PollPacer), waking at once when a task is done.
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !done_.empty(); };
+      if (pool_ != nullptr && !running_.empty()) {
+        // Tasks run here: wait for the first answer to forward (woken at
+        // once), polling MPI for more calls at least every kBusyPoll.
+        absl::MutexLock l(&mu_);
+        mu_.AwaitWithTimeout(absl::Condition(&ready), kBusyPoll);
+        continue;
+      }
+      // Idle: poll MPI without sleeping for a while (the front end's next
+      // call often comes within microseconds), then sleep a little
+      // (PollBackoff), waking at once when a task is done.
       const absl::Duration wait =
-          pool_ == nullptr ? kNoPoolPoll : pacer.Next(now, !running_.empty(), kBusyPoll);
+          pool_ == nullptr ? kNoPoolPoll : backoff.Next(now, /*busy=*/false);
       if (wait == absl::ZeroDuration()) {
-        std::this_thread::yield();
+        std::this_thread::yield();  // the local workers may share this CPU
         continue;
       }
       absl::MutexLock l(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !done_.empty();
-      };
       mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
     }
   }
@@ -246,10 +261,7 @@ class Agent {
       p.retries = c.retries;
       const uint64_t id = c.id;
       // Runs on the local pool's I/O thread (or here, for a refusal).
-      t->OnDone([this, id] {
-        absl::MutexLock l(&mu_);
-        done_.push_back(id);
-      });
+      t->OnDone([this, id] { Done(id); });
       running_[id] = t;
       batch.push_back(std::move(t));
     }
@@ -261,20 +273,33 @@ class Agent {
     auto t = std::make_shared<TaskState>(0, 0);
     t->Complete(std::move(why));
     running_[id] = std::move(t);
+    Done(id);
+  }
+
+  // Task `id` finished (on the local pool's I/O thread, or here).
+  void Done(uint64_t id) {
     absl::MutexLock l(&mu_);
     done_.push_back(id);
+    has_done_.store(true, std::memory_order_release);
   }
 
-  static void Describe(const absl::Status& s, RemoteResult* r) {
-    r->code = static_cast<uint32_t>(s.code());
-    if (s.ok()) return;
-    r->message = std::string(s.message());
-    if (auto p = s.GetPayload("procpool/exception_type")) r->exception_type = std::string(*p);
-    if (auto p = s.GetPayload("procpool/exception_what")) r->exception_what = std::string(*p);
+  // `status` with the rank that saw it, as a kStatus answer's bytes.
+  std::string EncodeHere(const absl::Status& status) const {
+    absl::Status here(status.code(), absl::StrCat(status.message(), where_));
+    status.ForEachPayload([&here](absl::string_view key, const absl::Cord& value) {
+      here.SetPayload(key, value);
+    });
+    return EncodeStatus(here);
   }
 
-  // Sends what finished; true if anything was sent.
+  // Sends what finished; true if anything was sent. Each answer is what a
+  // worker's would be (wire.h): the result's archive (kOk), a status
+  // naming this rank (kStatus), or for a chunk a chunk result with every
+  // item's outcome in order.
   bool SendResults() {
+    // Checked without the lock: this runs at every poll.
+    if (!has_done_.load(std::memory_order_acquire)) return false;
+    has_done_.store(false, std::memory_order_relaxed);
     std::vector<uint64_t> ids;
     {
       absl::MutexLock l(&mu_);
@@ -282,7 +307,7 @@ class Agent {
     }
     if (ids.empty()) return false;
     RemoteResults out;
-    out.avg_task_ns = AverageTaskNs();
+    const uint64_t avg = AverageTaskNs();
     size_t bytes = 0;
     for (uint64_t id : ids) {
       auto node = running_.extract(id);
@@ -290,20 +315,30 @@ class Agent {
       TaskState& t = *node.mapped();
       RemoteResult r;
       r.id = id;
-      Describe(t.status(), &r);
+      r.code = static_cast<uint8_t>(ResultCode::kOk);
+      r.run_ns = avg;
       if (ChunkState* chunk = t.AsChunk()) {
-        // Every item's outcome, in order.
-        r.items.resize(chunk->size());
+        r.run_ns = avg * chunk->size();
+        const size_t result = BeginChunkResult(&r.payload);
         for (size_t i = 0; i < chunk->size(); ++i) {
-          RemoteResult& item = r.items[i];
-          Describe(chunk->ItemStatus(i), &item);
-          if (item.code == 0) item.payload = std::string(chunk->ItemBytes(i));
-          bytes += item.payload.size() + item.message.size() + 16;
+          const size_t answer = BeginChunkAnswer(&r.payload);
+          absl::Status item = chunk->ItemStatus(i);
+          if (item.ok()) {
+            r.payload.append(chunk->ItemBytes(i));
+            EndChunkAnswer(&r.payload, answer, static_cast<uint8_t>(ResultCode::kOk));
+          } else {
+            r.payload.append(EncodeHere(item));
+            EndChunkAnswer(&r.payload, answer, static_cast<uint8_t>(ResultCode::kStatus));
+          }
         }
+        EndChunkResult(&r.payload, result, static_cast<uint32_t>(chunk->size()));
       } else if (t.status().ok()) {
         r.payload = t.payload();
+      } else {
+        r.code = static_cast<uint8_t>(ResultCode::kStatus);
+        r.payload = EncodeHere(t.status());
       }
-      bytes += r.payload.size() + r.message.size() + 64;
+      bytes += r.payload.size() + 32;
       out.results.push_back(std::move(r));
       if (bytes >= kMaxResultsBytes) {
         Send(kTagResults, EncodeMpiMessage(epoch_, out));
@@ -315,25 +350,9 @@ class Agent {
     return true;
   }
 
-  // The local workers' average run time per task, refreshed at most every
-  // 20 ms (it reads every worker's status page).
-  uint64_t AverageTaskNs() {
-    const absl::Time now = absl::Now();
-    if (pool_ != nullptr && now - avg_at_ > absl::Milliseconds(20)) {
-      avg_at_ = now;
-      PoolStats s = pool_->Stats();
-      uint64_t done = 0;
-      absl::Duration busy;
-      for (const WorkerStats& w : s.workers) {
-        done += w.tasks_done;
-        busy += w.busy;
-      }
-      if (done > 0) {
-        avg_ns_ = static_cast<uint64_t>(absl::ToInt64Nanoseconds(busy)) / done;
-      }
-    }
-    return avg_ns_;
-  }
+  // The local workers' average run time per task, as their answers report
+  // it to the local pool's scheduler.
+  uint64_t AverageTaskNs() const { return pool_ != nullptr ? pool_->avg_task_ns() : 0; }
 
   void Send(int tag, std::string bytes) {
     absl::Status s = transport_.Send(0, tag, std::move(bytes));
@@ -342,18 +361,18 @@ class Agent {
   }
 
   const int rank_;
+  const std::string where_;  // " [on MPI rank N (host, pid P)]"
   MpiTransport transport_;
   uint64_t epoch_ = 0;
   absl::Duration heartbeat_ = absl::Milliseconds(200);
   absl::Duration agent_timeout_ = absl::Seconds(10);
   absl::Time last_heard_;
   absl::Time last_sent_;
-  absl::Time avg_at_ = absl::InfinitePast();
-  uint64_t avg_ns_ = 0;
   // Ids of the tasks the local pool finished, not yet sent. Declared before
   // pool_, whose destructor's callbacks append to it.
   absl::Mutex mu_;
   std::vector<uint64_t> done_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> has_done_{false};  // done_ may have ids
   // Tasks handed to the local pool and not yet answered, by front-end id.
   absl::flat_hash_map<uint64_t, std::shared_ptr<TaskState>> running_;
   std::unique_ptr<LocalDriver> pool_;

@@ -9,11 +9,15 @@
 // worker. When the front end ends the pool, the agent destroys its local
 // pool and waits for the next one, until the front end's Session ends.
 //
-// The agent never blocks in MPI: it polls with MPI_Improbe, sleeping a
-// little between polls (at most 200 us with tasks in flight, 2 ms
-// otherwise) and waking at once when the local pool finishes a task. If the
-// front end stays silent longer than the pool's MpiOptions::agent_timeout
-// while a pool is running, the agent stops its workers and aborts the MPI
+// The agent never blocks in MPI: it polls with MPI_Improbe. While tasks
+// run in its pool it waits for their answers, woken the moment one is done
+// (so an answer is never left waiting), polling MPI for more calls at
+// least every 50 us. Idle, it polls without sleeping for 1 ms after the
+// last message (yielding the CPU), so a caller's next call is taken within
+// microseconds, then sleeps a little between polls (PollBackoff: 20 us
+// for 50 ms, then doubling up to 2 ms; 10 ms with no pool). If the front end stays silent
+// longer than the pool's MpiOptions::agent_timeout while a pool is
+// running, the agent stops its workers and aborts the MPI
 // job (MPI_Abort): there is no one left to answer.
 
 #ifndef PROCPOOL_POOL_INTERNAL_MPI_AGENT_H_

@@ -1,6 +1,7 @@
 // The MPI side of the MPI backend: the process-wide MPI state (MpiWorld),
-// the messages the front end (rank 0) and the node agents (ranks >= 1)
-// exchange, and MpiTransport, a non-blocking message pump.
+// the messages the front end (rank 0, MpiDriver) and the node agents
+// (ranks >= 1) exchange, MpiTransport, a non-blocking message pump, and
+// the pace at which both ends poll it (PollBackoff).
 //
 // Every message is `u64 epoch (little endian)` followed by the cereal
 // archive of one struct below; its MPI tag says which. The epoch numbers the
@@ -167,27 +168,27 @@ struct RemoteCall {
   }
 };
 
-// The outcome of a call. For a chunk (RemoteCall::task has kChunkBit),
-// `items` holds every item's outcome, in the order of the call's items.
+// The outcome of a call, as a worker's answer would be (wire.h): `code` a
+// ResultCode, kOk with the result's archive, or kStatus with EncodeStatus
+// bytes (the message names the agent's rank); for a chunk (RemoteCall::task
+// has kChunkBit), kOk with a chunk result answering every item sent, in
+// order. `run_ns`: the call's run time (a chunk: of all its items).
 struct RemoteResult {
   uint64_t id = 0;
-  uint32_t code = 0;        // absl::StatusCode
-  std::string message;      // when not OK
-  std::string payload;      // the result's archive when OK
-  std::string exception_type, exception_what;  // a task that threw
-  std::vector<RemoteResult> items;
+  uint8_t code = 0;
+  uint64_t run_ns = 0;
+  std::string payload;
   template <class A>
   void serialize(A& ar) {
-    ar(id, code, message, payload, exception_type, exception_what, items);
+    ar(id, code, run_ns, payload);
   }
 };
 
 struct RemoteResults {
-  uint64_t avg_task_ns = 0;  // the agent's measured average run time
   std::vector<RemoteResult> results;
   template <class A>
   void serialize(A& ar) {
-    ar(avg_task_ns, results);
+    ar(results);
   }
 };
 
@@ -292,34 +293,42 @@ class MpiTransport {
   absl::Duration linger_ = absl::Seconds(2);
 };
 
-// How long a polling loop (front end or agent) waits before it polls MPI
-// again. Right after traffic it only yields the CPU (the answer to a call
-// usually comes within microseconds); while work is out, or traffic was
-// recent, it sleeps at most `busy_cap`; after 50 ms of silence it backs off
-// exponentially to 2 ms. Not thread-safe: one per loop.
-class PollPacer {
+// How long a polling loop (the front end's I/O thread, an agent) sleeps
+// before it polls MPI again: not at all while work is out (an answer may
+// come any microsecond), nor for `spin` (default kSpin) after the last
+// activity (a caller that waits on each answer sends its next call within
+// microseconds); then kFirstSleep at a time while traffic was recent
+// (kWarm: a burst of calls may resume, and a message then waits at most
+// one short sleep); after that, sleeps that double up to kMaxSleep. The
+// loops wake early when their own threads have news. Not thread-safe: one
+// per loop.
+class PollBackoff {
  public:
   static constexpr absl::Duration kSpin = absl::Microseconds(200);
   static constexpr absl::Duration kWarm = absl::Milliseconds(50);
-  static constexpr absl::Duration kIdleCap = absl::Milliseconds(2);
+  static constexpr absl::Duration kFirstSleep = absl::Microseconds(20);
+  static constexpr absl::Duration kMaxSleep = absl::Milliseconds(2);
+
+  explicit PollBackoff(absl::Duration spin = kSpin) : spin_(spin) {}
 
   // Something was sent or received.
   void Activity(absl::Time now) {
     last_ = now;
-    idle_ = absl::ZeroDuration();
+    sleep_ = kFirstSleep;
   }
-  // Zero: yield and poll again.
-  absl::Duration Next(absl::Time now, bool busy, absl::Duration busy_cap) {
+  // Zero: poll again at once (yielding the CPU to whoever needs it).
+  absl::Duration Next(absl::Time now, bool busy) {
     const absl::Duration quiet = now - last_;
-    if (quiet < kSpin) return absl::ZeroDuration();
-    if (busy || quiet < kWarm) return busy_cap;
-    idle_ = std::min(kIdleCap, std::max(busy_cap, idle_ * 2));
-    return idle_;
+    if (busy || quiet < spin_) return absl::ZeroDuration();
+    if (quiet < kWarm) return kFirstSleep;
+    sleep_ = std::min(sleep_ * 2, kMaxSleep);
+    return sleep_;
   }
 
  private:
+  const absl::Duration spin_;
   absl::Time last_ = absl::InfinitePast();
-  absl::Duration idle_ = absl::ZeroDuration();
+  absl::Duration sleep_ = kFirstSleep;
 };
 
 // "MPI_ERR_...: text" for an MPI error code.

@@ -222,6 +222,27 @@ TEST_F(MpiPoolTest, TerminatingARunningRemoteTaskResolvesItAndFreesTheWorker) {
   for (int i = 0; i < 8; ++i) EXPECT_EQ(fs[i].Get(kWait), 2 * i);
 }
 
+// A caller that queues while every agent's window is full does not wake
+// the I/O thread (an answer comes first); tasks queued just after the last
+// answer was taken must still go out at once, not at the next heartbeat.
+TEST_F(MpiPoolTest, MapsOfTinyTasksNeverWaitForAHeartbeat) {
+  PoolOptions opts = MpiPoolOptions(1);
+  opts.mpi.heartbeat_interval = absl::Seconds(20);
+  opts.mpi.agent_timeout = absl::Seconds(60);
+  ProcessPool pool = MustCreate(opts);
+  auto noop = MustTask(pool, math::kNoop);
+  std::vector<int> xs(20000);
+  std::iota(xs.begin(), xs.end(), 0);
+  const absl::Time start = absl::Now();
+  for (int round = 0; round < 30; ++round) {
+    int64_t sum = 0;
+    for (int r : pool.Map(noop, xs)) sum += r;
+    ASSERT_EQ(sum, int64_t{19999} * 20000 / 2) << round;
+    ASSERT_LT(absl::Now() - start, absl::Seconds(15))
+        << "round " << round << ": a map waited for a heartbeat";
+  }
+}
+
 TEST_F(MpiPoolTest, UnknownTasksAndWrongSignaturesAreRefused) {
   ProcessPool pool = MustCreate(MpiPoolOptions(1));
   EXPECT_EQ(pool.Task<int(int)>("no_such_task").status().code(),
