@@ -301,7 +301,7 @@ class Scheduler {
     uint64_t dispatched = 0;     // for max_tasks_per_child
     size_t load = 0;             // calls (processes) or items (agents) in flight
     size_t heap_pos = SIZE_MAX;  // in ready_heap_, or SIZE_MAX
-    uint64_t stamp = 0;          // when it was last given work (round robin)
+    uint64_t stamp = 0;          // when it was last given work
     std::deque<Call> inflight;   // processes: in the order sent
     absl::btree_map<uint64_t, Call> by_id;  // agents
     size_t timed = 0;            // calls in flight with a time limit

@@ -6,7 +6,8 @@
 //   - A window of two batches per worker while tasks are short, so that a
 //     worker never waits for the pool between batches; two calls (one
 //     running, one next) while they are long.
-//   - The least loaded ready worker first, round robin among equals, and a
+//   - The least loaded ready worker first, the most recently used among
+//     equals (serial calls stay on one warm worker), and a
 //     fair share of a short queue each (ceil(queued / ready workers)).
 //   - Nothing more for a worker whose current call has run far longer than
 //     calls usually do; and when a worker is idle with nothing queued, a
@@ -256,12 +257,15 @@ void Scheduler::ArmStealCheck(absl::Time at, absl::Time now) {
 
 // ---------------------------------------------------------------------------
 // The heap of ready workers, least loaded first, then the one given work
-// longest ago.
+// most recently: a short queue is still spread (each worker takes its fair
+// share, and a worker given work is no longer least loaded), while calls
+// that come one at a time go to the same warm worker (its caches, its
+// parked socket; an MPI agent still polling) instead of waking an idle one.
 
 bool Scheduler::HeapLess(const Worker* a, const Worker* b) const {
   // Loads relative to capacity (agents differ in size): a/ca < b/cb.
   const size_t la = a->load * b->capacity, lb = b->load * a->capacity;
-  return la != lb ? la < lb : a->stamp < b->stamp;
+  return la != lb ? la < lb : a->stamp > b->stamp;
 }
 
 void Scheduler::HeapSiftUp(size_t i) {
