@@ -17,6 +17,10 @@
 // once its resident memory crosses the limit; the pool starts a new one.
 // With --init-task it runs that task once after loading the plugins and
 // before saying hello; a failure is reported in the hello.
+//
+// With --sandbox it then confines itself (sandbox.h) before saying hello,
+// records the layers in force in the status page, and reports a sandbox
+// that cannot be put in force as a failed start.
 
 #include <fcntl.h>
 #include <signal.h>
@@ -41,6 +45,7 @@
 #include "pool/internal/malloc_tuning.h"
 #include "pool/internal/payload_region.h"
 #include "pool/internal/plugin_loader.h"
+#include "pool/internal/sandbox.h"
 #include "pool/internal/shared_memory.h"
 #include "pool/internal/unique_fd.h"
 #include "pool/internal/wire.h"
@@ -479,6 +484,28 @@ absl::Status RunInitializer(const PluginSet& plugins, const WorkerCommand& args)
   return absl::UnknownError(absl::StrCat(where, " raised ", e.type, ": ", e.what));
 }
 
+// Confines this worker as --sandbox asks; errors name the step that failed.
+absl::Status Sandbox(const WorkerCommand& args, WorkerStatusPage* page) {
+  if (!args.sandbox) return absl::OkStatus();
+  SandboxConfig config;
+  config.kill_on_denied = args.sandbox_stop_on_denied;
+  config.plugins = args.plugins;
+  config.read_paths = args.sandbox_read;
+  config.write_paths = args.sandbox_write;
+  config.max_file_bytes = args.sandbox_max_file_bytes;
+  config.max_processes = args.sandbox_max_processes;
+  DeniedCallRecord denied{&page->denied_syscall, page->denied_syscall_name,
+                          sizeof(page->denied_syscall_name)};
+  absl::StatusOr<uint32_t> layers = ApplySandbox(config, denied);
+  if (!layers.ok()) {
+    return absl::Status(layers.status().code(),
+                        absl::StrCat("sandbox of worker pid ", ::getpid(), ": ",
+                                     layers.status().message()));
+  }
+  page->sandbox_layers.store(*layers, std::memory_order_release);
+  return absl::OkStatus();
+}
+
 int Main(int argc, char** argv) {
   RetainLargeBuffers();  // payloads reuse memory instead of fresh pages
   absl::StatusOr<WorkerCommand> parsed = WorkerCommand::Parse(argc, argv);
@@ -513,7 +540,9 @@ int Main(int argc, char** argv) {
     hello.error = std::string(plugins.status().message());
   } else {
     hello.plugins = plugins->manifests();
-    if (absl::Status s = RunInitializer(*plugins, args); !s.ok()) {
+    absl::Status s = RunInitializer(*plugins, args);
+    if (s.ok()) s = Sandbox(args, static_cast<WorkerStatusPage*>(status->data()));
+    if (!s.ok()) {
       hello.error_code = static_cast<uint32_t>(s.code());
       hello.error = std::string(s.message());
       hello.plugins.clear();
