@@ -201,6 +201,9 @@ int RunPoolrun(const std::vector<std::string>& args) {
   po.max_workers = o.workers;
   po.plugins = o.plugins;
   if (batched) po.plugins.insert(po.plugins.begin(), adapter);
+  po.sandbox = o.sandbox;
+  for (const std::string& p : o.sandbox_read) po.sandbox_paths.push_back({UserPath(p), false});
+  for (const std::string& p : o.sandbox_write) po.sandbox_paths.push_back({UserPath(p), true});
   // A record up to --max-record-bytes travels, and its output line (the
   // record and the result) comes back, in one frame each.
   po.max_frame_bytes = std::max<size_t>(
@@ -209,7 +212,8 @@ int RunPoolrun(const std::vector<std::string>& args) {
   absl::StatusOr<ProcessPool> pool = ProcessPool::Create(po);
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   if (!pool.ok()) {
-    Error(absl::StrCat("cannot start the pool: ", pool.status().message()));
+    Error(absl::StrCat("cannot start the pool: ", pool.status().message(),
+                       o.sandbox ? " (--no-sandbox runs the workers unconfined)" : ""));
     return kExitUsage;
   }
 

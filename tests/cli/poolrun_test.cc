@@ -247,6 +247,44 @@ TEST(PoolrunTest, MissingInputFileIsAUsageError) {
   EXPECT_TRUE(absl::StrContains(o.err, "/nonexistent/in.jsonl")) << o.err;
 }
 
+// ---- The sandbox (on by default) ----
+
+TEST(PoolrunTest, WorkersAreSandboxedUnlessNoSandbox) {
+  const std::string home = TempPath("home");
+  ASSERT_EQ(::mkdir(home.c_str(), 0700), 0);
+  const std::string key = home + "/id_ed25519";
+  WriteFile(key, "PRIVATE KEY\n");
+  const std::string in = TempPath("paths.txt");
+  WriteFile(in, key + "\n");
+  const std::string hostile = Runfile("tests/testdata/libhostile.so");
+  const std::vector<std::string> read = {"--plugin", hostile, "--task", "hostile_read",
+                                         "--input", in, "--workers", "1"};
+
+  Outcome sandboxed = RunPoolrun(read);
+  EXPECT_EQ(sandboxed.exit_code, 0) << sandboxed.err;
+  EXPECT_TRUE(absl::StartsWith(sandboxed.out, "failed: Permission denied")) << sandboxed.out;
+
+  std::vector<std::string> allowed = read;
+  allowed.insert(allowed.end(), {"--sandbox-path", home});
+  Outcome with_path = RunPoolrun(allowed);
+  EXPECT_TRUE(absl::StartsWith(with_path.out, "succeeded: PRIVATE KEY")) << with_path.out;
+
+  std::vector<std::string> unconfined = read;
+  unconfined.push_back("--no-sandbox");
+  Outcome open = RunPoolrun(unconfined);
+  EXPECT_TRUE(absl::StartsWith(open.out, "succeeded: PRIVATE KEY")) << open.out;
+
+  std::vector<std::string> both = unconfined;
+  both.insert(both.end(), {"--sandbox-path", home});
+  EXPECT_EQ(RunPoolrun(both).exit_code, 2);
+}
+
+TEST(PoolrunTest, HelpDescribesTheSandbox) {
+  Outcome o = RunPoolrun({"--help"});
+  EXPECT_TRUE(absl::StrContains(o.out, "--no-sandbox")) << o.out;
+  EXPECT_TRUE(absl::StrContains(o.out, "--sandbox-path")) << o.out;
+}
+
 // ---- JSON Lines on the sample data ----
 
 TEST(PoolrunTest, NormalizesTheSampleInInputOrderWithDeadLetters) {
