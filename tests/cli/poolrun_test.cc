@@ -49,6 +49,12 @@ std::string FaultsPlugin() { return Runfile("plugins/faults/libfaults.so"); }
 std::string MathPlugin() { return Runfile("plugins/math/libmath.so"); }
 std::string Sample() { return Runfile("data/web_sample_small.jsonl"); }
 
+// Where TempPath's files are: a directory sandboxed workers may be given.
+std::string TestTmpDir() {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return dir != nullptr && *dir != '\0' ? dir : "/tmp";
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
@@ -555,8 +561,9 @@ TEST(PoolrunTest, RecordsWhoseWorkerCrashesAreDeadLetteredAndTheRunGoesOn) {
   const std::string in = TempPath("paths.txt");
   WriteFile(in, input);
   const std::string out = TempPath("out.txt");
+  // The task creates its files: the sandboxed workers may write there.
   Outcome o = RunPoolrun({"--plugin", FaultsPlugin(), "--task", "crash_first_time", "--input", in,
-                   "--output", out, "--workers", "2"});
+                   "--output", out, "--workers", "2", "--sandbox-write-path", TestTmpDir()});
   EXPECT_EQ(o.exit_code, 1) << o.err;
   EXPECT_EQ(Lines(ReadFile(out)).size(), 8u);
   std::set<int> dead_lines;
@@ -574,7 +581,7 @@ TEST(PoolrunTest, RetriesPassThroughToThePool) {
   const std::string in = TempPath("paths.txt");
   WriteFile(in, input);
   Outcome o = RunPoolrun({"--plugin", FaultsPlugin(), "--task", "crash_first_time", "--input", in,
-                   "--retries", "1", "--workers", "2"});
+                   "--retries", "1", "--workers", "2", "--sandbox-write-path", TestTmpDir()});
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_EQ(o.out, "1\n1\n1\n1\n");
 }
