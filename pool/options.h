@@ -214,8 +214,8 @@ struct PoolOptions {
   // bytes (0: unchanged). A write past it fails with EFBIG (the worker
   // ignores SIGXFSZ).
   uint64_t sandbox_max_file_bytes = 0;
-  // RLIMIT_NPROC of a sandboxed worker (0: unchanged). The kernel counts
-  // every process of the worker's user and does not apply it to root; the
+  // RLIMIT_NPROC of a sandboxed worker (0: unchanged): it may not start a
+  // thread while its user has this many processes and threads in all. The
   // seccomp filter forbids new processes whatever this is.
   uint64_t sandbox_max_processes = 0;
 };

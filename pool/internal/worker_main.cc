@@ -89,8 +89,10 @@ constexpr size_t kAnswerOverArgumentsMax = size_t{8} << 20;
 
 class Worker {
  public:
+  // `statm` is /proc/self/statm, opened before the sandbox (invalid
+  // without --max-rss).
   Worker(UniqueFd sock, SharedMemory status, PluginSet plugins,
-         const WorkerCommand& args)
+         const WorkerCommand& args, UniqueFd statm)
       : sock_(std::move(sock)),
         status_mem_(std::move(status)),
         page_(static_cast<WorkerStatusPage*>(status_mem_.data())),
@@ -104,9 +106,7 @@ class Worker {
         call_region_(UniqueFd(args.call_region_fd)),
         result_region_(UniqueFd(args.result_region_fd)),
         shm_min_(args.shm_min) {
-    if (max_rss_ > 0) {
-      statm_.Reset(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
-    }
+    statm_ = std::move(statm);
   }
 
   int Serve() {
@@ -534,6 +534,8 @@ int Main(int argc, char** argv) {
 
   HelloMsg hello;
   hello.pid = static_cast<int32_t>(::getpid());
+  UniqueFd statm;
+  if (args.max_rss > 0) statm.Reset(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
   absl::StatusOr<PluginSet> plugins = PluginSet::Load(args.plugins);
   if (!plugins.ok()) {
     hello.error_code = static_cast<uint32_t>(plugins.status().code());
@@ -552,7 +554,8 @@ int Main(int argc, char** argv) {
   AppendFrame(&out, FrameType::kHello, hello);
   if (!WriteAll(sock.get(), out).ok() || !hello.error.empty()) return 1;
 
-  Worker worker(std::move(sock), *std::move(status), *std::move(plugins), args);
+  Worker worker(std::move(sock), *std::move(status), *std::move(plugins), args,
+                std::move(statm));
   int code = worker.Serve();
   // Leave without running plugins' static destructors or dlclose(): the
   // pool reads our exit status, and a plugin's teardown must not change it.

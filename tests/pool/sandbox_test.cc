@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -220,16 +221,16 @@ TEST_F(SandboxTest, MathFaultsAndProbePluginsRunSandboxed) {
   absl::StatusOr<std::vector<int>> sums = pool.MapAll(MustTask(pool, math::kAdd), xs, ys);
   ASSERT_TRUE(sums.ok()) << sums.status();
   EXPECT_EQ((*sums)[199], 398);
-  EXPECT_EQ(*pool.Submit(MustTask(pool, math::kSlowAdd), 1, 2).Result(kWait), 3);
-  EXPECT_EQ(*pool.Submit(MustTask(pool, math::kSumPrimesBelow), 100).Result(kWait), 1060);
+  EXPECT_EQ(pool.Submit(MustTask(pool, math::kSlowAdd), 1, 2).Get(kWait), 3);
+  EXPECT_EQ(pool.Submit(MustTask(pool, math::kSumPrimesBelow), 100).Get(kWait), 1060);
   const std::string big(4 << 20, 'x');  // crosses through shared memory both ways
-  EXPECT_EQ(*pool.Submit(MustTask(pool, math::kIdentity), big).Result(kWait), big);
-  EXPECT_EQ(pool.Submit(MustTask(pool, faults::kHuge), int64_t{8} << 20).Result(kWait)->size(),
+  EXPECT_EQ(pool.Submit(MustTask(pool, math::kIdentity), big).Get(kWait), big);
+  EXPECT_EQ(pool.Submit(MustTask(pool, faults::kHuge), int64_t{8} << 20).Get(kWait).size(),
             size_t{8} << 20);
-  EXPECT_EQ(*pool.Submit(MustTask(pool, probe::kAdd3), 1, 2, 3).Result(kWait), 6);
-  EXPECT_EQ(*pool.Submit(MustTask(pool, faults::kSleepMs), 5).Result(kWait), 5);
-  EXPECT_EQ(*pool.Submit(MustTask(pool, faults::kChatter), 3).Result(kWait), 3);
-  EXPECT_GT(*pool.Submit(MustTask(pool, faults::kHog), 16).Result(kWait), 0);
+  EXPECT_EQ(pool.Submit(MustTask(pool, probe::kAdd3), 1, 2, 3).Get(kWait), 6);
+  EXPECT_EQ(pool.Submit(MustTask(pool, faults::kSleepMs), 5).Get(kWait), 5);
+  EXPECT_EQ(pool.Submit(MustTask(pool, faults::kChatter), 3).Get(kWait), 3);
+  EXPECT_GT(pool.Submit(MustTask(pool, faults::kHog), 16).Get(kWait), 0);
   EXPECT_EQ(pool.Submit(MustTask(pool, faults::kThrow), std::string("no")).Result(kWait)
                 .status().code(),
             absl::StatusCode::kUnknown);
@@ -237,7 +238,32 @@ TEST_F(SandboxTest, MathFaultsAndProbePluginsRunSandboxed) {
   EXPECT_THAT(abort.message(), HasSubstr("SIGABRT")) << abort;
   absl::Status segv = pool.Submit(MustTask(pool, faults::kSegfault), 0).Result(kWait).status();
   EXPECT_THAT(segv.message(), HasSubstr("SIGSEGV")) << segv;
-  EXPECT_EQ(*pool.Submit(MustTask(pool, math::kAdd), 2, 2).Result(kWait), 4);
+  EXPECT_EQ(pool.Submit(MustTask(pool, math::kAdd), 2, 2).Get(kWait), 4);
+  EXPECT_THAT(pool.Stats().sandbox, HasSubstr("seccomp"));
+  pool.Terminate();
+}
+
+// Retiring workers by task count and by memory (read from /proc/self/statm
+// after each task) works inside the sandbox, and so do their replacements.
+TEST_F(SandboxTest, WorkersRetireAndAreReplacedSandboxed) {
+  PoolOptions o = testing::TestPoolOptions(1);
+  o.sandbox = true;
+  o.max_worker_rss_bytes = uint64_t{64} << 20;
+  o.max_tasks_per_child = 3;
+  ProcessPool pool = MustCreate(o);
+  std::set<int> pids;
+  for (int i = 0; i < 6; ++i) pids.insert(pool.Submit(MustTask(pool, faults::kPid), i).Get(kWait));
+  EXPECT_EQ(pids.size(), 2u);
+  const int before = pool.Submit(MustTask(pool, faults::kPid), 0).Get(kWait);
+  EXPECT_EQ(pool.Submit(MustTask(pool, faults::kHog), 100).Get(absl::Seconds(60)), 100);
+  EXPECT_NE(pool.Submit(MustTask(pool, faults::kPid), 0).Get(kWait), before);
+  EXPECT_TRUE(testing::WaitUntil([&] {
+    const PoolStats stats = pool.Stats();
+    for (const std::string& why : stats.workers[0].restart_reasons) {
+      if (absl::StrContains(why, "resident memory")) return true;
+    }
+    return false;
+  }));
   EXPECT_THAT(pool.Stats().sandbox, HasSubstr("seccomp"));
   pool.Terminate();
 }
