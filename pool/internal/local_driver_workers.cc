@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <string_view>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -159,13 +159,13 @@ void LocalDriver::OnExited(WorkerConnection& w) {
   Unwatch(w.proc.pidfd());
   Unwatch(w.err ? w.err.get() : -1);
   const ExitStatus status = w.Reap();
-  const WorkerStatusPage& page = w.page();
   w.ReadStderr(options_.forward_worker_stderr, options_.stderr_tail_lines);
+  const WorkerStatusPage& page = w.page();
   WorkerExit exit;
   exit.how = status.ToString();
   if (const uint32_t denied = page.denied_syscall.load(std::memory_order_acquire); denied != 0) {
     const std::string name(page.denied_syscall_name,
-                                strnlen(page.denied_syscall_name, sizeof(page.denied_syscall_name)));
+                           strnlen(page.denied_syscall_name, sizeof(page.denied_syscall_name)));
     absl::StrAppend(&exit.how, ": the sandbox denied system call ", name, " (", denied - 1, ")");
   }
   exit.exited_zero = status.exited() && status.exit_code() == 0;

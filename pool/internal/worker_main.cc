@@ -101,13 +101,12 @@ class Worker {
         max_frame_(args.max_frame),
         max_tasks_(args.max_tasks),
         max_rss_(args.max_rss),
+        statm_(std::move(statm)),
         decoder_(args.max_frame),
         frame_budget_(std::min<size_t>(1u << 20, args.max_frame / 2)),
         call_region_(UniqueFd(args.call_region_fd)),
         result_region_(UniqueFd(args.result_region_fd)),
-        shm_min_(args.shm_min) {
-    statm_ = std::move(statm);
-  }
+        shm_min_(args.shm_min) {}
 
   int Serve() {
     while (true) {
