@@ -152,6 +152,11 @@ TEST_F(SandboxTest, EveryEscapeFailsAndThePoolGoesOn) {
   EXPECT_THAT(stats.sandbox, HasSubstr("seccomp allowlist (denied calls fail EPERM)"));
   EXPECT_THAT(stats.sandbox, HasSubstr("no_new_privs"));
   EXPECT_THAT(stats.sandbox, HasSubstr("Landlock ABI"));
+  if (::geteuid() == 0) {
+    EXPECT_THAT(stats.sandbox, HasSubstr(", network namespace"));
+    EXPECT_THAT(stats.sandbox, HasSubstr("capabilities dropped"));
+  }
+  RecordProperty("sandbox", stats.sandbox);
   pool.Terminate();
 }
 
