@@ -19,6 +19,7 @@ repository of that name already (so a consumer's own declarations win):
       as cc_library targets: //:absl, //:cereal, //:gtest, //:gtest_main,
       //:benchmark, //:benchmark_main (third_party/system_libs.BUILD, with
       Abseil's library list from third_party/absl.bzl).
+      The worker links libseccomp (libseccomp-dev) for its sandbox.
       procpool's public API uses absl::Status, so a program that links
       procpool must use this same Abseil. Fetching the repository fails with
       an apt-get hint if Abseil's or cereal's headers are missing.
@@ -54,6 +55,7 @@ _procpool_stub_repository = repository_rule(
 _REQUIRED_HEADERS = {
     "absl/status/statusor.h": "libabsl-dev",
     "cereal/cereal.hpp": "libcereal-dev",
+    "seccomp.h": "libseccomp-dev",
 }
 
 def _procpool_system_libs_impl(repository_ctx):
@@ -63,7 +65,7 @@ def _procpool_system_libs_impl(repository_ctx):
             missing.append("%s (/usr/include/%s)" % (package, header))
     if missing:
         fail("procpool needs Debian packages that are not installed: %s. " % ", ".join(missing) +
-             "Install them with: apt-get install libabsl-dev libcereal-dev " +
+             "Install them with: apt-get install libabsl-dev libcereal-dev libseccomp-dev " +
              "(procpool's scripts/setup.sh installs everything it uses).")
     repository_ctx.file("WORKSPACE", 'workspace(name = "%s")\n' % repository_ctx.name)
     third_party = _procpool_root(repository_ctx).get_child("third_party")

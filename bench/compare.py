@@ -38,7 +38,7 @@ BINARIES = {
     # Chunksize 1 over 1M pairs takes ~25 s a run: compare uses 100,000.
     "map_bench": ["--benchmark_min_time=0.01",
                   "--benchmark_filter=BM_MapAdd/chunksize:0/|BM_MapAdd/chunksize:1/pairs:100000/"
-                  "|BM_Socketpair"],
+                  "|BM_MapAddSandboxed/|BM_Socketpair"],
     "submit_bench": ["--benchmark_min_time=0.2"],
     "payload_bench": ["--benchmark_min_time=0.2"],  # at most 3 repetitions: see REPS_CAP
     "scaling_bench": ["--benchmark_min_time=0.01"],
@@ -253,6 +253,13 @@ def build_rows(b, py):
                     "no chunksize given anywhere (PPE: %s; Pool: %s)"
                     % (pnote("map_small_tasks_default_per_s", "ppe"),
                        pnote("map_small_tasks_default_per_s", "pool"))))
+    map_sandboxed = b.samples("BM_MapAddSandboxed/pairs:1000000/real_time", ips)
+    rows.append(Row("map_small_tasks_sandboxed_per_s", "tasks/s", True, map_sandboxed, map_auto,
+                    floor_note="the same map unsandboxed (map_small_tasks_per_s)",
+                    notes="add over 1M pairs, 2 workers, automatic batching, "
+                          "PoolOptions::sandbox (seccomp, Landlock, network namespace)",
+                    target=("≥ 95% of the unsandboxed map",
+                            lambda r: med(r.procpool) >= 0.95 * med(r.floor))))
     rows.append(Row("map_small_tasks_chunksize1_per_s", "tasks/s", True, map_one, floor_single,
                     p("map_small_tasks_chunksize1_per_s", "ppe"),
                     p("map_small_tasks_chunksize1_per_s", "pool"),

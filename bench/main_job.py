@@ -13,7 +13,8 @@ the runfiles. Two corpora:
 Rows, each the median of --reps runs, one after the other:
 
   - poolrun normalize, 1 and 2 workers: records/s, MB/s of input, and the CPU
-    per record of poolrun and of its workers (from its summary line);
+    per record of poolrun and of its workers (from its summary line); its
+    workers sandboxed (the default), and 2 workers again with --no-sandbox;
   - the same job in Python: multiprocessing.Pool(2).imap(chunksize=64) over
     the lines, each parsed with json, normalized with plugins/text/
     visible_text.py (html.parser + unicodedata, the text rule), and written
@@ -81,10 +82,10 @@ SUMMARY = re.compile(r"poolrun: ([\d,]+) records in ([\d.]+) s .*CPU per record:
                      r"([\d.]+) us, workers ([\d.]+) us")
 
 
-def run_poolrun(corpus, workers, out):
+def run_poolrun(corpus, workers, out, sandbox=True):
     cmd = [rf("cli/poolrun"), "--plugin", rf("plugins/text/libtext.so"), "--task", "normalize",
            "--input", corpus, "--field", "text", "--output", out, "--workers", str(workers),
-           "--no-progress"]
+           "--no-progress"] + ([] if sandbox else ["--no-sandbox"])
     t0 = time.monotonic()
     p = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
     wall = time.monotonic() - t0
@@ -174,14 +175,16 @@ def measure(corpus, reps, tmp, with_python, with_floors):
     size = os.path.getsize(corpus)
     rows = {}
     out = os.path.join(tmp, "out.jsonl")
-    for workers in (1, 2):
+    # poolrun sandboxes its workers by default; "2w_nosandbox" is the same
+    # 2-worker run with --no-sandbox, for what the sandbox costs.
+    for workers, sandbox, key in ((1, True, "1w"), (2, True, "2w"), (2, False, "2w_nosandbox")):
         runs = []
         for _ in range(reps):
-            log("poolrun --workers %d on %s (load %s)" % (workers, os.path.basename(corpus),
-                                                          loadavg()))
-            runs.append(run_poolrun(corpus, workers, out))
+            log("poolrun --workers %d%s on %s (load %s)" % (
+                workers, "" if sandbox else " --no-sandbox", os.path.basename(corpus), loadavg()))
+            runs.append(run_poolrun(corpus, workers, out, sandbox))
         n = runs[0]["records"]
-        rows["poolrun_%dw" % workers] = {
+        rows["poolrun_%s" % key] = {
             "records_per_s": med([n / r["wall"] for r in runs]),
             "mb_per_s": med([size / 1e6 / r["wall"] for r in runs]),
             "parent_cpu_us_per_record": med([r["parent_us"] for r in runs]),
@@ -246,6 +249,7 @@ def report(result, out):
         out.write("  %-44s %12s %9s\n" % ("", "records/s", "MB/s"))
         for key, label in (("poolrun_1w", "poolrun, 1 worker"),
                            ("poolrun_2w", "poolrun, 2 workers"),
+                           ("poolrun_2w_nosandbox", "poolrun, 2 workers, --no-sandbox"),
                            ("python_mp_2", "Python multiprocessing.Pool(2), chunksize 64"),
                            ("floor_libxml2-sax", "floor: libxml2 SAX parse only, 2 procs"),
                            ("floor_libxml2-tree", "floor: libxml2 tree parse only, 2 procs"),
@@ -272,6 +276,14 @@ def report(result, out):
                       "poolrun %.1f us, workers %.1f us\n"
                       % (w, "s" if w > 1 else " ", r["records_per_s"], r["mb_per_s"],
                          r["parent_cpu_us_per_record"], r["worker_cpu_us_per_record"]))
+        r = rows["poolrun_2w_nosandbox"]
+        out.write("  poolrun, 2 workers, --no-sandbox: %8.0f records/s %6.1f MB/s; CPU per "
+                  "record: poolrun %.1f us, workers %.1f us\n"
+                  % (r["records_per_s"], r["mb_per_s"], r["parent_cpu_us_per_record"],
+                     r["worker_cpu_us_per_record"]))
+        x = rows["poolrun_2w"]["records_per_s"] / r["records_per_s"]
+        out.write("  sandboxed vs --no-sandbox (2 workers): %.1f%% (target >= 95%%: %s)\n"
+                  % (100 * x, "met" if x >= 0.95 else "missed"))
         x = rows["poolrun_2w"]["records_per_s"] / rows["poolrun_1w"]["records_per_s"]
         ratio = rows["poolrun_2w"]["parent_cpu_us_per_record"] / \
             rows["poolrun_2w"]["worker_cpu_us_per_record"]

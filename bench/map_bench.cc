@@ -51,6 +51,37 @@ BENCHMARK(BM_MapAdd)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
+// BM_MapAdd with automatic batching, its workers sandboxed
+// (PoolOptions::sandbox): what the seccomp filter, Landlock and the
+// network namespace cost a map of tiny tasks. //bench:compare's row
+// map_small_tasks_sandboxed_per_s sets it against BM_MapAdd.
+void BM_MapAddSandboxed(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  PoolOptions options = BenchPoolOptions(2);
+  options.sandbox = true;
+  absl::StatusOr<ProcessPool> pool = ProcessPool::Create(options);
+  if (!pool.ok()) {
+    state.SkipWithError(pool.status().ToString().c_str());
+    return;
+  }
+  auto add = GetTask(state, *pool, math::kAdd);
+  if (!add) return;
+  std::vector<int> xs(n), ys(n);
+  std::iota(xs.begin(), xs.end(), 0);
+  std::iota(ys.begin(), ys.end(), 1);
+  for (auto _ : state) {
+    int64_t sum = 0;
+    for (int r : pool->Map(*add, xs, ys)) sum += r;
+    benchmark::DoNotOptimize(sum);
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_MapAddSandboxed)
+    ->ArgNames({"pairs"})
+    ->Args({kPairs})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
 // `batch` records per write, at most max(2 * batch, 32) records in flight
 // per child, `children` children, `n` records in all.
 void BM_SocketpairSmallMessages(benchmark::State& state) {

@@ -255,6 +255,8 @@ class Alarm {
 
 }  // namespace
 
+int OpenProgress(const std::string& path) { return Progress(path).has_value() ? 1 : 0; }
+
 BatchReply RunBatch(BatchRequest request) {
   const auto batch_start = std::chrono::steady_clock::now();
   const BatchJob& job = request.job;

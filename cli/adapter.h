@@ -21,6 +21,11 @@ namespace procpool::cli {
 // poolrun can call (std::invalid_argument), or memory ran out.
 BatchReply RunBatch(BatchRequest request);
 
+// The task kOpenProgressTaskName: opens the ProgressSlots file at `path`
+// for the batches to come, which reuse it when their progress_path is the
+// same. Run as the pool's initializer, before the worker is sandboxed.
+int OpenProgress(const std::string& path);
+
 }  // namespace procpool::cli
 
 #endif  // PROCPOOL_CLI_ADAPTER_H_

@@ -4,4 +4,5 @@
 #include "tasks/task.h"
 
 PROCPOOL_TASK(procpool::cli::kBatchTaskName, procpool::cli::RunBatch);
+PROCPOOL_TASK(procpool::cli::kOpenProgressTaskName, procpool::cli::OpenProgress);
 PROCPOOL_PLUGIN("poolrun_adapter");

@@ -23,6 +23,11 @@ namespace procpool::cli {
 
 // The adapter's task, registered by libpoolrun_adapter.so.
 inline constexpr char kBatchTaskName[] = "poolrun_batch";
+// The adapter's initializer (PoolOptions::initializer): opens the
+// ProgressSlots file at `path` (empty: none) while the worker may still
+// open files, before the sandbox (docs/SECURITY.md). Returns 1 if it
+// opened, 0 if not (batches then go without, as when the file is missing).
+inline constexpr char kOpenProgressTaskName[] = "poolrun_open_progress";
 
 // What every batch of a run shares.
 struct BatchJob {

@@ -277,20 +277,15 @@ class BatchRange {
 
 }  // namespace
 
-int RunBatched(ProcessPool& pool, Job& job, const PoolrunOptions& o, BatchJob config) {
+int RunBatched(ProcessPool& pool, Job& job, const PoolrunOptions& o, BatchJob config,
+               std::optional<ProgressSlots> progress) {
   absl::StatusOr<TaskHandle<BatchReply(BatchRequest)>> task =
       pool.Task<BatchReply(BatchRequest)>(kBatchTaskName);
   if (!task.ok()) {
     std::fprintf(stderr, "poolrun: %s\n", task.status().ToString().c_str());
     return kExitUsage;
   }
-  // Without the progress file a crash cannot be blamed on one record; the
-  // batch then runs again record by record, which still isolates it.
-  std::optional<ProgressSlots> progress;
-  if (absl::StatusOr<ProgressSlots> p = ProgressSlots::Create(); p.ok()) {
-    config.progress_path = p->path();
-    progress.emplace(*std::move(p));
-  }
+  if (progress.has_value()) config.progress_path = progress->path();
   if (o.timeout != absl::InfiniteDuration()) {
     config.timeout_ns = absl::ToInt64Nanoseconds(o.timeout);
   }

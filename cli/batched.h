@@ -9,6 +9,8 @@
 #ifndef PROCPOOL_CLI_BATCHED_H_
 #define PROCPOOL_CLI_BATCHED_H_
 
+#include <optional>
+
 #include "cli/batch.h"
 #include "cli/flags.h"
 #include "cli/job.h"
@@ -16,10 +18,13 @@
 
 namespace procpool::cli {
 
-// Runs `job` with the pool's adapter task; `config` names the user's task
-// (progress_path is filled in here). Returns the exit code. Shuts the pool
-// down before the summary.
-int RunBatched(ProcessPool& pool, Job& job, const PoolrunOptions& options, BatchJob config);
+// Runs `job` with the pool's adapter task; `config` names the user's task.
+// `progress` is the file the workers opened in their initializer
+// (config.progress_path is set from it here); without it a crash cannot be
+// blamed on one record, and the batch runs again record by record. Returns
+// the exit code. Shuts the pool down before the summary.
+int RunBatched(ProcessPool& pool, Job& job, const PoolrunOptions& options, BatchJob config,
+               std::optional<ProgressSlots> progress);
 
 }  // namespace procpool::cli
 

@@ -77,6 +77,21 @@ Pool:
                        automatic, about 16 MiB of records); jsonl and lines:
                        batches in flight (default: 3 per worker)
 
+Sandbox (docs/SECURITY.md): workers run the plugin over untrusted data, so
+by default each is sandboxed once the plugins are loaded: a seccomp filter
+(no programs run, no processes forked, no network sockets, no ptrace, no
+signals to other processes), a network namespace (as root), and Landlock:
+it may read only the system's libraries (/usr, /lib), the plugins'
+directories and the paths below, and write nowhere. A call the sandbox
+denies fails inside the task (EPERM or EACCES), which dead-letters its
+record at worst.
+  --no-sandbox         run the workers unconfined (plugins that need more
+                       than the options below, e.g. the network)
+  --sandbox-path PATH  a file or directory the workers may also read;
+                       repeatable
+  --sandbox-write-path PATH
+                       a directory the workers may also write; repeatable
+
 Limits (a record over one is a dead letter with code RESOURCE_EXHAUSTED):
   --max-record-bytes N the longest record, in bytes (default and most:
                        1073741824, 1 GiB; a CSV record: each of its lines)
@@ -163,6 +178,10 @@ absl::StatusOr<PoolrunOptions> ParseFlags(const std::vector<std::string>& args) 
       bool b = false;
       s = boolean(&b);
       o.progress = ProgressMode::kAlways;
+    } else if (flag == "--no-sandbox") {
+      bool b = false;
+      s = boolean(&b);
+      o.sandbox = false;
     } else if (flag == "--no-progress") {
       bool b = false;
       s = boolean(&b);
@@ -189,6 +208,9 @@ absl::StatusOr<PoolrunOptions> ParseFlags(const std::vector<std::string>& args) 
       if (!v.ok()) return v.status();
       if (flag == "--plugin") {
         o.plugins.push_back(*v);
+      } else if (flag == "--sandbox-path" || flag == "--sandbox-write-path") {
+        if (v->empty()) return Bad(flag, "the path is empty");
+        (flag == "--sandbox-path" ? o.sandbox_read : o.sandbox_write).push_back(*v);
       } else if (flag == "--task") {
         o.task = *v;
       } else if (flag == "--input") {
@@ -250,6 +272,9 @@ absl::StatusOr<PoolrunOptions> ParseFlags(const std::vector<std::string>& args) 
   }
   if (o.resume && o.output == "-") {
     return Bad("--resume", "needs --output FILE (stdout cannot be rewound)");
+  }
+  if (!o.sandbox && (!o.sandbox_read.empty() || !o.sandbox_write.empty())) {
+    return Bad("--no-sandbox", "cannot be combined with --sandbox-path or --sandbox-write-path");
   }
   if (o.as.empty()) o.as = o.task;
   return o;

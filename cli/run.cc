@@ -201,6 +201,21 @@ int RunPoolrun(const std::vector<std::string>& args) {
   po.max_workers = o.workers;
   po.plugins = o.plugins;
   if (batched) po.plugins.insert(po.plugins.begin(), adapter);
+  // The batches' progress file: the workers open it in their initializer,
+  // before they are sandboxed (a sandboxed worker may not open it). Without
+  // it a crash cannot be blamed on one record; the batch then runs again
+  // record by record, which still isolates it.
+  std::optional<ProgressSlots> progress;
+  if (batched) {
+    if (absl::StatusOr<ProgressSlots> p = ProgressSlots::Create(); p.ok()) {
+      progress.emplace(*std::move(p));
+      po.initializer =
+          Initializer::Of(TaskRef<int(std::string)>{kOpenProgressTaskName}, progress->path());
+    }
+  }
+  po.sandbox = o.sandbox;
+  for (const std::string& p : o.sandbox_read) po.sandbox_paths.push_back({UserPath(p), false});
+  for (const std::string& p : o.sandbox_write) po.sandbox_paths.push_back({UserPath(p), true});
   // A record up to --max-record-bytes travels, and its output line (the
   // record and the result) comes back, in one frame each.
   po.max_frame_bytes = std::max<size_t>(
@@ -209,13 +224,16 @@ int RunPoolrun(const std::vector<std::string>& args) {
   absl::StatusOr<ProcessPool> pool = ProcessPool::Create(po);
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   if (!pool.ok()) {
-    Error(absl::StrCat("cannot start the pool: ", pool.status().message()));
+    Error(absl::StrCat("cannot start the pool: ", pool.status().message(),
+                       o.sandbox ? " (--no-sandbox runs the workers unconfined)" : ""));
     return kExitUsage;
   }
 
   std::vector<TaskDescription> tasks = pool->Tasks();
   if (batched) {
-    std::erase_if(tasks, [](const TaskDescription& t) { return t.name == kBatchTaskName; });
+    std::erase_if(tasks, [](const TaskDescription& t) {
+      return t.name == kBatchTaskName || t.name == kOpenProgressTaskName;
+    });
   }
   if (o.list_tasks) {
     for (const TaskDescription& t : tasks) {
@@ -327,7 +345,7 @@ int RunPoolrun(const std::vector<std::string>& args) {
     config.as = o.as;
     config.result_only = o.result_only;
     config.max_depth = o.max_depth;
-    code = RunBatched(*pool, job, o, std::move(config));
+    code = RunBatched(*pool, job, o, std::move(config), std::move(progress));
   } else {
     code = supported->run(*pool, job, o);
   }

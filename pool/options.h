@@ -63,6 +63,26 @@ enum class PoolBackend {
   kMpi,
 };
 
+// What a sandboxed worker does when a task makes a system call the
+// sandbox does not allow (PoolOptions::sandbox_on_denied).
+enum class SandboxDenial {
+  // The call fails with EPERM and the task goes on (it may handle the
+  // error, or report it). The default.
+  kFailCall,
+  // The worker is stopped (SIGSYS) and the task fails with kAborted, the
+  // error naming the system call, e.g. "... killed by signal 31 (SIGSYS):
+  // the sandbox denied system call execve (59)". The pool replaces the
+  // worker as after any crash.
+  kStopWorker,
+};
+
+// A directory or file a sandboxed worker may use beyond the defaults
+// (PoolOptions::sandbox_paths).
+struct SandboxPath {
+  std::string path;       // relative paths are resolved when the pool is created
+  bool writable = false;  // false: read-only
+};
+
 // Settings of the MPI backend (PoolBackend::kMpi); ignored otherwise, but
 // checked by Create() whatever the backend.
 struct MpiOptions {
@@ -164,6 +184,40 @@ struct PoolOptions {
   // large results take the socket. Each region keeps its largest size
   // (at most max_frame_bytes) for the worker's life.
   size_t shared_memory_min_bytes = size_t{256} << 10;
+
+  // Sandbox every worker (docs/SECURITY.md), for plugins that read
+  // untrusted data. After loading the plugins and running the initializer,
+  // and before its first task, each worker:
+  //   - sets PR_SET_NO_NEW_PRIVS and loads a seccomp-bpf allowlist of the
+  //     system calls serving tasks needs: no execve, no new processes
+  //     (threads only), no ptrace or process_vm_*, no socket() (only AF_UNIX
+  //     socketpairs), signals only to itself, no mount, bpf, io_uring, ...;
+  //   - moves to a new network namespace, where this process may create one
+  //     (as root);
+  //   - with Landlock (Linux 5.13+), may read only /usr, /lib, /lib64, a few
+  //     device and /proc/self files, the plugins' directories and
+  //     `sandbox_paths`, write only /dev/null and the writable
+  //     `sandbox_paths`, not bind or connect TCP (ABI 4+), and not signal
+  //     processes outside its sandbox (ABI 6+);
+  //   - drops its capabilities.
+  // Denied calls fail with EPERM (EACCES for paths Landlock refuses), or
+  // stop the worker (sandbox_on_denied). Stats().sandbox says what is in
+  // force; a kernel without Landlock leaves files unrestricted, and that
+  // is said there. A worker that cannot put seccomp in force fails to
+  // start (Create() fails, naming the step). Not with PoolBackend::kMpi.
+  bool sandbox = false;
+  // Directories or files the sandboxed workers may also read (or write);
+  // each must exist when the pool is created. Only with `sandbox`.
+  std::vector<SandboxPath> sandbox_paths;
+  SandboxDenial sandbox_on_denied = SandboxDenial::kFailCall;
+  // RLIMIT_FSIZE of a sandboxed worker: the largest file it may write, in
+  // bytes (0: unchanged). A write past it fails with EFBIG (the worker
+  // ignores SIGXFSZ).
+  uint64_t sandbox_max_file_bytes = 0;
+  // RLIMIT_NPROC of a sandboxed worker (0: unchanged): it may not start a
+  // thread while its user has this many processes and threads in all. The
+  // seccomp filter forbids new processes whatever this is.
+  uint64_t sandbox_max_processes = 0;
 };
 
 // Per-call policy for Submit / Apply / ApplyAsync. Out of range, the

@@ -48,6 +48,13 @@ struct PoolStats {
   // such exception is reported on stderr with the task's index and the
   // exception's type and what(), and goes no further.
   uint64_t callback_errors = 0;
+  // The sandbox in force in the workers (PoolOptions::sandbox): "off", or
+  // its layers as the newest live worker reported them, e.g. "seccomp
+  // allowlist (denied calls fail EPERM), no_new_privs, network namespace,
+  // Landlock ABI 7 (files, TCP, signals), capabilities dropped". Without
+  // Landlock in the kernel it says "no Landlock (the kernel lacks it): files
+  // not restricted".
+  std::string sandbox = "off";
 };
 
 // Where a map is, for progress callbacks (MapOptions::on_progress).

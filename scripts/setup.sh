@@ -16,6 +16,7 @@ packages=(
   pkg-config        # scripts/fuzz.sh finds Abseil's link flags
   clang             # scripts/fuzz.sh: libFuzzer with ASan and UBSan
   libclang-rt-14-dev
+  libseccomp-dev    # the sandboxed worker's system call filter (2.5.4)
   openmpi-bin       # Open MPI 4.1.4: mpirun, for the MPI backend (//pool:mpi)
   libopenmpi-dev    # its headers and libmpi
   nlohmann-json3-dev  # poolrun: JSON Lines in and out (3.11.2, header-only)

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "pool/internal/chunk_state.h"
+#include "pool/internal/sandbox_policy.h"
 #include "pool/internal/status_macros.h"
 #include "pool/internal/wire.h"
 #include "pool/internal/worker_connection.h"
@@ -85,6 +86,7 @@ PoolOptions Resolved(PoolOptions options) {
     options.max_workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   }
   for (std::string& p : options.plugins) p = AbsolutePath(p);
+  for (SandboxPath& p : options.sandbox_paths) p.path = AbsolutePath(p.path);
   return options;
 }
 
@@ -106,6 +108,11 @@ absl::StatusOr<std::unique_ptr<LocalDriver>> LocalDriver::Start(PoolOptions opti
   }
   for (const std::string& p : options.plugins) {
     if (::access(p.c_str(), F_OK) != 0) return ErrnoToStatus(absl::StrCat("plugin ", p), errno);
+  }
+  for (const SandboxPath& p : options.sandbox_paths) {
+    if (::access(p.path.c_str(), F_OK) != 0) {
+      return ErrnoToStatus(absl::StrCat("PoolOptions::sandbox_paths: ", p.path), errno);
+    }
   }
   std::unique_ptr<LocalDriver> d(new LocalDriver(std::move(options)));
   LocalDriver* self = d.get();
@@ -185,6 +192,7 @@ PoolStats LocalDriver::Stats() const {
   const absl::Time now = absl::Now();
   {
     absl::MutexLock l(&slots_mu_);
+    absl::Time newest = absl::InfinitePast();
     for (size_t i = 0; i < slots_.size(); ++i) {
       const SlotRecord& s = slots_[i];
       WorkerStats w = s.past;
@@ -192,6 +200,11 @@ PoolStats LocalDriver::Stats() const {
       w.pid = s.pid;
       if (s.page != nullptr && s.pid > 0) {
         const auto& page = *static_cast<const WorkerStatusPage*>(s.page->data());
+        if (const uint32_t layers = page.sandbox_layers.load(std::memory_order_acquire);
+            layers != 0 && s.started > newest) {
+          out.sandbox = DescribeSandbox(layers);
+          newest = s.started;
+        }
         AddInto(w, page, now - s.started);
         w.rss_bytes = page.rss_bytes.load(std::memory_order_relaxed);
       }

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -171,6 +173,11 @@ void LocalDriver::OnExited(WorkerConnection& w) {
   const WorkerStatusPage& page = w.page();
   WorkerExit exit;
   exit.how = status.ToString();
+  if (const uint32_t denied = page.denied_syscall.load(std::memory_order_acquire); denied != 0) {
+    const std::string name(page.denied_syscall_name,
+                           strnlen(page.denied_syscall_name, sizeof(page.denied_syscall_name)));
+    absl::StrAppend(&exit.how, ": the sandbox denied system call ", name, " (", denied - 1, ")");
+  }
   exit.exited_zero = status.exited() && status.exit_code() == 0;
   exit.killed = status.signaled() && (status.signal() == SIGKILL || status.signal() == SIGTERM);
   exit.retired = static_cast<RetireReason>(page.retire_reason.load(std::memory_order_acquire));

@@ -107,6 +107,31 @@ absl::Status ValidatePoolOptions(const PoolOptions& o) {
                      Show(o.mpi.heartbeat_interval),
                      "), or an idle agent is lost between two heartbeats"));
   }
+  if (o.sandbox_on_denied != SandboxDenial::kFailCall &&
+      o.sandbox_on_denied != SandboxDenial::kStopWorker) {
+    return OutOfRange("PoolOptions::sandbox_on_denied",
+                      static_cast<int>(o.sandbox_on_denied),
+                      "SandboxDenial::kFailCall or SandboxDenial::kStopWorker");
+  }
+  for (size_t i = 0; i < o.sandbox_paths.size(); ++i) {
+    if (o.sandbox_paths[i].path.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "PoolOptions::sandbox_paths[", i, "].path is empty; it must be a path"));
+    }
+  }
+  if (!o.sandbox && (!o.sandbox_paths.empty() ||
+                     o.sandbox_on_denied != SandboxDenial::kFailCall ||
+                     o.sandbox_max_file_bytes > 0 || o.sandbox_max_processes > 0)) {
+    return absl::InvalidArgumentError(
+        "PoolOptions::sandbox is false, but sandbox_paths, sandbox_on_denied, "
+        "sandbox_max_file_bytes or sandbox_max_processes is set; they apply "
+        "only with sandbox = true");
+  }
+  if (o.sandbox && o.backend == PoolBackend::kMpi) {
+    return absl::InvalidArgumentError(
+        "PoolOptions::sandbox is true with PoolBackend::kMpi; the MPI backend "
+        "does not sandbox its workers yet (use PoolBackend::kLocal)");
+  }
   return absl::OkStatus();
 }
 

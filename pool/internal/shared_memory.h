@@ -81,6 +81,14 @@ struct WorkerStatusPage {
   // the pool still needs: set by the worker when it writes one there,
   // cleared by the pool when it no longer reads it.
   std::atomic<uint32_t> result_region_busy;
+  // The SandboxLayer bits (sandbox_policy.h) the worker put in force before
+  // its hello; 0 without a sandbox.
+  std::atomic<uint32_t> sandbox_layers;
+  // With PoolOptions::sandbox_on_denied == kStopWorker: the system call the
+  // sandbox stopped the worker for, its number plus one (0: none), and its
+  // name (written before the number).
+  std::atomic<uint32_t> denied_syscall;
+  char denied_syscall_name[32];
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 

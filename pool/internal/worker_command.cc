@@ -53,6 +53,18 @@ std::vector<std::string> WorkerCommand::ToArgv(const std::string& program) const
     argv.push_back(absl::StrCat("--init-fingerprint=", init_fingerprint));
     argv.push_back(absl::StrCat("--init-args=", HexEncode(init_args)));
   }
+  if (sandbox) {
+    argv.push_back("--sandbox");
+    if (sandbox_stop_on_denied) argv.push_back("--sandbox-stop-on-denied");
+    for (const std::string& p : sandbox_read) argv.push_back(absl::StrCat("--sandbox-read=", p));
+    for (const std::string& p : sandbox_write) argv.push_back(absl::StrCat("--sandbox-write=", p));
+    if (sandbox_max_file_bytes > 0) {
+      argv.push_back(absl::StrCat("--sandbox-max-file-bytes=", sandbox_max_file_bytes));
+    }
+    if (sandbox_max_processes > 0) {
+      argv.push_back(absl::StrCat("--sandbox-max-processes=", sandbox_max_processes));
+    }
+  }
   argv.insert(argv.end(), plugins.begin(), plugins.end());
   return argv;
 }
@@ -72,7 +84,9 @@ absl::StatusOr<WorkerCommand> WorkerCommand::Parse(int argc, const char* const* 
         value("--init-fingerprint=", &c.init_fingerprint) ||
         value("--call-region-fd=", &c.call_region_fd) ||
         value("--result-region-fd=", &c.result_region_fd) ||
-        value("--shm-min=", &c.shm_min)) {
+        value("--shm-min=", &c.shm_min) ||
+        value("--sandbox-max-file-bytes=", &c.sandbox_max_file_bytes) ||
+        value("--sandbox-max-processes=", &c.sandbox_max_processes)) {
       continue;
     }
     if (value("--parent=", &parent)) {
@@ -81,6 +95,22 @@ absl::StatusOr<WorkerCommand> WorkerCommand::Parse(int argc, const char* const* 
     }
     if (absl::StartsWith(a, "--init-task=")) {
       c.init_task = std::string(a.substr(12));
+      continue;
+    }
+    if (a == "--sandbox") {
+      c.sandbox = true;
+      continue;
+    }
+    if (a == "--sandbox-stop-on-denied") {
+      c.sandbox_stop_on_denied = true;
+      continue;
+    }
+    if (absl::StartsWith(a, "--sandbox-read=") && a.size() > 15) {
+      c.sandbox_read.emplace_back(a.substr(15));
+      continue;
+    }
+    if (absl::StartsWith(a, "--sandbox-write=") && a.size() > 16) {
+      c.sandbox_write.emplace_back(a.substr(16));
       continue;
     }
     if (absl::StartsWith(a, "--init-args=")) {
@@ -97,6 +127,11 @@ absl::StatusOr<WorkerCommand> WorkerCommand::Parse(int argc, const char* const* 
   if (c.fd < 0) return absl::InvalidArgumentError("--fd is missing");
   if (c.status_fd < 0) return absl::InvalidArgumentError("--status-fd is missing");
   if (c.parent <= 0) return absl::InvalidArgumentError("--parent is missing");
+  if (!c.sandbox && (c.sandbox_stop_on_denied || !c.sandbox_read.empty() ||
+                     !c.sandbox_write.empty() || c.sandbox_max_file_bytes > 0 ||
+                     c.sandbox_max_processes > 0)) {
+    return absl::InvalidArgumentError("--sandbox-* flags without --sandbox");
+  }
   return c;
 }
 

@@ -6,6 +6,9 @@
 //                   [--call-region-fd=5 --result-region-fd=6 --shm-min=BYTES]
 //                   [--max-tasks=N] [--max-rss=BYTES]
 //                   [--init-task=NAME --init-fingerprint=FP --init-args=HEX]
+//                   [--sandbox [--sandbox-stop-on-denied] [--sandbox-read=PATH]...
+//                    [--sandbox-write=PATH]... [--sandbox-max-file-bytes=N]
+//                    [--sandbox-max-processes=N]]
 //                   [plugin.so ...]
 //
 // A plain value; thread-compatible.
@@ -42,6 +45,13 @@ struct WorkerCommand {
   uint64_t init_fingerprint = 0;
   std::string init_args;    // the archive of its arguments (raw bytes)
   std::vector<std::string> plugins;
+  // The sandbox (sandbox.h), applied after the initializer.
+  bool sandbox = false;
+  bool sandbox_stop_on_denied = false;
+  std::vector<std::string> sandbox_read;
+  std::vector<std::string> sandbox_write;
+  uint64_t sandbox_max_file_bytes = 0;
+  uint64_t sandbox_max_processes = 0;
 
   // argv for `program` (argv[0] included).
   std::vector<std::string> ToArgv(const std::string& program) const;

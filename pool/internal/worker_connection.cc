@@ -92,6 +92,13 @@ absl::StatusOr<std::unique_ptr<WorkerConnection>> WorkerConnection::Spawn(
   command.init_fingerprint = options.initializer.fingerprint;
   command.init_args = options.initializer.args;
   command.plugins = options.plugins;
+  command.sandbox = options.sandbox;
+  command.sandbox_stop_on_denied = options.sandbox_on_denied == SandboxDenial::kStopWorker;
+  for (const SandboxPath& p : options.sandbox_paths) {
+    (p.writable ? command.sandbox_write : command.sandbox_read).push_back(p.path);
+  }
+  command.sandbox_max_file_bytes = options.sandbox_max_file_bytes;
+  command.sandbox_max_processes = options.sandbox_max_processes;
   std::vector<ChildProcess::FdMapping> fds = {
       {child_sock.get(), command.fd}, {status_fd.get(), command.status_fd},
       {err_write.get(), STDERR_FILENO}};

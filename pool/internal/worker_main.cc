@@ -17,6 +17,10 @@
 // once its resident memory crosses the limit; the pool starts a new one.
 // With --init-task it runs that task once after loading the plugins and
 // before saying hello; a failure is reported in the hello.
+//
+// With --sandbox it then confines itself (sandbox.h) before saying hello,
+// records the layers in force in the status page, and reports a sandbox
+// that cannot be put in force as a failed start.
 
 #include <fcntl.h>
 #include <signal.h>
@@ -41,6 +45,7 @@
 #include "pool/internal/malloc_tuning.h"
 #include "pool/internal/payload_region.h"
 #include "pool/internal/plugin_loader.h"
+#include "pool/internal/sandbox.h"
 #include "pool/internal/shared_memory.h"
 #include "pool/internal/unique_fd.h"
 #include "pool/internal/wire.h"
@@ -84,8 +89,10 @@ constexpr size_t kAnswerOverArgumentsMax = size_t{8} << 20;
 
 class Worker {
  public:
+  // `statm` is /proc/self/statm, opened before the sandbox (invalid
+  // without --max-rss).
   Worker(UniqueFd sock, SharedMemory status, PluginSet plugins,
-         const WorkerCommand& args)
+         const WorkerCommand& args, UniqueFd statm)
       : sock_(std::move(sock)),
         status_mem_(std::move(status)),
         page_(static_cast<WorkerStatusPage*>(status_mem_.data())),
@@ -94,15 +101,12 @@ class Worker {
         max_frame_(args.max_frame),
         max_tasks_(args.max_tasks),
         max_rss_(args.max_rss),
+        statm_(std::move(statm)),
         decoder_(args.max_frame),
         frame_budget_(std::min<size_t>(1u << 20, args.max_frame / 2)),
         call_region_(UniqueFd(args.call_region_fd)),
         result_region_(UniqueFd(args.result_region_fd)),
-        shm_min_(args.shm_min) {
-    if (max_rss_ > 0) {
-      statm_.Reset(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
-    }
-  }
+        shm_min_(args.shm_min) {}
 
   int Serve() {
     while (true) {
@@ -479,6 +483,28 @@ absl::Status RunInitializer(const PluginSet& plugins, const WorkerCommand& args)
   return absl::UnknownError(absl::StrCat(where, " raised ", e.type, ": ", e.what));
 }
 
+// Confines this worker as --sandbox asks; errors name the step that failed.
+absl::Status Sandbox(const WorkerCommand& args, WorkerStatusPage* page) {
+  if (!args.sandbox) return absl::OkStatus();
+  SandboxConfig config;
+  config.kill_on_denied = args.sandbox_stop_on_denied;
+  config.plugins = args.plugins;
+  config.read_paths = args.sandbox_read;
+  config.write_paths = args.sandbox_write;
+  config.max_file_bytes = args.sandbox_max_file_bytes;
+  config.max_processes = args.sandbox_max_processes;
+  DeniedCallRecord denied{&page->denied_syscall, page->denied_syscall_name,
+                          sizeof(page->denied_syscall_name)};
+  absl::StatusOr<uint32_t> layers = ApplySandbox(config, denied);
+  if (!layers.ok()) {
+    return absl::Status(layers.status().code(),
+                        absl::StrCat("sandbox of worker pid ", ::getpid(), ": ",
+                                     layers.status().message()));
+  }
+  page->sandbox_layers.store(*layers, std::memory_order_release);
+  return absl::OkStatus();
+}
+
 int Main(int argc, char** argv) {
   RetainLargeBuffers();  // payloads reuse memory instead of fresh pages
   absl::StatusOr<WorkerCommand> parsed = WorkerCommand::Parse(argc, argv);
@@ -507,13 +533,17 @@ int Main(int argc, char** argv) {
 
   HelloMsg hello;
   hello.pid = static_cast<int32_t>(::getpid());
+  UniqueFd statm;
+  if (args.max_rss > 0) statm.Reset(::open("/proc/self/statm", O_RDONLY | O_CLOEXEC));
   absl::StatusOr<PluginSet> plugins = PluginSet::Load(args.plugins);
   if (!plugins.ok()) {
     hello.error_code = static_cast<uint32_t>(plugins.status().code());
     hello.error = std::string(plugins.status().message());
   } else {
     hello.plugins = plugins->manifests();
-    if (absl::Status s = RunInitializer(*plugins, args); !s.ok()) {
+    absl::Status s = RunInitializer(*plugins, args);
+    if (s.ok()) s = Sandbox(args, static_cast<WorkerStatusPage*>(status->data()));
+    if (!s.ok()) {
       hello.error_code = static_cast<uint32_t>(s.code());
       hello.error = std::string(s.message());
       hello.plugins.clear();
@@ -523,7 +553,8 @@ int Main(int argc, char** argv) {
   AppendFrame(&out, FrameType::kHello, hello);
   if (!WriteAll(sock.get(), out).ok() || !hello.error.empty()) return 1;
 
-  Worker worker(std::move(sock), *std::move(status), *std::move(plugins), args);
+  Worker worker(std::move(sock), *std::move(status), *std::move(plugins), args,
+                std::move(statm));
   int code = worker.Serve();
   // Leave without running plugins' static destructors or dlclose(): the
   // pool reads our exit status, and a plugin's teardown must not change it.

@@ -49,6 +49,12 @@ std::string FaultsPlugin() { return Runfile("plugins/faults/libfaults.so"); }
 std::string MathPlugin() { return Runfile("plugins/math/libmath.so"); }
 std::string Sample() { return Runfile("data/web_sample_small.jsonl"); }
 
+// Where TempPath's files are: a directory sandboxed workers may be given.
+std::string TestTmpDir() {
+  const char* dir = std::getenv("TEST_TMPDIR");
+  return dir != nullptr && *dir != '\0' ? dir : "/tmp";
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
@@ -245,6 +251,44 @@ TEST(PoolrunTest, MissingInputFileIsAUsageError) {
                    "/nonexistent/in.jsonl", "--field", "text"});
   EXPECT_EQ(o.exit_code, 2);
   EXPECT_TRUE(absl::StrContains(o.err, "/nonexistent/in.jsonl")) << o.err;
+}
+
+// ---- The sandbox (on by default) ----
+
+TEST(PoolrunTest, WorkersAreSandboxedUnlessNoSandbox) {
+  const std::string home = TempPath("home");
+  ASSERT_EQ(::mkdir(home.c_str(), 0700), 0);
+  const std::string key = home + "/id_ed25519";
+  WriteFile(key, "PRIVATE KEY\n");
+  const std::string in = TempPath("paths.txt");
+  WriteFile(in, key + "\n");
+  const std::string hostile = Runfile("tests/testdata/libhostile.so");
+  const std::vector<std::string> read = {"--plugin", hostile, "--task", "hostile_read",
+                                         "--input", in, "--workers", "1"};
+
+  Outcome sandboxed = RunPoolrun(read);
+  EXPECT_EQ(sandboxed.exit_code, 0) << sandboxed.err;
+  EXPECT_TRUE(absl::StartsWith(sandboxed.out, "failed: Permission denied")) << sandboxed.out;
+
+  std::vector<std::string> allowed = read;
+  allowed.insert(allowed.end(), {"--sandbox-path", home});
+  Outcome with_path = RunPoolrun(allowed);
+  EXPECT_TRUE(absl::StartsWith(with_path.out, "succeeded: PRIVATE KEY")) << with_path.out;
+
+  std::vector<std::string> unconfined = read;
+  unconfined.push_back("--no-sandbox");
+  Outcome open = RunPoolrun(unconfined);
+  EXPECT_TRUE(absl::StartsWith(open.out, "succeeded: PRIVATE KEY")) << open.out;
+
+  std::vector<std::string> both = unconfined;
+  both.insert(both.end(), {"--sandbox-path", home});
+  EXPECT_EQ(RunPoolrun(both).exit_code, 2);
+}
+
+TEST(PoolrunTest, HelpDescribesTheSandbox) {
+  Outcome o = RunPoolrun({"--help"});
+  EXPECT_TRUE(absl::StrContains(o.out, "--no-sandbox")) << o.out;
+  EXPECT_TRUE(absl::StrContains(o.out, "--sandbox-path")) << o.out;
 }
 
 // ---- JSON Lines on the sample data ----
@@ -517,8 +561,9 @@ TEST(PoolrunTest, RecordsWhoseWorkerCrashesAreDeadLetteredAndTheRunGoesOn) {
   const std::string in = TempPath("paths.txt");
   WriteFile(in, input);
   const std::string out = TempPath("out.txt");
+  // The task creates its files: the sandboxed workers may write there.
   Outcome o = RunPoolrun({"--plugin", FaultsPlugin(), "--task", "crash_first_time", "--input", in,
-                   "--output", out, "--workers", "2"});
+                   "--output", out, "--workers", "2", "--sandbox-write-path", TestTmpDir()});
   EXPECT_EQ(o.exit_code, 1) << o.err;
   EXPECT_EQ(Lines(ReadFile(out)).size(), 8u);
   std::set<int> dead_lines;
@@ -536,7 +581,7 @@ TEST(PoolrunTest, RetriesPassThroughToThePool) {
   const std::string in = TempPath("paths.txt");
   WriteFile(in, input);
   Outcome o = RunPoolrun({"--plugin", FaultsPlugin(), "--task", "crash_first_time", "--input", in,
-                   "--retries", "1", "--workers", "2"});
+                   "--retries", "1", "--workers", "2", "--sandbox-write-path", TestTmpDir()});
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_EQ(o.out, "1\n1\n1\n1\n");
 }
