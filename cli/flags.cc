@@ -80,7 +80,7 @@ Pool:
 Sandbox (docs/SECURITY.md): workers run the plugin over untrusted data, so
 by default each is sandboxed once the plugins are loaded: a seccomp filter
 (no programs run, no processes forked, no network sockets, no ptrace, no
-signals to other processes), a network namespace (as root), and Landlock:
+signals to other processes) and Landlock:
 it may read only the system's libraries (/usr, /lib), the plugins'
 directories and the paths below, and write nowhere. A call the sandbox
 denies fails inside the task (EPERM or EACCES), which dead-letters its

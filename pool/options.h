@@ -192,8 +192,8 @@ struct PoolOptions {
   //     system calls serving tasks needs: no execve, no new processes
   //     (threads only), no ptrace or process_vm_*, no socket() (only AF_UNIX
   //     socketpairs), signals only to itself, no mount, bpf, io_uring, ...;
-  //   - moves to a new network namespace, where this process may create one
-  //     (as root);
+  //   - with `sandbox_network_namespace`, moves to a new network namespace
+  //     where this process may create one (as root);
   //   - with Landlock (Linux 5.13+), may read only /usr, /lib, /lib64, a few
   //     device and /proc/self files, the plugins' directories and
   //     `sandbox_paths`, write only /dev/null and the writable
@@ -218,6 +218,12 @@ struct PoolOptions {
   // thread while its user has this many processes and threads in all. The
   // seccomp filter forbids new processes whatever this is.
   uint64_t sandbox_max_processes = 0;
+  // Also move each sandboxed worker into a network namespace of its own
+  // (where this process may create one: as root). Off by default: the
+  // seccomp filter already refuses every socket() and Landlock every TCP
+  // bind or connect, and a namespace per worker costs each worker start
+  // (0.5-6 ms measured here, and the first one after boot took 70 s).
+  bool sandbox_network_namespace = false;
 };
 
 // Per-call policy for Submit / Apply / ApplyAsync. Out of range, the

@@ -121,10 +121,12 @@ absl::Status ValidatePoolOptions(const PoolOptions& o) {
   }
   if (!o.sandbox && (!o.sandbox_paths.empty() ||
                      o.sandbox_on_denied != SandboxDenial::kFailCall ||
-                     o.sandbox_max_file_bytes > 0 || o.sandbox_max_processes > 0)) {
+                     o.sandbox_max_file_bytes > 0 || o.sandbox_max_processes > 0 ||
+                     o.sandbox_network_namespace)) {
     return absl::InvalidArgumentError(
         "PoolOptions::sandbox is false, but sandbox_paths, sandbox_on_denied, "
-        "sandbox_max_file_bytes or sandbox_max_processes is set; they apply "
+        "sandbox_max_file_bytes, sandbox_max_processes or "
+        "sandbox_network_namespace is set; they apply "
         "only with sandbox = true");
   }
   if (o.sandbox && o.backend == PoolBackend::kMpi) {

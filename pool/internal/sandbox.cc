@@ -279,7 +279,10 @@ absl::StatusOr<uint32_t> ApplySandbox(const SandboxConfig& config, DeniedCallRec
   }
   // Needs CAP_SYS_ADMIN; without it the seccomp filter still refuses new
   // sockets and Landlock TCP.
-  if (::unshare(CLONE_NEWNET) == 0) layers |= kSandboxNetNamespace;
+  if (config.network_namespace) {
+    layers |= kSandboxNetNamespaceAsked;
+    if (::unshare(CLONE_NEWNET) == 0) layers |= kSandboxNetNamespace;
+  }
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     return ErrnoToStatus("prctl(PR_SET_NO_NEW_PRIVS)", errno);
   }

@@ -36,6 +36,7 @@ struct SandboxConfig {
   std::vector<std::string> write_paths;  // readable and writable (absolute)
   uint64_t max_file_bytes = 0;           // RLIMIT_FSIZE (0: unchanged)
   uint64_t max_processes = 0;            // RLIMIT_NPROC (0: unchanged)
+  bool network_namespace = false;        // unshare(CLONE_NEWNET) if permitted
 };
 
 // Where the SIGSYS handler of kill_on_denied records the denied call:

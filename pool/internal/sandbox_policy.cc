@@ -35,8 +35,11 @@ std::string DescribeSandbox(uint32_t layers) {
                                  ")"));
   }
   if (layers & kSandboxNoNewPrivs) parts.push_back("no_new_privs");
-  parts.push_back((layers & kSandboxNetNamespace) ? "network namespace"
-                                                  : "no network namespace (not permitted)");
+  if (layers & kSandboxNetNamespace) {
+    parts.push_back("network namespace");
+  } else if (layers & kSandboxNetNamespaceAsked) {
+    parts.push_back("no network namespace (not permitted)");
+  }
   const int abi = LandlockAbiOf(layers);
   if (layers & kSandboxLandlockFs) {
     std::vector<std::string> what = {"files"};

@@ -30,6 +30,7 @@ enum SandboxLayer : uint32_t {
   kSandboxCapsDropped = 1u << 8,
   kSandboxFileSizeLimit = 1u << 9,
   kSandboxProcessLimit = 1u << 10,
+  kSandboxNetNamespaceAsked = 1u << 11,  // sandbox_network_namespace
 };
 inline constexpr int kSandboxLandlockAbiShift = 24;
 

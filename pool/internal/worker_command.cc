@@ -56,6 +56,7 @@ std::vector<std::string> WorkerCommand::ToArgv(const std::string& program) const
   if (sandbox) {
     argv.push_back("--sandbox");
     if (sandbox_stop_on_denied) argv.push_back("--sandbox-stop-on-denied");
+    if (sandbox_netns) argv.push_back("--sandbox-netns");
     for (const std::string& p : sandbox_read) argv.push_back(absl::StrCat("--sandbox-read=", p));
     for (const std::string& p : sandbox_write) argv.push_back(absl::StrCat("--sandbox-write=", p));
     if (sandbox_max_file_bytes > 0) {
@@ -101,6 +102,10 @@ absl::StatusOr<WorkerCommand> WorkerCommand::Parse(int argc, const char* const* 
       c.sandbox = true;
       continue;
     }
+    if (a == "--sandbox-netns") {
+      c.sandbox_netns = true;
+      continue;
+    }
     if (a == "--sandbox-stop-on-denied") {
       c.sandbox_stop_on_denied = true;
       continue;
@@ -129,7 +134,7 @@ absl::StatusOr<WorkerCommand> WorkerCommand::Parse(int argc, const char* const* 
   if (c.parent <= 0) return absl::InvalidArgumentError("--parent is missing");
   if (!c.sandbox && (c.sandbox_stop_on_denied || !c.sandbox_read.empty() ||
                      !c.sandbox_write.empty() || c.sandbox_max_file_bytes > 0 ||
-                     c.sandbox_max_processes > 0)) {
+                     c.sandbox_max_processes > 0 || c.sandbox_netns)) {
     return absl::InvalidArgumentError("--sandbox-* flags without --sandbox");
   }
   return c;

@@ -6,7 +6,7 @@
 //                   [--call-region-fd=5 --result-region-fd=6 --shm-min=BYTES]
 //                   [--max-tasks=N] [--max-rss=BYTES]
 //                   [--init-task=NAME --init-fingerprint=FP --init-args=HEX]
-//                   [--sandbox [--sandbox-stop-on-denied] [--sandbox-read=PATH]...
+//                   [--sandbox [--sandbox-netns] [--sandbox-stop-on-denied] [--sandbox-read=PATH]...
 //                    [--sandbox-write=PATH]... [--sandbox-max-file-bytes=N]
 //                    [--sandbox-max-processes=N]]
 //                   [plugin.so ...]
@@ -52,6 +52,7 @@ struct WorkerCommand {
   std::vector<std::string> sandbox_write;
   uint64_t sandbox_max_file_bytes = 0;
   uint64_t sandbox_max_processes = 0;
+  bool sandbox_netns = false;  // a network namespace of its own
 
   // argv for `program` (argv[0] included).
   std::vector<std::string> ToArgv(const std::string& program) const;

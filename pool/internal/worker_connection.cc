@@ -99,6 +99,7 @@ absl::StatusOr<std::unique_ptr<WorkerConnection>> WorkerConnection::Spawn(
   }
   command.sandbox_max_file_bytes = options.sandbox_max_file_bytes;
   command.sandbox_max_processes = options.sandbox_max_processes;
+  command.sandbox_netns = options.sandbox_network_namespace;
   std::vector<ChildProcess::FdMapping> fds = {
       {child_sock.get(), command.fd}, {status_fd.get(), command.status_fd},
       {err_write.get(), STDERR_FILENO}};

@@ -493,6 +493,7 @@ absl::Status Sandbox(const WorkerCommand& args, WorkerStatusPage* page) {
   config.write_paths = args.sandbox_write;
   config.max_file_bytes = args.sandbox_max_file_bytes;
   config.max_processes = args.sandbox_max_processes;
+  config.network_namespace = args.sandbox_netns;
   DeniedCallRecord denied{&page->denied_syscall, page->denied_syscall_name,
                           sizeof(page->denied_syscall_name)};
   absl::StatusOr<uint32_t> layers = ApplySandbox(config, denied);

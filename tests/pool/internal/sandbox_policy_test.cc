@@ -16,6 +16,7 @@ namespace procpool::internal {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::set<std::string> Names(const std::vector<SyscallRule>& rules) {
   std::set<std::string> names;
@@ -131,7 +132,9 @@ TEST(DescribeSandboxTest, SaysWhatIsInForce) {
                                            kSandboxSeccompKills);
   EXPECT_THAT(bare, HasSubstr("denied calls stop the worker"));
   EXPECT_THAT(bare, HasSubstr("no Landlock (the kernel lacks it): files not restricted"));
-  EXPECT_THAT(bare, HasSubstr("no network namespace"));
+  EXPECT_THAT(bare, Not(HasSubstr("network namespace")));  // not asked for
+  EXPECT_THAT(DescribeSandbox(kSandboxApplied | kSandboxNetNamespaceAsked),
+              HasSubstr("no network namespace (not permitted)"));
 }
 
 TEST(WorkerCommandTest, SandboxFlagsRoundTrip) {
@@ -144,6 +147,7 @@ TEST(WorkerCommandTest, SandboxFlagsRoundTrip) {
   c.sandbox_write = {"/out"};
   c.sandbox_max_file_bytes = 1 << 20;
   c.sandbox_max_processes = 5;
+  c.sandbox_netns = true;
   const std::vector<std::string> argv = c.ToArgv("procpool_worker");
   std::vector<const char*> cargv;
   for (const std::string& a : argv) cargv.push_back(a.c_str());
@@ -155,6 +159,7 @@ TEST(WorkerCommandTest, SandboxFlagsRoundTrip) {
   EXPECT_EQ(parsed->sandbox_write, c.sandbox_write);
   EXPECT_EQ(parsed->sandbox_max_file_bytes, c.sandbox_max_file_bytes);
   EXPECT_EQ(parsed->sandbox_max_processes, 5u);
+  EXPECT_TRUE(parsed->sandbox_netns);
   EXPECT_EQ(parsed->plugins, c.plugins);
 
   c.sandbox = false;  // the other flags are then not written
