@@ -329,8 +329,20 @@ void LocalDriver::ObserveWorkers(absl::Time now) {
     const WorkerStatusPage& page = w->page();
     const uint64_t running = page.running_task.load(std::memory_order_acquire);
     const uint32_t item = page.running_item.load(std::memory_order_acquire);
-    const uint64_t since = page.running_since_ns.load(std::memory_order_relaxed);
-    sched_.Observe(id, running, item, FromMonotonic(since, now_mono, now));
+    absl::Time since;
+    if (item == 0) {  // the call's start, which the worker publishes
+      since = FromMonotonic(page.running_since_ns.load(std::memory_order_relaxed), now_mono, now);
+    } else if (running == w->observed_task && item == w->observed_item) {
+      since = w->observed_since;
+    } else {
+      // A later item started since the last look (at most a period ago):
+      // its time limit runs from now, so it is never cut short.
+      since = now;
+    }
+    w->observed_task = running;
+    w->observed_item = item;
+    w->observed_since = since;
+    sched_.Observe(id, running, item, since);
   }
 }
 

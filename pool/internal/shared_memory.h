@@ -60,8 +60,8 @@ enum class RetireReason : uint32_t {
 struct WorkerStatusPage {
   // Id of the task the worker is running, 0 between tasks.
   std::atomic<uint64_t> running_task;
-  // CLOCK_MONOTONIC (steady_clock) time the running task started, in ns;
-  // written before running_task.
+  // CLOCK_MONOTONIC (steady_clock) time the running call started, in ns;
+  // written before running_task (not per item of a chunk).
   std::atomic<uint64_t> running_since_ns;
   // Tasks the worker has finished since it started.
   std::atomic<uint64_t> tasks_done;

@@ -26,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "pool/internal/child_process.h"
 #include "pool/internal/claim_table.h"
 #include "pool/internal/payload_region.h"
@@ -101,6 +102,12 @@ class WorkerConnection {
   bool closed = false;          // the pool shut its sending side
   bool hung_up = false;         // its socket closed (EOF or error)
   bool exited = false;          // its pidfd fired
+  // The item of a chunk last seen running (ObserveWorkers), and when it
+  // was first seen: the worker publishes which item runs, not when each
+  // started (a clock read per item costs more than a small item here).
+  uint64_t observed_task = 0;
+  uint32_t observed_item = 0;
+  absl::Time observed_since;
   absl::Status hello_error;     // why its hello (or its manifest) was refused
   uint64_t sent_seq = 0;        // calls written, numbered as the worker does
   uint64_t answered_seq = 0;    // answers read

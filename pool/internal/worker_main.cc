@@ -386,8 +386,8 @@ class Worker {
       if (k > 0 && (retire_ != RetireReason::kNone || out->size() - start > frame_budget_)) {
         break;
       }
-      // Each item's time limit runs from its own start.
-      if (k > 0) page_->running_since_ns.store(NowNs(), std::memory_order_relaxed);
+      // Each item's time limit runs from its own start, which the pool
+      // takes from when it first sees the item running.
       page_->running_item.store(static_cast<uint32_t>(k), std::memory_order_release);
       const size_t answer = BeginChunkAnswer(out);
       const int code = RunOne(task, (*items)[k], out, /*spill=*/false);
