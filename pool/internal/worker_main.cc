@@ -50,6 +50,7 @@
 #include "pool/internal/unique_fd.h"
 #include "pool/internal/wire.h"
 #include "pool/internal/worker_command.h"
+#include "pool/internal/worker_limits.h"
 #include "tasks/abi.h"
 
 namespace procpool::internal {
@@ -238,9 +239,11 @@ class Worker {
     // Map items and small answers take the plain sink: one call per append.
     std::optional<ResultSink> sink;
     if (spill && CanUseResultRegion()) sink.emplace(ResultSink{this, out, start, true});
+    if (limited_) BeforeLimitedTask();  // hard limits (worker_limits.h)
     int code = sink ? t.invoke(t.ctx, args.data(), args.size(), &*sink, &ResultSink::Append)
                     : t.invoke(t.ctx, args.data(), args.size(), out,
                                &internal::AppendToString);
+    if (limited_) AfterLimitedTask(code != static_cast<int>(ResultCode::kOk));
     const size_t size = sink ? sink->size() : out->size() - start;
     if (size + 64 > max_frame_) {
       if (sink) sink->Abandon();
@@ -453,6 +456,7 @@ class Worker {
   PayloadRegion call_region_;
   PayloadRegion result_region_;
   const size_t shm_min_;
+  const bool limited_ = WorkerLimitsActive();
 };
 
 // Runs the --init-task once. Errors name the task and what went wrong.
@@ -493,6 +497,7 @@ absl::Status Sandbox(const WorkerCommand& args, WorkerStatusPage* page) {
   config.write_paths = args.sandbox_write;
   config.max_file_bytes = args.sandbox_max_file_bytes;
   config.max_processes = args.sandbox_max_processes;
+  config.cpu_limit_per_task = args.limit_cpu_s > 0;
   config.network_namespace = args.sandbox_netns;
   DeniedCallRecord denied{&page->denied_syscall, page->denied_syscall_name,
                           sizeof(page->denied_syscall_name)};
@@ -543,6 +548,10 @@ int Main(int argc, char** argv) {
   } else {
     hello.plugins = plugins->manifests();
     absl::Status s = RunInitializer(*plugins, args);
+    if (s.ok()) {
+      s = ApplyWorkerLimits({args.limit_data, args.limit_cpu_s, args.limit_files},
+                            static_cast<WorkerStatusPage*>(status->data()));
+    }
     if (s.ok()) s = Sandbox(args, static_cast<WorkerStatusPage*>(status->data()));
     if (!s.ok()) {
       hello.error_code = static_cast<uint32_t>(s.code());
