@@ -118,11 +118,14 @@ struct WorkerLimits {
   // is removed once the worker is reaped.
   uint64_t memory_bytes = 0;
   MemoryLimitMechanism memory_mechanism = MemoryLimitMechanism::kAuto;
-  // CPU time one task (each item of a chunk) may use, in whole seconds
-  // (infinite: none; else 1 s to 1 day). Enforced with RLIMIT_CPU, set to
-  // the worker's CPU time + this before each task: the task is stopped
-  // after between this and this + 1 s of CPU. Unlike task_timeout it does
-  // not count time spent waiting.
+  // CPU time one task (each item of a chunk) may use (infinite: none; else
+  // 10 ms to 24 h): user + system time of the worker process, all its
+  // threads, from the task's start. Enforced in the worker by a timer on its
+  // CPU clock (timer_create(CLOCK_PROCESS_CPUTIME_ID), SIGXCPU) armed before
+  // each task, so a task is stopped within a scheduler tick of the limit.
+  // Unlike task_timeout (wall-clock, enforced by the pool) it does not count
+  // time spent waiting. Not a security boundary: code running in the
+  // worker can disarm the timer (use task_timeout against hostile tasks).
   absl::Duration cpu_per_task = absl::InfiniteDuration();
   // Descriptors a worker may have open (RLIMIT_NOFILE; 0: unchanged, else
   // 16 to 2^20). The worker's own (socket, status page, regions, what its

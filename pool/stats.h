@@ -57,8 +57,8 @@ struct PoolStats {
   std::string sandbox = "off";
   // The hard limits in force in the workers (PoolOptions::limits): "off",
   // or each limit and its mechanism, e.g. "memory 256 MiB (memory cgroup
-  // v1: memory.limit_in_bytes + memsw), CPU 2s per task (RLIMIT_CPU), open
-  // files 64 (RLIMIT_NOFILE)"; "memory 256 MiB (RLIMIT_DATA)" where no
+  // v1: memory.limit_in_bytes + memsw), CPU 2s per task (a CPU-time timer,
+  // SIGXCPU), open files 64 (RLIMIT_NOFILE)"; "memory 256 MiB (RLIMIT_DATA)" where no
   // cgroup could be made.
   std::string limits = "off";
 };

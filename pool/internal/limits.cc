@@ -227,8 +227,7 @@ std::string DescribeLimitCrossing(const WorkerLimits& limits,
     case LimitKind::kCpu:
       return absl::StrCat("crossed its CPU limit of ",
                           absl::FormatDuration(limits.cpu_per_task),
-                          " per task (PoolOptions::limits.cpu_per_task, RLIMIT_CPU): "
-                          "the task had used ",
+                          " per task (PoolOptions::limits.cpu_per_task): the task had used ",
                           absl::FormatDuration(absl::Milliseconds(facts.observed / 1'000'000)),
                           " of CPU");
     case LimitKind::kOpenFiles:
@@ -242,14 +241,13 @@ std::string DescribeLimitCrossing(const WorkerLimits& limits,
     return absl::StrCat("crossed its memory limit of ", Mib(limits.memory_bytes),
                         " (PoolOptions::limits.memory_bytes, ", memory_mechanism,
                         "): peak ", Mib(facts.cgroup_peak),
-                        ", killed by the kernel's OOM killer (SIGKILL)");
+                        ", killed by the kernel's OOM killer");
   }
   if (limits.cpu_per_task != absl::InfiniteDuration() && facts.signal == SIGXCPU) {
-    // Its handler did not get to record (it is installed before the first
-    // task, so only a task that blocked it gets here).
+    // Its handler did not get to record: a task changed the signal's
+    // disposition.
     return absl::StrCat("crossed its CPU limit of ", absl::FormatDuration(limits.cpu_per_task),
-                        " per task (PoolOptions::limits.cpu_per_task, RLIMIT_CPU): "
-                        "killed by SIGXCPU");
+                        " per task (PoolOptions::limits.cpu_per_task): killed by SIGXCPU");
   }
   return "";
 }
@@ -303,7 +301,8 @@ absl::StatusOr<std::unique_ptr<PoolLimits>> PoolLimits::Create(const WorkerLimit
   }
   if (cpu) {
     parts.push_back(
-        absl::StrCat("CPU ", absl::FormatDuration(limits.cpu_per_task), " per task (RLIMIT_CPU)"));
+        absl::StrCat("CPU ", absl::FormatDuration(limits.cpu_per_task),
+                     " per task (a CPU-time timer, SIGXCPU)"));
   }
   if (limits.open_files > 0) {
     parts.push_back(absl::StrCat("open files ", limits.open_files, " (RLIMIT_NOFILE)"));
@@ -340,7 +339,8 @@ void SetWorkerLimitArgs(const WorkerLimits& limits, WorkerCommand* command) {
     command->limit_data = limits.memory_bytes;
   }
   if (limits.cpu_per_task != absl::InfiniteDuration()) {
-    command->limit_cpu_s = static_cast<uint64_t>(absl::ToInt64Seconds(limits.cpu_per_task));
+    command->limit_cpu_ms =
+        static_cast<uint64_t>(absl::ToInt64Milliseconds(limits.cpu_per_task));
   }
   command->limit_files = limits.open_files;
 }

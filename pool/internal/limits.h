@@ -85,7 +85,7 @@ struct LimitFacts {
 
 // The words for a crossed limit, e.g. "crossed its memory limit of 64 MiB
 // (PoolOptions::limits.memory_bytes, memory cgroup v1): peak 64 MiB, killed
-// by the kernel's OOM killer (SIGKILL)"; empty when `facts` show none.
+// by the kernel's OOM killer"; empty when `facts` show none.
 // `memory_mechanism` names how the memory limit was in force. Pure.
 std::string DescribeLimitCrossing(const WorkerLimits& limits,
                                   const std::string& memory_mechanism,

@@ -152,14 +152,10 @@ absl::Status ValidateWorkerLimits(const PoolOptions& o) {
                       static_cast<int>(l.memory_mechanism),
                       "MemoryLimitMechanism::kAuto, kCgroup or kRlimit");
   }
-  if (l.cpu_per_task != absl::InfiniteDuration()) {
-    const bool whole = l.cpu_per_task == absl::Seconds(
-                                             absl::ToInt64Seconds(l.cpu_per_task));
-    if (!whole || l.cpu_per_task < absl::Seconds(1) || l.cpu_per_task > absl::Hours(24)) {
-      return OutOfRange("PoolOptions::limits.cpu_per_task", Show(l.cpu_per_task),
-                        "whole seconds from 1s to 24h (infinite: no limit; RLIMIT_CPU "
-                        "counts seconds)");
-    }
+  if (l.cpu_per_task != absl::InfiniteDuration() &&
+      (l.cpu_per_task < absl::Milliseconds(10) || l.cpu_per_task > absl::Hours(24))) {
+    return OutOfRange("PoolOptions::limits.cpu_per_task", Show(l.cpu_per_task),
+                      "from 10ms to 24h (infinite: no limit)");
   }
   if (l.open_files != 0 && (l.open_files < 16 || l.open_files > (uint64_t{1} << 20))) {
     return OutOfRange("PoolOptions::limits.open_files", l.open_files,

@@ -243,16 +243,11 @@ absl::Status AddRule(scmp_filter_ctx ctx, int nr, const SyscallRule& rule) {
       const scmp_arg_cmp cmp = {2, SCMP_CMP_EQ, 0, 0};
       return add(SCMP_ACT_ALLOW, 1, &cmp);
     }
-    case SyscallCondition::kOwnCpuLimit: {
-      const scmp_arg_cmp cmp[] = {{0, SCMP_CMP_MASKED_EQ, 0xffffffffu, 0},
-                                  {1, SCMP_CMP_MASKED_EQ, 0xffffffffu, RLIMIT_CPU}};
-      return add(SCMP_ACT_ALLOW, 2, cmp);
-    }
   }
   return absl::InternalError(absl::StrCat("unknown seccomp condition for ", rule.name));
 }
 
-absl::Status LoadSeccomp(bool kill_on_denied, bool cpu_limit) {
+absl::Status LoadSeccomp(bool kill_on_denied) {
   std::unique_ptr<void, void (*)(scmp_filter_ctx)> ctx(
       seccomp_init(kill_on_denied ? SCMP_ACT_TRAP : SCMP_ACT_ERRNO(EPERM)), &seccomp_release);
   if (ctx == nullptr) return absl::InternalError("seccomp_init failed");
@@ -260,7 +255,7 @@ absl::Status LoadSeccomp(bool kill_on_denied, bool cpu_limit) {
   if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_TSYNC, 1); rc != 0) {
     return ErrnoToStatus("seccomp_attr_set(TSYNC)", -rc);
   }
-  for (const SyscallRule& rule : SeccompAllowlist(SandboxSanitizerBuild(), cpu_limit)) {
+  for (const SyscallRule& rule : SeccompAllowlist(SandboxSanitizerBuild())) {
     const int nr = seccomp_syscall_resolve_name(rule.name);
     if (nr < 0) continue;  // not a system call of this architecture
     PROCPOOL_RETURN_IF_ERROR(AddRule(ctx.get(), nr, rule));
@@ -299,7 +294,7 @@ absl::StatusOr<uint32_t> ApplySandbox(const SandboxConfig& config, DeniedCallRec
     PROCPOOL_RETURN_IF_ERROR(InstallDeniedCallHandler(denied));
     layers |= kSandboxSeccompKills;
   }
-  PROCPOOL_RETURN_IF_ERROR(LoadSeccomp(config.kill_on_denied, config.cpu_limit_per_task));
+  PROCPOOL_RETURN_IF_ERROR(LoadSeccomp(config.kill_on_denied));
   layers |= kSandboxSeccomp;
   return layers;
 }

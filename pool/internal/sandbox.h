@@ -37,9 +37,6 @@ struct SandboxConfig {
   uint64_t max_file_bytes = 0;           // RLIMIT_FSIZE (0: unchanged)
   uint64_t max_processes = 0;            // RLIMIT_NPROC (0: unchanged)
   bool network_namespace = false;        // unshare(CLONE_NEWNET) if permitted
-  // The worker sets its own RLIMIT_CPU before each task
-  // (PoolOptions::limits.cpu_per_task): prlimit64 may do that, nothing more.
-  bool cpu_limit_per_task = false;
 };
 
 // Where the SIGSYS handler of kill_on_denied records the denied call:

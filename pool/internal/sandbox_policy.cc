@@ -69,7 +69,7 @@ bool SandboxSanitizerBuild() {
 #endif
 }
 
-std::vector<SyscallRule> SeccompAllowlist(bool sanitizer, bool cpu_limit) {
+std::vector<SyscallRule> SeccompAllowlist(bool sanitizer) {
   using C = SyscallCondition;
   std::vector<SyscallRule> rules = {
       // Reading and writing descriptors it has: the pool's socket, pipes,
@@ -124,7 +124,6 @@ std::vector<SyscallRule> SeccompAllowlist(bool sanitizer, bool cpu_limit) {
     rules.push_back({"personality"});
     rules.push_back({"sched_setaffinity"});
   }
-  if (cpu_limit) rules.push_back({"prlimit64", C::kOwnCpuLimit});
   return rules;
 }
 

@@ -52,7 +52,6 @@ enum class SyscallCondition {
   kTerminalQueries,   // ioctl: TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO, FIOCLEX, FIONCLEX
   kHarmlessPrctl,     // prctl: names, dumpable query, VMA names
   kReadLimitsOnly,    // prlimit64: no new limit (reading only)
-  kOwnCpuLimit,       // prlimit64: this process's own RLIMIT_CPU (pid 0)
   kFailEnosys,        // never runs; fails ENOSYS (clone3: glibc falls back to clone)
 };
 
@@ -67,10 +66,8 @@ bool SandboxSanitizerBuild();
 
 // The system calls a sandboxed worker may make. Everything else fails
 // with EPERM, or stops the worker. `sanitizer` adds what the ASan/TSan
-// runtimes need (prctl and tkill unrestricted, personality). `cpu_limit`
-// (PoolOptions::limits.cpu_per_task) lets the worker set its own
-// RLIMIT_CPU before each task, and no other limit.
-std::vector<SyscallRule> SeccompAllowlist(bool sanitizer, bool cpu_limit = false);
+// runtimes need (prctl and tkill unrestricted, personality).
+std::vector<SyscallRule> SeccompAllowlist(bool sanitizer);
 
 // A path a sandboxed worker may open.
 struct SandboxPathRule {

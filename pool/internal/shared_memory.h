@@ -58,7 +58,7 @@ enum class RetireReason : uint32_t {
 enum class LimitKind : uint32_t {
   kNone = 0,
   kMemory = 1,     // an allocation failed under RLIMIT_DATA
-  kCpu = 2,        // the task's CPU time reached RLIMIT_CPU (SIGXCPU)
+  kCpu = 2,        // the task's CPU time reached its limit (SIGXCPU)
   kOpenFiles = 3,  // the task filled RLIMIT_NOFILE (or failed with EMFILE)
 };
 
@@ -99,12 +99,10 @@ struct WorkerStatusPage {
   char denied_syscall_name[32];
   // Hard limits (PoolOptions::limits, worker_limits.h): the LimitKind a
   // worker crossed while running `running_task` (0: none), written before
-  // it stops itself, with what it observed (bytes of private memory when
-  // an allocation failed, CPU ns the task used, descriptors open); and the
-  // process CPU time (ns) when the running task started.
+  // it stops itself, after what it observed (bytes of private memory when
+  // an allocation failed, CPU ns the task used, descriptors open).
   std::atomic<uint32_t> limit_crossed;
   std::atomic<uint64_t> limit_observed;
-  std::atomic<uint64_t> task_cpu_start_ns;
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 

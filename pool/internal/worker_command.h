@@ -9,7 +9,7 @@
 //                   [--sandbox [--sandbox-netns] [--sandbox-stop-on-denied] [--sandbox-read=PATH]...
 //                    [--sandbox-write=PATH]... [--sandbox-max-file-bytes=N]
 //                    [--sandbox-max-processes=N]]
-//                   [--limit-data=BYTES] [--limit-cpu-s=N] [--limit-files=N]
+//                   [--limit-data=BYTES] [--limit-cpu-ms=N] [--limit-files=N]
 //                   [plugin.so ...]
 //
 // A plain value; thread-compatible.
@@ -54,10 +54,10 @@ struct WorkerCommand {
   uint64_t sandbox_max_file_bytes = 0;
   uint64_t sandbox_max_processes = 0;
   bool sandbox_netns = false;  // a network namespace of its own
-  // Hard limits (worker_limits.h; 0: none): RLIMIT_DATA, CPU seconds per
-  // task (RLIMIT_CPU), RLIMIT_NOFILE.
+  // Hard limits (worker_limits.h; 0: none): RLIMIT_DATA, CPU milliseconds
+  // per task, RLIMIT_NOFILE.
   uint64_t limit_data = 0;
-  uint64_t limit_cpu_s = 0;
+  uint64_t limit_cpu_ms = 0;
   uint64_t limit_files = 0;
 
   // argv for `program` (argv[0] included).

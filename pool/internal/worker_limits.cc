@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -21,8 +22,14 @@ namespace {
 struct State {
   WorkerStatusPage* page = nullptr;
   uint64_t data_bytes = 0;
-  uint64_t cpu_seconds = 0;
-  rlim_t cpu_hard = RLIM_INFINITY;
+  uint64_t cpu_ns = 0;      // per task (0: none)
+  timer_t cpu_timer{};      // on CLOCK_PROCESS_CPUTIME_ID, raising SIGXCPU
+  // The task (and chunk item) the timer was last armed for, and its
+  // process CPU time at the start: a signal meant for an earlier task is
+  // ignored. Written before the timer is armed; read by the handler.
+  std::atomic<uint64_t> armed_task{0};
+  std::atomic<uint32_t> armed_item{0};
+  std::atomic<uint64_t> start_ns{0};
   uint64_t open_files = 0;
   int statm_fd = -1;
 };
@@ -34,15 +41,13 @@ uint64_t ProcessCpuNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-// Sets RLIMIT_CPU's soft limit to the CPU time now, rounded up to a
-// second, plus the limit. Async-signal-safe.
-bool ArmCpu(uint64_t cpu_now_ns) {
-  rlimit rl{};
-  rl.rlim_cur = static_cast<rlim_t>((cpu_now_ns + 999'999'999u) / 1'000'000'000u +
-                                    g.cpu_seconds);
-  rl.rlim_max = g.cpu_hard;
-  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
-  return ::setrlimit(RLIMIT_CPU, &rl) == 0;
+// Arms the CPU timer to fire once the process has used the limit's worth
+// of CPU from now.
+bool ArmCpu() {
+  itimerspec its{};
+  its.it_value.tv_sec = static_cast<time_t>(g.cpu_ns / 1'000'000'000u);
+  its.it_value.tv_nsec = static_cast<long>(g.cpu_ns % 1'000'000'000u);
+  return ::timer_settime(g.cpu_timer, 0, &its, nullptr) == 0;
 }
 
 // Private writable memory (VmData), from /proc/self/statm's sixth field
@@ -76,16 +81,18 @@ uint64_t DataBytes() {
 void OnAllocationFailure() { Crossed(LimitKind::kMemory, DataBytes()); }
 
 void OnSigxcpu(int) {
-  const int saved = errno;
   const uint64_t now = ProcessCpuNs();
-  if (g.page->running_task.load(std::memory_order_acquire) == 0) {
-    // The worker's own work between tasks: not a task's to answer for.
-    ArmCpu(now);
-    errno = saved;
+  const uint64_t start = g.start_ns.load(std::memory_order_acquire);
+  const uint64_t task = g.page->running_task.load(std::memory_order_acquire);
+  // A timer armed for a task that has ended (it fired between tasks, or as
+  // the next one started) is no one's crossing: the next task re-arms it.
+  if (task == 0 || task != g.armed_task.load(std::memory_order_acquire) ||
+      g.page->running_item.load(std::memory_order_acquire) !=
+          g.armed_item.load(std::memory_order_acquire) ||
+      now < start + g.cpu_ns) {
     return;
   }
-  const uint64_t start = g.page->task_cpu_start_ns.load(std::memory_order_relaxed);
-  Crossed(LimitKind::kCpu, now > start ? now - start : 0);
+  Crossed(LimitKind::kCpu, now - start);
 }
 
 // The highest descriptor open now, or -1.
@@ -145,31 +152,37 @@ absl::Status ApplyWorkerLimits(const WorkerLimitArgs& args, WorkerStatusPage* pa
     g.data_bytes = args.data_bytes;
     std::set_new_handler(&OnAllocationFailure);
   }
-  if (args.cpu_seconds > 0) {
-    rlimit rl{};
-    ::getrlimit(RLIMIT_CPU, &rl);
-    g.cpu_hard = rl.rlim_max;
-    g.cpu_seconds = args.cpu_seconds;
+  if (args.cpu_ms > 0) {
     struct sigaction sa {};
     sa.sa_handler = &OnSigxcpu;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    if (::sigaction(SIGXCPU, &sa, nullptr) != 0 || !ArmCpu(ProcessCpuNs())) {
+    sigevent ev{};
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGXCPU;
+    if (::sigaction(SIGXCPU, &sa, nullptr) != 0 ||
+        ::timer_create(CLOCK_PROCESS_CPUTIME_ID, &ev, &g.cpu_timer) != 0) {
       return absl::InternalError(absl::StrCat("PoolOptions::limits.cpu_per_task: ", who,
-                                              ": cannot set RLIMIT_CPU: ",
+                                              ": cannot make a CPU-time timer: ",
                                               std::strerror(errno)));
     }
+    g.cpu_ns = args.cpu_ms * 1'000'000u;
   }
   return absl::OkStatus();
 }
 
-bool WorkerLimitsActive() { return g.cpu_seconds != 0 || g.open_files != 0; }
+bool WorkerLimitsActive() { return g.cpu_ns != 0 || g.open_files != 0; }
 
 void BeforeLimitedTask() {
-  if (g.cpu_seconds != 0) {
-    const uint64_t now = ProcessCpuNs();
-    g.page->task_cpu_start_ns.store(now, std::memory_order_relaxed);
-    ArmCpu(now);
+  if (g.cpu_ns != 0) {
+    // Who it is for first, then when it started, then the timer: a signal
+    // in between is ignored (another task's, or too early).
+    g.armed_task.store(g.page->running_task.load(std::memory_order_relaxed),
+                       std::memory_order_release);
+    g.armed_item.store(g.page->running_item.load(std::memory_order_relaxed),
+                       std::memory_order_release);
+    g.start_ns.store(ProcessCpuNs(), std::memory_order_release);
+    ArmCpu();
   }
   errno = 0;
 }

@@ -15,10 +15,11 @@
 //     worker's std::new_handler records its private memory (VmData, from
 //     /proc/self/statm opened before the sandbox) and exits. A C malloc
 //     that returns NULL is the task's to handle.
-//   - CPU per task (RLIMIT_CPU): the soft limit is set to the process's CPU
-//     time, rounded up to a second, plus the limit before each task; its
-//     SIGXCPU handler records the task's CPU time and exits (between tasks
-//     it re-arms instead).
+//   - CPU per task: a one-shot timer on the process's CPU clock
+//     (CLOCK_PROCESS_CPUTIME_ID) raising SIGXCPU, armed before each task
+//     (timer_settime, which the sandbox allows); the handler records the
+//     task's CPU time and exits. One that fires for a task already over is
+//     ignored.
 //   - open files (RLIMIT_NOFILE, soft = hard): after each task, a full
 //     descriptor table, or a task that failed with errno EMFILE, is a
 //     crossing.
@@ -41,9 +42,9 @@ inline constexpr int kLimitExitCode = 97;
 
 struct WorkerLimitArgs {
   uint64_t data_bytes = 0;   // RLIMIT_DATA (0: unchanged)
-  uint64_t cpu_seconds = 0;  // per task (0: none)
+  uint64_t cpu_ms = 0;       // CPU per task (0: none)
   uint64_t open_files = 0;   // RLIMIT_NOFILE (0: unchanged)
-  bool any() const { return data_bytes != 0 || cpu_seconds != 0 || open_files != 0; }
+  bool any() const { return data_bytes != 0 || cpu_ms != 0 || open_files != 0; }
 };
 
 // Puts the limits in force in this process. Errors name the limit: one the

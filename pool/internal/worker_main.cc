@@ -497,7 +497,6 @@ absl::Status Sandbox(const WorkerCommand& args, WorkerStatusPage* page) {
   config.write_paths = args.sandbox_write;
   config.max_file_bytes = args.sandbox_max_file_bytes;
   config.max_processes = args.sandbox_max_processes;
-  config.cpu_limit_per_task = args.limit_cpu_s > 0;
   config.network_namespace = args.sandbox_netns;
   DeniedCallRecord denied{&page->denied_syscall, page->denied_syscall_name,
                           sizeof(page->denied_syscall_name)};
@@ -549,7 +548,7 @@ int Main(int argc, char** argv) {
     hello.plugins = plugins->manifests();
     absl::Status s = RunInitializer(*plugins, args);
     if (s.ok()) {
-      s = ApplyWorkerLimits({args.limit_data, args.limit_cpu_s, args.limit_files},
+      s = ApplyWorkerLimits({args.limit_data, args.limit_cpu_ms, args.limit_files},
                             static_cast<WorkerStatusPage*>(status->data()));
     }
     if (s.ok()) s = Sandbox(args, static_cast<WorkerStatusPage*>(status->data()));

@@ -5,7 +5,6 @@
 #include "pool/internal/sandbox_policy.h"
 
 #include <set>
-#include <string_view>
 #include <string>
 #include <vector>
 
@@ -67,22 +66,6 @@ TEST(SeccompAllowlistTest, ProcessesAndSignalsAreConditional) {
   // Sanitizer builds relax prctl only, and say so at compile time.
   EXPECT_EQ(ConditionOf(SeccompAllowlist(true), "prctl"), SyscallCondition::kAlways);
   EXPECT_EQ(ConditionOf(SeccompAllowlist(true), "clone"), SyscallCondition::kThreadsOnly);
-}
-
-// PoolOptions::limits.cpu_per_task: the worker may set its own RLIMIT_CPU
-// (and no other limit) only when a CPU limit is asked for.
-TEST(SeccompAllowlistTest, SettingTheOwnCpuLimitIsAllowedOnlyWithACpuLimit) {
-  auto count = [](const std::vector<SyscallRule>& rules, SyscallCondition c) {
-    int n = 0;
-    for (const SyscallRule& r : rules) {
-      if (std::string_view(r.name) == "prlimit64" && r.condition == c) ++n;
-    }
-    return n;
-  };
-  EXPECT_EQ(count(SeccompAllowlist(false), SyscallCondition::kOwnCpuLimit), 0);
-  EXPECT_EQ(count(SeccompAllowlist(false, true), SyscallCondition::kOwnCpuLimit), 1);
-  EXPECT_EQ(count(SeccompAllowlist(false, true), SyscallCondition::kReadLimitsOnly), 1);
-  EXPECT_EQ(count(SeccompAllowlist(false, true), SyscallCondition::kAlways), 0);
 }
 
 TEST(SeccompAllowlistTest, WhatServingTasksNeedIsAllowed) {
