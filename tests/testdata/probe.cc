@@ -29,6 +29,13 @@ int AllocateForever(int mib) {
   }
 }
 
+int AllocateMib(int mib) {
+  const size_t size = static_cast<size_t>(mib) << 20;
+  std::unique_ptr<char[]> block(new char[size]);
+  std::memset(block.get(), 1, size);
+  return block[size - 1] * mib;
+}
+
 int SpinForever(int x) {
   volatile uint64_t n = static_cast<uint64_t>(x);
   while (true) n = n * 6364136223846793005u + 1442695040888963407u;

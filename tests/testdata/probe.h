@@ -50,6 +50,8 @@ int HangIfExists(const std::string& path);
 // Allocates `mib` MiB at a time and writes every page of it, without end
 // (never returns unless an allocation throws).
 int AllocateForever(int mib);
+// Allocates `mib` MiB, writes every page of it, frees it; returns `mib`.
+int AllocateMib(int mib);
 // Burns CPU without end (never returns).
 int SpinForever(int x);
 // Opens /dev/null again and again, keeping every descriptor, until open()
@@ -58,6 +60,7 @@ int SpinForever(int x);
 int OpenFilesForever(bool close_all);
 
 inline constexpr TaskRef<int(int)> kAllocateForever{"allocate_forever"};
+inline constexpr TaskRef<int(int)> kAllocateMib{"allocate_mib"};
 inline constexpr TaskRef<int(int)> kSpinForever{"spin_forever"};
 inline constexpr TaskRef<int(bool)> kOpenFilesForever{"open_files_forever"};
 

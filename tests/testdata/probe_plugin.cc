@@ -6,6 +6,7 @@ namespace procpool::probe {
 
 PROCPOOL_TASK("add3", Add3);
 PROCPOOL_TASK("allocate_forever", AllocateForever);
+PROCPOOL_TASK("allocate_mib", AllocateMib);
 PROCPOOL_TASK("spin_forever", SpinForever);
 PROCPOOL_TASK("open_files_forever", OpenFilesForever);
 PROCPOOL_TASK("announce_and_hang", AnnounceAndHang);
