@@ -19,7 +19,8 @@
 //     (CLOCK_PROCESS_CPUTIME_ID) raising SIGXCPU, armed before each task
 //     (timer_settime, which the sandbox allows); the handler records the
 //     task's CPU time and exits. One that fires for a task already over is
-//     ignored.
+//     ignored. (Under ThreadSanitizer, which runs handlers only at its
+//     interceptors, SIGXCPU keeps its default action and ends the worker.)
 //   - open files (RLIMIT_NOFILE, soft = hard): after each task, a full
 //     descriptor table, or a task that failed with errno EMFILE, is a
 //     crossing.
