@@ -55,6 +55,12 @@ struct PoolStats {
   // Landlock in the kernel it says "no Landlock (the kernel lacks it): files
   // not restricted".
   std::string sandbox = "off";
+  // How workers start (PoolOptions::start_method): "spawn", "zygote
+  // (template pid N)", or "spawn (template unavailable: why)" while the
+  // template is restarted or when it cannot be used. `template_starts`
+  // counts the template processes started (0 with kSpawn).
+  std::string start_method = "spawn";
+  uint64_t template_starts = 0;
 };
 
 // Where a map is, for progress callbacks (MapOptions::on_progress).
