@@ -99,8 +99,8 @@ thread_local bool LocalDriver::t_io_locked_ = false;
 
 LocalDriver::LocalDriver(PoolOptions options)
     : Driver(options, ConfigFor(options)),
-      launcher_(options_),
-      frame_budget_(std::max<size_t>(1, std::min(size_t{1} << 20, options.max_frame_bytes / 2))) {}
+      frame_budget_(std::max<size_t>(1, std::min(size_t{1} << 20, options.max_frame_bytes / 2))),
+      launcher_(options_) {}
 
 absl::StatusOr<std::unique_ptr<LocalDriver>> LocalDriver::Start(PoolOptions options) {
   options = Resolved(std::move(options));

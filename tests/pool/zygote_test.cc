@@ -28,21 +28,6 @@ using ::procpool::testing::WaitUntil;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// Under ThreadSanitizer every process has a runtime thread, so a template
-// never serves (it refuses to fork with more than one thread) and the pool
-// spawns: the tests that need forked workers check that fallback instead.
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
-#else
-constexpr bool kTsan = false;
-#endif
-
 // The parent pid and process group of `pid`, from /proc/<pid>/stat.
 std::pair<int, int> ParentAndGroup(int pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
@@ -76,13 +61,9 @@ class ZygoteTest : public PoolTest {
     o.start_method = StartMethod::kZygote;
     return o;
   }
-  void SkipUnderTsan() {
-    if (kTsan) GTEST_SKIP() << "a template is never used under TSan (its runtime thread)";
-  }
 };
 
 TEST_F(ZygoteTest, WorkersAreForkedChildrenOfThePoolInTheirOwnGroups) {
-  SkipUnderTsan();
   StartPool(ZygoteOptions(2));
   const PoolStats stats = pool().Stats();
   EXPECT_THAT(stats.start_method, StartsWith("zygote (template pid "));
@@ -102,7 +83,6 @@ TEST_F(ZygoteTest, WorkersAreForkedChildrenOfThePoolInTheirOwnGroups) {
 }
 
 TEST_F(ZygoteTest, ThePreloadRunsOnceInTheTemplateAndWorkersInheritWhatItBuilt) {
-  SkipUnderTsan();
   const std::string ran = TempPath("preload_ran");
   PoolOptions o = ZygoteOptions(2);
   o.preload = Initializer::Of(probe::kRemember, ran, 41);
@@ -136,7 +116,6 @@ TEST_F(ZygoteTest, WithSpawnThePreloadRunsInEachWorker) {
 }
 
 TEST_F(ZygoteTest, ATemplateThatDiesIsRestartedAndNothingIsLost) {
-  SkipUnderTsan();
   StartPool(ZygoteOptions(2));
   const int first = TemplatePid(pool().Stats());
   ASSERT_GT(first, 0);
@@ -171,13 +150,6 @@ TEST_F(ZygoteTest, ATemplateWithAThreadIsNotUsedAndThePoolSpawns) {
   EXPECT_EQ(pool().Submit(Task(math::kAdd), 2, 3).Result(kWait).value_or(-1), 5);
 }
 
-TEST_F(ZygoteTest, UnderTsanThePoolSpawns) {
-  if (!kTsan) GTEST_SKIP() << "only under TSan";
-  StartPool(ZygoteOptions(1));
-  EXPECT_THAT(pool().Stats().start_method, StartsWith("spawn (template unavailable: "));
-  EXPECT_EQ(pool().Submit(Task(math::kAdd), 2, 3).Result(kWait).value_or(-1), 5);
-}
-
 TEST_F(ZygoteTest, APreloadThatFailsFailsCreateNamingIt) {
   PoolOptions o = ZygoteOptions(1);
   o.preload = Initializer::Of(faults::kThrow, std::string("no tables"));
@@ -188,7 +160,6 @@ TEST_F(ZygoteTest, APreloadThatFailsFailsCreateNamingIt) {
 }
 
 TEST_F(ZygoteTest, ForkedWorkersCaptureStdoutAndRunSandboxed) {
-  SkipUnderTsan();
   PoolOptions o = ZygoteOptions(1);
   o.sandbox = true;
   o.forward_worker_stderr = false;
