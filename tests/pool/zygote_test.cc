@@ -140,6 +140,20 @@ TEST_F(ZygoteTest, ATemplateThatDiesIsRestartedAndNothingIsLost) {
   EXPECT_EQ(pool().Stats().template_starts, 2u);
 }
 
+TEST_F(ZygoteTest, AStoppedTemplateIsReplacedAndTheReplacementStillComes) {
+  StartPool(ZygoteOptions(1));
+  const int first = TemplatePid(pool().Stats());
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(::kill(first, SIGSTOP), 0);
+  // The crash asks for a replacement; the stopped template does not answer
+  // within WorkerLauncher::kForkTimeout, so it is killed and the worker is
+  // spawned.
+  EXPECT_FALSE(StatusWithin(pool().Submit(Task(faults::kSegfault), 0)).ok());
+  EXPECT_EQ(pool().Submit(Task(math::kAdd), 20, 22).Result(kWait).value_or(-1), 42);
+  EXPECT_EQ(pool().Stats().template_starts, 2u);
+  EXPECT_TRUE(WaitUntil([&] { return ::kill(first, 0) != 0; }));  // reaped
+}
+
 TEST_F(ZygoteTest, ATemplateWithAThreadIsNotUsedAndThePoolSpawns) {
   PoolOptions o = ZygoteOptions(2);
   o.preload = Initializer::Of(probe::kStartThread, 0);
