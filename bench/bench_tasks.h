@@ -41,7 +41,15 @@ int Hold(const std::string& dir);
 // This worker's pid.
 int Pid(int ignored);
 
+// Builds `mib` MiB of read-only tables in this process (a preload: what a
+// plugin's dictionary or model would be); returns 1.
+int FillTables(int mib);
+// Reads every page of the tables; returns a checksum (0 without tables).
+uint64_t ReadTables(int ignored);
+
 inline constexpr TaskRef<uint64_t(uint64_t)> kSpinRounds{"spin_rounds"};
+inline constexpr TaskRef<int(int)> kFillTables{"fill_tables"};
+inline constexpr TaskRef<uint64_t(int)> kReadTables{"read_tables"};
 inline constexpr TaskRef<int(std::string)> kHold{"hold"};
 inline constexpr TaskRef<int(int)> kPid{"pid"};
 

@@ -1,5 +1,6 @@
 // libbench_tasks.so: the benchmark-only tasks of bench_tasks.h.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -52,9 +53,36 @@ int Hold(const std::string& dir) {
 
 int Pid(int) { return static_cast<int>(::getpid()); }
 
+namespace {
+const char* tables = nullptr;
+size_t tables_bytes = 0;
+}  // namespace
+
+int FillTables(int mib) {
+  const size_t bytes = static_cast<size_t>(mib) << 20;
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::runtime_error("fill_tables: mmap failed");
+  auto* words = static_cast<uint64_t*>(p);
+  for (size_t i = 0; i < bytes / sizeof(uint64_t); ++i) words[i] = Mix(i & 7) ^ i;
+  ::mprotect(p, bytes, PROT_READ);
+  tables = static_cast<const char*>(p);
+  tables_bytes = bytes;
+  return 1;
+}
+
+uint64_t ReadTables(int) {
+  uint64_t sum = 0;
+  for (size_t i = 0; i < tables_bytes; i += 4096) {
+    sum += *reinterpret_cast<const uint64_t*>(tables + i);
+  }
+  return sum;
+}
+
 PROCPOOL_TASK("spin_rounds", SpinRounds);
 PROCPOOL_TASK("hold", Hold);
 PROCPOOL_TASK("pid", Pid);
+PROCPOOL_TASK("fill_tables", FillTables);
+PROCPOOL_TASK("read_tables", ReadTables);
 
 }  // namespace procpool::bench
 

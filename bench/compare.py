@@ -288,7 +288,7 @@ def build_rows(b, py):
                     mul(b.samples("BM_SocketpairPingPong/real_time", "seconds"), 1e6),
                     floor_note="as above", notes="as above, 1 worker"))
     rows.append(Row("startup_2_workers_ms", "ms", False,
-                    b.samples("BM_PoolStart/workers:2/real_time", "first_result_ms"),
+                    b.samples("BM_PoolStart/workers:2/zygote:0/real_time", "first_result_ms"),
                     mul(b.samples("BM_PosixSpawnUntilReady/processes:2/real_time", "seconds"), 1e3),
                     p("startup_2_workers_ms", "ppe"), p("startup_2_workers_ms", "pool"),
                     "posix_spawn 2 tiny helpers until each writes a byte, and reap them",
@@ -299,10 +299,28 @@ def build_rows(b, py):
                      "spawn_worker_help_ms": med(mul(b.samples(
                          "BM_PosixSpawnWorkerHelp/real_time", "seconds"), 1e3))}))
     rows.append(Row("startup_shutdown_2_workers_ms", "ms", False,
-                    mul(b.samples("BM_PoolStart/workers:2/real_time", "seconds"), 1e3),
+                    mul(b.samples("BM_PoolStart/workers:2/zygote:0/real_time", "seconds"), 1e3),
                     mul(b.samples("BM_PosixSpawnUntilReady/processes:2/real_time", "seconds"), 1e3),
                     floor_note="as above",
                     notes="as above, plus Shutdown() and the destructor"))
+    rows.append(Row("startup_2_workers_zygote_ms", "ms", False,
+                    b.samples("BM_PoolStart/workers:2/zygote:1/real_time", "first_result_ms"),
+                    mul(b.samples("BM_PosixSpawnUntilReady/processes:2/real_time", "seconds"), 1e3),
+                    floor_note="as above",
+                    notes="as startup_2_workers_ms with StartMethod::kZygote: the template "
+                          "is spawned and loads the plugins, then forks the 2 workers",
+                    target=("≤ 1.5x the floor", lambda r: r.x_floor() <= 1.5)))
+    pss = "BM_SharedTablesPss/zygote:%d/iterations:3/real_time"
+    for method, arg in (("spawn", 0), ("zygote", 1)):
+        rows.append(Row("shared_tables_pss_%s_mib" % method, "MiB", False,
+                        b.samples(pss % arg, "pss_total_mib"), [200.0] * 3,
+                        floor_note="the tables themselves: 200 MiB",
+                        notes="total PSS of a 2-worker pool whose preload builds 200 MiB of "
+                              "read-only tables that each worker then reads (StartMethod::k%s)"
+                              % method.capitalize(),
+                        target=(("about 200 MiB in total, not 2 x 200",
+                                 lambda r: med(r.procpool) <= 1.2 * 200)
+                                if method == "zygote" else None)))
     for label, size in PAYLOADS:
         echo = [max(x, y) for x, y in zip(
             b.samples("BM_SocketpairEcho/bytes:%d/sockbuf:0/real_time" % size, "bytes_per_second"),
@@ -356,7 +374,8 @@ def build_rows(b, py):
                         p("scaling_%dus_2v1" % us, "ppe"), p("scaling_%dus_2v1" % us, "pool"),
                         "the same 2-vs-1 ratio for bare processes",
                         "throughput with 2 workers / with 1", target))
-    crash = "BM_CrashRecovery/iterations:20/manual_time"
+    crash = "BM_CrashRecovery/zygote:0/slow_plugin:0/iterations:20/manual_time"
+    crash_of = "BM_CrashRecovery/zygote:%d/slow_plugin:%d/iterations:20/manual_time"
     rows.append(Row("crash_to_error_ms", "ms", False,
                     mul(b.samples(crash, "seconds"), 1e3),
                     mul(b.samples("BM_KillToEof/iterations:50/manual_time", "seconds"), 1e3),
@@ -388,6 +407,23 @@ def build_rows(b, py):
                     notes="SIGKILL until a task submitted after it came back from the replacement",
                     target=("≤ 1.5 ms (stricter reading: replacement serving)",
                             lambda r: med(r.procpool) <= 1.5)))
+    rows.append(Row("crash_to_replacement_serving_zygote_ms", "ms", False,
+                    b.samples(crash_of % (1, 0), "to_serving_ms"), respawn,
+                    floor_note="as above",
+                    notes="as above with StartMethod::kZygote (the replacement is forked "
+                          "from the template)",
+                    target=("≤ 1.5x the floor", lambda r: r.x_floor() <= 1.5)))
+    for method, arg in (("spawn", 0), ("zygote", 1)):
+        rows.append(Row("slow_plugin_replacement_serving_%s_ms" % method, "ms", False,
+                        b.samples(crash_of % (arg, 1), "to_serving_ms"), respawn,
+                        floor_note="as above",
+                        notes="crash_to_replacement_serving_ms when the pool also loads a "
+                              "plugin that takes 300 ms to load (StartMethod::k%s)"
+                              % method.capitalize(),
+                        target=(("no slower than a fast plugin's replacement (kZygote)",
+                                 lambda r: med(r.procpool) <= 1.2 * med(
+                                     b.samples(crash_of % (1, 0), "to_serving_ms")))
+                                if method == "zygote" else None)))
     return rows
 
 

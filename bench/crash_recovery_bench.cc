@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <cerrno>
 #include <string>
 #include <thread>
@@ -52,9 +53,18 @@ bool ReadPid(int fd, int* pid, int timeout_ms) {
   return true;
 }
 
+// Args: zygote (0: StartMethod::kSpawn, 1: kZygote), slow_plugin (1: the
+// pool also loads libslow_load.so, 300 ms to load).
 void BM_CrashRecovery(benchmark::State& state) {
-  auto pool = MakePool(state, 2);
-  if (!pool) return;
+  PoolOptions opts = BenchPoolOptions(2);
+  if (state.range(0) != 0) opts.start_method = StartMethod::kZygote;
+  if (state.range(1) != 0) opts.plugins.push_back(Runfile("bench/libslow_load.so"));
+  absl::StatusOr<ProcessPool> created = ProcessPool::Create(opts);
+  if (!created.ok()) {
+    state.SkipWithError(created.status().ToString().c_str());
+    return;
+  }
+  std::optional<ProcessPool> pool(*std::move(created));
   auto hold = GetTask(state, *pool, kHold);
   auto pid_task = GetTask(state, *pool, kPid);
   if (!hold || !pid_task) return;
@@ -136,6 +146,11 @@ void BM_CrashRecovery(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_CrashRecovery)
+    ->ArgNames({"zygote", "slow_plugin"})
+    ->Args({0, 0})
+    ->Args({1, 0})
+    ->Args({0, 1})
+    ->Args({1, 1})
     ->UseManualTime()
     ->Iterations(20)
     ->Unit(benchmark::kMillisecond);

@@ -11,9 +11,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "bench/bench_tasks.h"
 #include "plugins/math/math.h"
 
 extern char** environ;
@@ -22,7 +25,8 @@ namespace procpool::bench {
 namespace {
 
 void BM_PoolStart(benchmark::State& state) {
-  const PoolOptions opts = BenchPoolOptions(static_cast<int>(state.range(0)));
+  PoolOptions opts = BenchPoolOptions(static_cast<int>(state.range(0)));
+  if (state.range(1) != 0) opts.start_method = StartMethod::kZygote;
   double create_s = 0, first_s = 0;
   for (auto _ : state) {
     double t0 = NowSeconds();
@@ -45,7 +49,49 @@ void BM_PoolStart(benchmark::State& state) {
   state.counters["create_ms"] = 1e3 * create_s / n;
   state.counters["first_result_ms"] = 1e3 * first_s / n;
 }
-BENCHMARK(BM_PoolStart)->ArgName("workers")->Arg(2)->UseRealTime();
+BENCHMARK(BM_PoolStart)->ArgNames({"workers", "zygote"})->Args({2, 0})->Args({2, 1})->UseRealTime();
+
+// The proportional set size (PSS, /proc/PID/smaps_rollup) of a pool's
+// processes, in bytes: the workers and, with kZygote, the template.
+double PoolPssBytes(const ProcessPool& pool) {
+  std::vector<int> pids = pool.WorkerPids();
+  const std::string method = pool.Stats().start_method;
+  const std::string prefix = "zygote (template pid ";
+  if (method.rfind(prefix, 0) == 0) pids.push_back(std::stoi(method.substr(prefix.size())));
+  double total = 0;
+  for (int pid : pids) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
+    for (std::string line; std::getline(f, line);) {
+      if (line.rfind("Pss:", 0) == 0) total += 1024.0 * std::stod(line.substr(4));
+    }
+  }
+  return total;
+}
+
+// 2 workers of a plugin whose preload builds 200 MiB of read-only tables,
+// each worker having read every page of them: the pool's total PSS. With
+// kSpawn each worker builds its own copy; with kZygote the template builds
+// the one the workers share.
+void BM_SharedTablesPss(benchmark::State& state) {
+  PoolOptions opts = BenchPoolOptions(2);
+  opts.preload = Initializer::Of(kFillTables, 200);
+  if (state.range(0) != 0) opts.start_method = StartMethod::kZygote;
+  double pss = 0;
+  for (auto _ : state) {
+    absl::StatusOr<ProcessPool> pool = ProcessPool::Create(opts);
+    if (!pool.ok()) {
+      state.SkipWithError(pool.status().ToString().c_str());
+      break;
+    }
+    std::vector<Future<uint64_t>> reads;
+    for (int i = 0; i < 8; ++i) reads.push_back(pool->Submit(kReadTables, 0));
+    for (Future<uint64_t>& r : reads) benchmark::DoNotOptimize(r.Get());
+    pss = PoolPssBytes(*pool);
+    pool->Shutdown();
+  }
+  state.counters["pss_total_mib"] = pss / (1 << 20);
+}
+BENCHMARK(BM_SharedTablesPss)->ArgName("zygote")->Arg(0)->Arg(1)->Iterations(3)->UseRealTime();
 
 void BM_PosixSpawnUntilReady(benchmark::State& state) {
   const std::string helper = Runfile("bench/spawn_helper");

@@ -40,6 +40,7 @@ struct PoolrunOptions {
   size_t window = 0;                 // --window; 0: automatic
   size_t max_depth = 1000;           // --max-depth: JSON nesting of a record
   uint64_t max_record_bytes = uint64_t{1} << 30;  // --max-record-bytes
+  bool zygote = false;               // --start-method zygote
   bool sandbox = true;               // false with --no-sandbox
   std::vector<std::string> sandbox_read;   // --sandbox-path
   std::vector<std::string> sandbox_write;  // --sandbox-write-path

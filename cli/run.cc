@@ -213,6 +213,7 @@ int RunPoolrun(const std::vector<std::string>& args) {
           Initializer::Of(TaskRef<int(std::string)>{kOpenProgressTaskName}, progress->path());
     }
   }
+  if (o.zygote) po.start_method = StartMethod::kZygote;
   po.sandbox = o.sandbox;
   po.limits.memory_bytes = o.memory_limit_bytes;  // --memory-limit
   for (const std::string& p : o.sandbox_read) po.sandbox_paths.push_back({UserPath(p), false});

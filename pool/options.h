@@ -136,6 +136,26 @@ struct WorkerLimits {
   uint64_t open_files = 0;
 };
 
+// How the pool starts its worker processes (PoolOptions::start_method).
+enum class StartMethod {
+  // Each worker is a new procpool_worker process (posix_spawn) that loads
+  // the plugins, runs the preload and the initializer itself. The default.
+  kSpawn,
+  // One template process (a zygote, like Python's forkserver) loads the
+  // plugins and runs the preload once; each worker is forked from it on
+  // request, then runs the initializer. A worker starts in about a
+  // millisecond however slow the plugins are to load, and what the plugins
+  // and the preload built before the fork is shared copy-on-write. Forked
+  // workers are children of this process exactly as spawned ones are (the
+  // template forks with CLONE_PARENT): same socket, status page, death
+  // signal, process group and exit status. The template never runs tasks
+  // and is single-threaded when it forks; a template that is not (a plugin
+  // started a thread while loading) or that fails is not used, and a
+  // template that dies is restarted, the pool spawning meanwhile.
+  // Stats().start_method says which is in force. Local backend only.
+  kZygote,
+};
+
 // Settings of the MPI backend (PoolBackend::kMpi); ignored otherwise, but
 // checked by Create() whatever the backend.
 struct MpiOptions {
@@ -183,6 +203,16 @@ struct PoolOptions {
   // Run once in each worker before it takes work. A fingerprint or
   // arguments without a task name are refused: use Initializer::Of.
   Initializer initializer;
+
+  // How workers start (see StartMethod). MPI agents always spawn.
+  StartMethod start_method = StartMethod::kSpawn;
+
+  // A task run once after the plugins load and before the initializer, to
+  // build what workers read (tables, models): with kZygote once, in the
+  // template, so every worker shares its result copy-on-write (Python's
+  // set_forkserver_preload); with kSpawn in each worker. Its failure fails
+  // the start as the initializer's does. Set it with Initializer::Of.
+  Initializer preload;
 
   // Replace a worker after it has run this many tasks (0: never), like
   // Python's maxtasksperchild.

@@ -58,9 +58,15 @@ struct PoolStats {
   // The hard limits in force in the workers (PoolOptions::limits): "off",
   // or each limit and its mechanism, e.g. "memory 256 MiB (memory cgroup
   // v1: memory.limit_in_bytes + memsw), CPU 2s per task (a CPU-time timer,
-  // SIGXCPU), open files 64 (RLIMIT_NOFILE)"; "memory 256 MiB (RLIMIT_DATA)" where no
-  // cgroup could be made.
+  // SIGXCPU), open files 64 (RLIMIT_NOFILE)"; "memory 256 MiB
+  // (RLIMIT_DATA)" where no cgroup could be made.
   std::string limits = "off";
+  // How workers start (PoolOptions::start_method): "spawn", "zygote
+  // (template pid N)", or "spawn (template unavailable: why)" while the
+  // template is restarted or when it cannot be used. `template_starts`
+  // counts the template processes started (0 with kSpawn).
+  std::string start_method = "spawn";
+  uint64_t template_starts = 0;
 };
 
 // Where a map is, for progress callbacks (MapOptions::on_progress).

@@ -103,6 +103,11 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(
   return ChildProcess(pid, std::move(pidfd));
 }
 
+ChildProcess ChildProcess::Adopt(pid_t pid) {
+  UniqueFd pidfd(PidfdOpen(pid));
+  return ChildProcess(pid, std::move(pidfd));
+}
+
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
       pidfd_(std::move(other.pidfd_)),

@@ -65,6 +65,11 @@ class ChildProcess {
       const std::string& path, const std::vector<std::string>& argv,
       const std::vector<FdMapping>& fds, bool new_process_group);
 
+  // Takes ownership of `pid`, a child of this process started some other
+  // way (a worker a template forked with CLONE_PARENT, zygote.h). Until
+  // it is reaped the pid cannot be reused, so its pidfd is the right one.
+  static ChildProcess Adopt(pid_t pid);
+
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&& other) noexcept;
   ChildProcess(const ChildProcess&) = delete;

@@ -100,7 +100,8 @@ thread_local bool LocalDriver::t_io_locked_ = false;
 
 LocalDriver::LocalDriver(PoolOptions options)
     : Driver(options, ConfigFor(options)),
-      frame_budget_(std::max<size_t>(1, std::min(size_t{1} << 20, options.max_frame_bytes / 2))) {}
+      frame_budget_(std::max<size_t>(1, std::min(size_t{1} << 20, options.max_frame_bytes / 2))),
+      launcher_(options_) {}
 
 absl::StatusOr<std::unique_ptr<LocalDriver>> LocalDriver::Start(PoolOptions options) {
   options = Resolved(std::move(options));
@@ -224,6 +225,8 @@ PoolStats LocalDriver::Stats() const {
   out.direct_calls = direct_calls_.load(std::memory_order_relaxed);
   out.caller_reads = caller_reads_.load(std::memory_order_relaxed);
   if (limits_ != nullptr) out.limits = limits_->description();
+  out.start_method = launcher_.Describe();
+  out.template_starts = launcher_.template_starts();
   return out;
 }
 
@@ -234,6 +237,9 @@ void LocalDriver::IoLoop() {
   t_io_locked_ = true;  // for the thread's whole life
   io_thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   absl::MutexLock io(&io_mu_);
+  // The template (kZygote) is spawned by this thread, which lives as long
+  // as the pool: its death signal, and its workers', follow this thread.
+  launcher_.Prepare();
   sched_.Start(absl::Now(), actions_);
   Execute();
   SpawnPending();
@@ -465,7 +471,11 @@ bool LocalDriver::DropPendingSpawn(WorkerId id) {
 
 void LocalDriver::Spawn(WorkerId id, size_t slot) {
   absl::StatusOr<std::unique_ptr<WorkerConnection>> spawned =
-      WorkerConnection::Spawn(options_, id, slot);
+      WorkerConnection::Spawn(options_, id, slot,
+                              [this](const std::vector<std::string>& argv,
+                                     const std::vector<ChildProcess::FdMapping>& fds) {
+                                return launcher_.Launch(argv, fds);
+                              });
   if (!spawned.ok()) {
     sched_.OnSpawnFailed(id, spawned.status(), absl::Now(), actions_);
     return;

@@ -43,6 +43,7 @@
 #include "pool/internal/scheduler.h"
 #include "pool/internal/task_state.h"
 #include "pool/internal/unique_fd.h"
+#include "pool/internal/worker_launcher.h"
 #include "pool/options.h"
 #include "pool/stats.h"
 
@@ -184,6 +185,10 @@ class LocalDriver final : public Driver {
   std::atomic<uint64_t> shm_results_{0};   // PoolStats::shared_memory_results
   std::atomic<uint64_t> direct_calls_{0};  // PoolStats::direct_calls
   std::atomic<uint64_t> caller_reads_{0};  // PoolStats::caller_reads
+
+  // Starts workers: spawned, or forked from the template (kZygote). Used
+  // by the I/O thread alone, but for Describe().
+  WorkerLauncher launcher_;
 
   std::thread io_thread_;
   std::atomic<std::thread::id> io_thread_id_{};  // set by the I/O thread

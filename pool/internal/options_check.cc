@@ -129,6 +129,21 @@ absl::Status ValidatePoolOptions(const PoolOptions& o) {
         "sandbox_network_namespace is set; they apply "
         "only with sandbox = true");
   }
+  if (o.start_method != StartMethod::kSpawn && o.start_method != StartMethod::kZygote) {
+    return OutOfRange("PoolOptions::start_method", static_cast<int>(o.start_method),
+                      "StartMethod::kSpawn or StartMethod::kZygote");
+  }
+  if (o.preload.task.empty() && (o.preload.fingerprint != 0 || !o.preload.args.empty())) {
+    return absl::InvalidArgumentError(
+        "PoolOptions::preload has a signature fingerprint or arguments "
+        "but no task name; make it with Initializer::Of(task_ref, args...)");
+  }
+  if (o.backend == PoolBackend::kMpi &&
+      (o.start_method != StartMethod::kSpawn || !o.preload.task.empty())) {
+    return absl::InvalidArgumentError(
+        "PoolOptions::start_method kZygote or a preload with PoolBackend::kMpi; "
+        "MPI agents spawn their workers and run no preload (use PoolBackend::kLocal)");
+  }
   if (o.sandbox && o.backend == PoolBackend::kMpi) {
     return absl::InvalidArgumentError(
         "PoolOptions::sandbox is true with PoolBackend::kMpi; the MPI backend "

@@ -38,9 +38,19 @@ bool HexDecode(absl::string_view hex, std::string* out) {
 }  // namespace
 
 std::vector<std::string> WorkerCommand::ToArgv(const std::string& program) const {
-  std::vector<std::string> argv = {
-      program, absl::StrCat("--fd=", fd), absl::StrCat("--status-fd=", status_fd),
-      absl::StrCat("--parent=", parent), absl::StrCat("--max-frame=", max_frame)};
+  std::vector<std::string> argv = {program, absl::StrCat("--fd=", fd),
+                                   absl::StrCat("--parent=", parent)};
+  if (zygote) {
+    argv.push_back("--zygote");
+  } else {
+    argv.push_back(absl::StrCat("--status-fd=", status_fd));
+    argv.push_back(absl::StrCat("--max-frame=", max_frame));
+  }
+  if (!preload_task.empty()) {
+    argv.push_back(absl::StrCat("--preload-task=", preload_task));
+    argv.push_back(absl::StrCat("--preload-fingerprint=", preload_fingerprint));
+    argv.push_back(absl::StrCat("--preload-args=", HexEncode(preload_args)));
+  }
   if (call_region_fd >= 0) {
     argv.push_back(absl::StrCat("--call-region-fd=", call_region_fd));
     argv.push_back(absl::StrCat("--result-region-fd=", result_region_fd));
@@ -87,6 +97,7 @@ absl::StatusOr<WorkerCommand> WorkerCommand::Parse(int argc, const char* const* 
         value("--max-frame=", &c.max_frame) || value("--max-tasks=", &c.max_tasks) ||
         value("--max-rss=", &c.max_rss) ||
         value("--init-fingerprint=", &c.init_fingerprint) ||
+        value("--preload-fingerprint=", &c.preload_fingerprint) ||
         value("--call-region-fd=", &c.call_region_fd) ||
         value("--result-region-fd=", &c.result_region_fd) ||
         value("--shm-min=", &c.shm_min) ||
@@ -102,6 +113,14 @@ absl::StatusOr<WorkerCommand> WorkerCommand::Parse(int argc, const char* const* 
     }
     if (absl::StartsWith(a, "--init-task=")) {
       c.init_task = std::string(a.substr(12));
+      continue;
+    }
+    if (absl::StartsWith(a, "--preload-task=")) {
+      c.preload_task = std::string(a.substr(15));
+      continue;
+    }
+    if (a == "--zygote") {
+      c.zygote = true;
       continue;
     }
     if (a == "--sandbox") {
@@ -130,13 +149,19 @@ absl::StatusOr<WorkerCommand> WorkerCommand::Parse(int argc, const char* const* 
       }
       continue;
     }
+    if (absl::StartsWith(a, "--preload-args=")) {
+      if (!HexDecode(a.substr(15), &c.preload_args)) {
+        return absl::InvalidArgumentError("--preload-args is not hex");
+      }
+      continue;
+    }
     if (absl::StartsWith(a, "--")) {
       return absl::InvalidArgumentError(absl::StrCat("unknown or malformed argument ", a));
     }
     c.plugins.emplace_back(a);
   }
   if (c.fd < 0) return absl::InvalidArgumentError("--fd is missing");
-  if (c.status_fd < 0) return absl::InvalidArgumentError("--status-fd is missing");
+  if (c.status_fd < 0 && !c.zygote) return absl::InvalidArgumentError("--status-fd is missing");
   if (c.parent <= 0) return absl::InvalidArgumentError("--parent is missing");
   if (!c.sandbox && (c.sandbox_stop_on_denied || !c.sandbox_read.empty() ||
                      !c.sandbox_write.empty() || c.sandbox_max_file_bytes > 0 ||

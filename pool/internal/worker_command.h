@@ -5,11 +5,19 @@
 //   procpool_worker --fd=3 --status-fd=4 --parent=PID --max-frame=BYTES
 //                   [--call-region-fd=5 --result-region-fd=6 --shm-min=BYTES]
 //                   [--max-tasks=N] [--max-rss=BYTES]
+//                   [--preload-task=NAME --preload-fingerprint=FP --preload-args=HEX]
 //                   [--init-task=NAME --init-fingerprint=FP --init-args=HEX]
 //                   [--sandbox [--sandbox-netns] [--sandbox-stop-on-denied] [--sandbox-read=PATH]...
 //                    [--sandbox-write=PATH]... [--sandbox-max-file-bytes=N]
 //                    [--sandbox-max-processes=N]]
 //                   [--limit-data=BYTES] [--limit-cpu-ms=N] [--limit-files=N]
+//                   [plugin.so ...]
+//
+// or, for the template process of PoolOptions::start_method kZygote
+// (zygote.h), which forks workers on request instead of serving tasks:
+//
+//   procpool_worker --zygote --fd=3 --parent=PID
+//                   [--preload-task=NAME --preload-fingerprint=FP --preload-args=HEX]
 //                   [plugin.so ...]
 //
 // A plain value; thread-compatible.
@@ -41,6 +49,13 @@ struct WorkerCommand {
   uint64_t max_tasks = 0;   // retire after this many tasks (0: never)
   uint64_t max_rss = 0;     // retire over this resident size (0: never)
   size_t shm_min = 0;       // results from this size go to the region
+  // The template of kZygote: `fd` is its request socket (zygote.h).
+  bool zygote = false;
+  // The preload: a task run once after loading the plugins, in the
+  // template (kZygote) or in each worker (kSpawn); empty: none.
+  std::string preload_task;
+  uint64_t preload_fingerprint = 0;
+  std::string preload_args;  // the archive of its arguments (raw bytes)
   // The initializer: a task run once before the hello (empty: none).
   std::string init_task;
   uint64_t init_fingerprint = 0;

@@ -62,7 +62,7 @@ WorkerConnection::~WorkerConnection() {
 }
 
 absl::StatusOr<std::unique_ptr<WorkerConnection>> WorkerConnection::Spawn(
-    const PoolOptions& options, uint64_t id, size_t slot) {
+    const PoolOptions& options, uint64_t id, size_t slot, LaunchFn launch) {
   PROCPOOL_ASSIGN_OR_RETURN(auto pair, MakeSocketPair());
   // Large payloads cross in fewer, bigger steps (each a wake-up of the
   // other side): ask for 4 MiB send buffers (the kernel caps this at
@@ -89,6 +89,9 @@ absl::StatusOr<std::unique_ptr<WorkerConnection>> WorkerConnection::Spawn(
   command.max_frame = options.max_frame_bytes;
   command.max_tasks = options.max_tasks_per_child;
   command.max_rss = options.max_worker_rss_bytes;
+  command.preload_task = options.preload.task;
+  command.preload_fingerprint = options.preload.fingerprint;
+  command.preload_args = options.preload.args;
   command.init_task = options.initializer.task;
   command.init_fingerprint = options.initializer.fingerprint;
   command.init_args = options.initializer.args;
@@ -121,10 +124,8 @@ absl::StatusOr<std::unique_ptr<WorkerConnection>> WorkerConnection::Spawn(
     fds.push_back({call_region_fd.get(), command.call_region_fd});
     fds.push_back({result_region_fd.get(), command.result_region_fd});
   }
-  PROCPOOL_ASSIGN_OR_RETURN(
-      ChildProcess proc,
-      ChildProcess::Spawn(options.worker_path, command.ToArgv(options.worker_path), fds,
-                          /*new_process_group=*/true));
+  PROCPOOL_ASSIGN_OR_RETURN(ChildProcess proc,
+                            launch(command.ToArgv(options.worker_path), fds));
   UniqueFd sock = std::move(pair.first);
   PROCPOOL_RETURN_IF_ERROR(SetNonBlocking(sock.get(), true));
   PROCPOOL_RETURN_IF_ERROR(SetNonBlocking(err_read.get(), true));

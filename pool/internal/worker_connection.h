@@ -3,7 +3,8 @@
 // socket and its buffers, the stderr pipe, the status page with its claim
 // table, and the payload regions.
 //
-// Spawn() starts procpool_worker (posix_spawn, its own process group; fd 3
+// Spawn() starts procpool_worker (spawned or forked from the template, its
+// own process group; fd 3
 // the socket, 4 the status memory, 5 and 6 the payload regions, 1 and 2
 // the stderr pipe unless the caller keeps stdout) and returns the
 // connection. The rest are the driver's mechanics: stderr lines, writing
@@ -24,6 +25,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -42,10 +44,15 @@ class CallsFrameBuilder;
 
 class WorkerConnection {
  public:
+  // Starts a worker process: `argv` (argv[0] the worker executable) with
+  // `fds` mapped, in a process group of its own (WorkerLauncher::Launch).
+  using LaunchFn = absl::FunctionRef<absl::StatusOr<ChildProcess>(
+      const std::vector<std::string>& argv, const std::vector<ChildProcess::FdMapping>& fds)>;
+
   // Starts a worker for `slot` as `options` (already validated, paths
-  // absolute) say.
+  // absolute) say, through `launch`.
   static absl::StatusOr<std::unique_ptr<WorkerConnection>> Spawn(
-      const PoolOptions& options, uint64_t id, size_t slot);
+      const PoolOptions& options, uint64_t id, size_t slot, LaunchFn launch);
 
   ~WorkerConnection();
   WorkerConnection(const WorkerConnection&) = delete;

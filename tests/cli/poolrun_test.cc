@@ -570,7 +570,9 @@ TEST(PoolrunTest, LinesOfNumbersWithTaskErrorsAndUnparsableRecords) {
 
 // ---- Injected crashes (faults plugin) ----
 
-TEST(PoolrunTest, RecordsWhoseWorkerCrashesAreDeadLetteredAndTheRunGoesOn) {
+// Runs crash_first_time over 12 records, every third of which crashes its
+// worker, with `extra` flags: the others succeed, those are dead letters.
+void ExpectCrashingRecordsDeadLettered(const std::vector<std::string>& extra) {
   // crash_first_time segfaults its worker unless its file exists: records
   // naming an existing file succeed, the others crash.
   std::string input;
@@ -588,8 +590,11 @@ TEST(PoolrunTest, RecordsWhoseWorkerCrashesAreDeadLetteredAndTheRunGoesOn) {
   WriteFile(in, input);
   const std::string out = TempPath("out.txt");
   // The task creates its files: the sandboxed workers may write there.
-  Outcome o = RunPoolrun({"--plugin", FaultsPlugin(), "--task", "crash_first_time", "--input", in,
-                   "--output", out, "--workers", "2", "--sandbox-write-path", TestTmpDir()});
+  std::vector<std::string> args = {"--plugin", FaultsPlugin(), "--task", "crash_first_time",
+                                   "--input", in, "--output", out, "--workers", "2",
+                                   "--sandbox-write-path", TestTmpDir()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  Outcome o = RunPoolrun(args);
   EXPECT_EQ(o.exit_code, 1) << o.err;
   EXPECT_EQ(Lines(ReadFile(out)).size(), 8u);
   std::set<int> dead_lines;
@@ -599,6 +604,21 @@ TEST(PoolrunTest, RecordsWhoseWorkerCrashesAreDeadLetteredAndTheRunGoesOn) {
     EXPECT_TRUE(absl::StrContains(d["error"].get<std::string>(), "signal")) << d;
   }
   EXPECT_EQ(dead_lines, crashing_lines);
+}
+
+TEST(PoolrunTest, RecordsWhoseWorkerCrashesAreDeadLetteredAndTheRunGoesOn) {
+  ExpectCrashingRecordsDeadLettered({});
+}
+
+TEST(PoolrunTest, WorkersForkedFromATemplateDoTheSame) {
+  ExpectCrashingRecordsDeadLettered({"--start-method", "zygote"});
+}
+
+TEST(PoolrunTest, AnUnknownStartMethodIsAUsageError) {
+  Outcome o = RunPoolrun({"--plugin", FaultsPlugin(), "--task", "crash_first_time",
+                          "--start-method", "vfork"});
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(o.err, "--start-method")) << o.err;
 }
 
 TEST(PoolrunTest, RetriesPassThroughToThePool) {

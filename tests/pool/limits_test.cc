@@ -212,6 +212,25 @@ TEST_P(LimitsTest, ALimitNeverBreaksThePoolEvenWithKBreakPool) {
   EXPECT_THAT(s.message(), Not(HasSubstr("BrokenPool")));
 }
 
+// Workers forked from the template (StartMethod::kZygote) get the same
+// limits: their memory cgroup is made once the fork's pid is known, and
+// they set their own limits after the fork.
+TEST_P(LimitsTest, LimitsHoldInWorkersForkedFromTheTemplate) {
+  PoolOptions o = Options();
+  o.start_method = StartMethod::kZygote;
+  o.limits.memory_bytes = kMemoryLimit;
+  o.limits.cpu_per_task = absl::Milliseconds(300);
+  o.limits.open_files = 64;
+  ProcessPool pool = MustCreate(o);
+  EXPECT_THAT(pool.Stats().start_method, HasSubstr("zygote"));
+  for (absl::Status s : {CrossAndCheckThePoolGoesOn(pool, probe::kAllocateForever, 1),
+                         CrossAndCheckThePoolGoesOn(pool, probe::kSpinForever, 1),
+                         CrossAndCheckThePoolGoesOn(pool, probe::kOpenFilesForever, true)}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    EXPECT_THAT(s.message(), HasSubstr("crossed its "));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(SandboxOffAndOn, LimitsTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) {
                            return p.param ? "Sandboxed" : "Plain";

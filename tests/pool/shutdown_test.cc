@@ -183,7 +183,9 @@ TEST_F(ShutdownTest, TerminatingAPoolCancelsItsQueuedTasks) {
   TerminatePool();
   for (auto& f : futures) {
     absl::Status s = StatusWithin(f);
-    if (!s.ok()) EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+    if (!s.ok()) {
+      EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+    }
   }
   for (int i = 0; i < 8; ++i) {
     EXPECT_EQ(futures[i].status().code(), absl::StatusCode::kCancelled);
@@ -200,7 +202,9 @@ TEST_F(ShutdownTest, TerminatingAPoolAfterShutdownWithoutWaitIsPrompt) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   for (auto& f : futures) {
     absl::Status s = StatusWithin(f);
-    if (!s.ok()) EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+    if (!s.ok()) {
+      EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+    }
   }
 }
 

@@ -75,14 +75,17 @@ TEST_F(Issue14Test, AReplacementThatHangsWhileStartingIsTimedOut) {
   const std::string hang = TempPath("hang_on_start");
   PoolOptions options = TestPoolOptions(1);
   options.initializer = Initializer::Of(probe::kHangIfExists, hang);
-  options.start_timeout = absl::Milliseconds(300);
+  // Long enough for the first start to succeed under TSan on a loaded
+  // machine; the replacements then hang five times in a row (each cut at
+  // start_timeout, with backoff between), so the wait covers all of them.
+  options.start_timeout = absl::Seconds(2);
   StartPool(options);
   std::vector<int> pids = pool().WorkerPids();
   ASSERT_EQ(pids.size(), 1u);
   { std::ofstream touch(hang); }
   ASSERT_EQ(::kill(pids[0], SIGKILL), 0);
   Future<int> f = pool().Submit(Task(math::kAdd), 1, 2);
-  absl::Status s = StatusWithin(f);
+  absl::Status s = StatusWithin(f, absl::Seconds(60));
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
 }
 

@@ -138,4 +138,28 @@ int HangIfExists(const std::string& path) {
   while (true) ::pause();
 }
 
+namespace {
+int remembered = 0;
+}  // namespace
+
+int Remember(const std::string& path, int value) {
+  remembered = value;
+  const std::string line = std::to_string(::getpid()) + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot open " + path);
+  const ssize_t n = ::write(fd, line.data(), line.size());
+  ::close(fd);
+  if (n != static_cast<ssize_t>(line.size())) throw std::runtime_error("short write");
+  return 1;
+}
+
+int Remembered(int x) { return remembered + x; }
+
+int StartThread(int x) {
+  std::thread([] {
+    while (true) std::this_thread::sleep_for(std::chrono::hours(1));
+  }).detach();
+  return x;
+}
+
 }  // namespace procpool::probe

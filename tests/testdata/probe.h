@@ -64,6 +64,20 @@ inline constexpr TaskRef<int(int)> kAllocateMib{"allocate_mib"};
 inline constexpr TaskRef<int(int)> kSpinForever{"spin_forever"};
 inline constexpr TaskRef<int(bool)> kOpenFilesForever{"open_files_forever"};
 
+// Keeps `value` in this process's memory and appends the process's pid and
+// a newline to the file `path`; returns 1. As a preload, it shows where
+// the preload ran and what the workers inherited from it.
+int Remember(const std::string& path, int value);
+
+// The value the last Remember in this process kept (0: none), plus x.
+int Remembered(int x);
+
+// Starts a thread that sleeps for good; returns x.
+int StartThread(int x);
+
+inline constexpr TaskRef<int(std::string, int)> kRemember{"remember"};
+inline constexpr TaskRef<int(int)> kRemembered{"remembered"};
+inline constexpr TaskRef<int(int)> kStartThread{"start_thread"};
 inline constexpr TaskRef<int(int, int, int)> kAdd3{"add3"};
 inline constexpr TaskRef<int(int)> kCloseFdsAndReturn{"close_fds_and_return"};
 inline constexpr TaskRef<int(std::string, int)> kForkSleeperThenCrash{

@@ -17,6 +17,9 @@ PROCPOOL_TASK("print_to_stdout", PrintToStdout);
 PROCPOOL_TASK("stop_self", StopSelf);
 PROCPOOL_TASK("touch", Touch);
 PROCPOOL_TASK("hang_if_exists", HangIfExists);
+PROCPOOL_TASK("remember", Remember);
+PROCPOOL_TASK("remembered", Remembered);
+PROCPOOL_TASK("start_thread", StartThread);
 
 }  // namespace procpool::probe
 

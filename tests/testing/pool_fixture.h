@@ -108,7 +108,13 @@ class PoolTest : public ::testing::Test {
   // `options`; fails the test (fatal) if it cannot be created.
   void StartPool(PoolOptions options);
 
-  ProcessPool& pool() { return *pool_; }
+  // The pool StartPool made. Throws (which gtest reports as this test's
+  // failure) when there is none, e.g. after StartPool failed: a test that
+  // goes on after a failed start then stops instead of using a dead pool.
+  ProcessPool& pool() {
+    if (!pool_.has_value()) throw std::logic_error("the test's pool did not start");
+    return *pool_;
+  }
   // Destroys the pool now, draining it (its futures stay valid).
   void DestroyPool() { pool_.reset(); }
   // Terminates and destroys the pool now.

@@ -67,7 +67,9 @@ TEST_P(TextPluginTest, EveryTaskRunsInAWorker) {
   ASSERT_TRUE(clean.ok()) << clean.status();
   EXPECT_EQ((*clean)[7], "T7 caf\u00e9 \u263a call +1 650 253 0000");
   for (const WorkerStats& w : pool->Stats().workers) EXPECT_EQ(w.restarts, 0);
-  if (GetParam()) EXPECT_NE(pool->Stats().sandbox, "off");
+  if (GetParam()) {
+    EXPECT_NE(pool->Stats().sandbox, "off");
+  }
 }
 
 // The sample data set's pages (every kind of noise the generator makes)

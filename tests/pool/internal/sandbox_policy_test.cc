@@ -170,5 +170,29 @@ TEST(WorkerCommandTest, SandboxFlagsRoundTrip) {
   EXPECT_EQ(WorkerCommand::Parse(5, orphan).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(WorkerCommandTest, TemplateAndPreloadRoundTrip) {
+  WorkerCommand c;
+  c.zygote = true;
+  c.parent = 42;
+  c.plugins = {"/p/libx.so"};
+  c.preload_task = "load_tables";
+  c.preload_fingerprint = 77;
+  c.preload_args = std::string("\0\xff args", 7);
+  const std::vector<std::string> argv = c.ToArgv("procpool_worker");
+  std::vector<const char*> cargv;
+  for (const std::string& a : argv) cargv.push_back(a.c_str());
+  absl::StatusOr<WorkerCommand> parsed = WorkerCommand::Parse(cargv.size(), cargv.data());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();  // no --status-fd needed
+  EXPECT_TRUE(parsed->zygote);
+  EXPECT_EQ(parsed->preload_task, "load_tables");
+  EXPECT_EQ(parsed->preload_fingerprint, 77u);
+  EXPECT_EQ(parsed->preload_args, c.preload_args);
+  EXPECT_EQ(parsed->plugins, c.plugins);
+
+  const char* worker_without_status[] = {"w", "--fd=3", "--parent=1"};
+  EXPECT_EQ(WorkerCommand::Parse(3, worker_without_status).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace procpool::internal
