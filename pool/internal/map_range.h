@@ -148,7 +148,11 @@ class MapRange : public std::ranges::view_base {
   MapRange(MapRange&&) = default;
   MapRange& operator=(MapRange&&) = default;
 
-  ~MapRange() { CancelOutstanding(); }
+  ~MapRange() {
+    CancelOutstanding();
+    // Slots taken for items not read, if reading them threw out of Fill().
+    if (admission_ != nullptr && reserved_ > 0) admission_->Release(reserved_);
+  }
 
   class iterator {
    public:
