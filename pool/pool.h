@@ -150,10 +150,11 @@ class ProcessPool {
   // ---- One task (concurrent.futures: submit) ----
 
   // Queues one call of `task` with `args` (converted to the task's argument
-  // types and serialized here, on the calling thread). Never blocks on
-  // workers and never throws for pool reasons: a task submitted after
-  // Shutdown() resolves with kFailedPrecondition, and one whose `options`
-  // are out of range with kInvalidArgument (it is not queued).
+  // types and serialized here, on the calling thread). Never throws for
+  // pool reasons: a task submitted after Shutdown() resolves with
+  // kFailedPrecondition, and one whose `options` are out of range with
+  // kInvalidArgument (it is not queued). Without PoolOptions::max_pending
+  // it never blocks on workers.
   //
   // Backpressure: with PoolOptions::max_pending set and reached, Submit
   // blocks until a slot frees (a pending task resolves), at most
