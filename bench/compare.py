@@ -43,11 +43,14 @@ BINARIES = {
     "payload_bench": ["--benchmark_min_time=0.2"],  # at most 3 repetitions: see REPS_CAP
     "scaling_bench": ["--benchmark_min_time=0.01"],
     "crash_recovery_bench": [],
+    # Backpressure (issue 16, part 3): one 30 s run under max_pending and a
+    # 0.5 s unbounded one (a single repetition: see REPS_CAP).
+    "backpressure_bench": [],
 }
 
 # Binaries whose repetitions are capped: an identity call of 64 MiB takes
 # seconds while procpool copies payloads through fresh memory.
-REPS_CAP = {"payload_bench": 3}
+REPS_CAP = {"payload_bench": 3, "backpressure_bench": 1}
 
 SPIN_MICROS = [1, 10, 100, 1000, 10000]
 PAYLOADS = [("8b", 8), ("1kib", 1 << 10), ("64kib", 64 << 10), ("1mib", 1 << 20),
@@ -424,6 +427,36 @@ def build_rows(b, py):
                                  lambda r: med(r.procpool) <= 1.2 * med(
                                      b.samples(crash_of % (1, 0), "to_serving_ms")))
                                 if method == "zygote" else None)))
+    rows.extend(backpressure_rows(b))
+    return rows
+
+
+def backpressure_rows(b):
+    """Issue 16, part 3: 8 producers submitting as fast as they can into 2
+    workers of 1 ms tasks (1% segfaulting), PoolOptions::max_pending = 64,
+    30 s (bench/backpressure_bench.cc). Latency is from the call to Submit
+    (its wait for a slot included) until the result."""
+    run = "BM_BackpressureLoad/iterations:1/manual_time"
+    free = "BM_UnboundedLoad/iterations:1/manual_time"
+    load = "8 producers -> 2 workers of 1 ms tasks, 1% crashing, max_pending 64, 30 s"
+    rows = []
+    for q in ("p50", "p99", "p999"):
+        rows.append(Row("backpressure_%s_us" % q, "us", False, b.samples(run, q + "_us"),
+                        notes=load + ": submit-to-result latency, wait for a slot included"))
+    rows.append(Row("backpressure_rss_growth_mib", "MiB", False,
+                    b.samples(run, "rss_growth_mib"),
+                    notes=load + ": caller's RSS, highest sample minus the one after 1 s "
+                                 "(every task resolved exactly once)",
+                    target=("≤ 16 MiB (flat)", lambda r: med(r.procpool) <= 16)))
+    rows.append(Row("backpressure_unbounded_rss_growth_mib", "MiB", False,
+                    b.samples(free, "rss_growth_mib"),
+                    notes="the same producers with max_pending = 0, for 0.5 s (at most 2^20 tasks)"))
+    rows.append(Row("backpressure_producers_vs_workers_x", "x", True,
+                    [u / max(1e-9, c) for u, c in zip(b.samples(free, "submitted_per_s"),
+                                                      b.samples(run, "submitted_per_s"))],
+                    notes="how many times faster the producers submit unbounded than "
+                          "the workers drain (the issue asks for >= 10)",
+                    target=(">= 10", lambda r: med(r.procpool) >= 10)))
     return rows
 
 

@@ -312,6 +312,19 @@ struct PoolOptions {
   // bind or connect, and a namespace per worker costs each worker start
   // (0.5-6 ms measured here, and the first one after boot took 70 s).
   bool sandbox_network_namespace = false;
+
+  // ---- Backpressure ----
+  // The most work the pool holds at once (>= 0; 0: no bound): tasks
+  // submitted and not yet resolved, queued or running, counting each item
+  // of a map's chunks. While it is reached, Submit (and Apply, ApplyAsync)
+  // waits up to SubmitOptions::wait for a slot, TrySubmit refuses at once,
+  // and a map reads ahead only as far as the free slots let it (it never
+  // fails an item because of the bound). A slot frees when its future
+  // resolves, whatever the outcome (value, error, crash, cancellation,
+  // shutdown), whether or not anybody reads it. Shutdown and Terminate wake
+  // every waiting Submit, whose future then resolves with the pool's reason
+  // (kFailedPrecondition). With PoolBackend::kMpi the bound holds on rank 0.
+  int64_t max_pending = 0;
 };
 
 // Per-call policy for Submit / Apply / ApplyAsync. Out of range, the
@@ -328,6 +341,14 @@ struct SubmitOptions {
   // task" with every crash's reason. -1: PoolOptions::retries; below -1 is
   // out of range.
   int retries = -1;
+  // With PoolOptions::max_pending reached: how long Submit waits for a
+  // slot (>= 0) before its future resolves with kResourceExhausted naming
+  // PoolOptions::max_pending and its value, the task not queued. Infinite
+  // (the default): wait until a slot frees or the pool stops, as a bounded
+  // queue's put() does. 0: do not wait. Ignored without a bound, and by a
+  // Submit from a done-callback run by the pool, which never waits (it
+  // would hold up the thread that frees slots).
+  absl::Duration wait = absl::InfiniteDuration();
 };
 
 // Options of the lazy and eager maps (Map, TryMap, MapUnordered, Istarmap,

@@ -3,6 +3,8 @@
 #include <atomic>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "pool/internal/backend.h"
 #include "pool/internal/local_driver.h"
 #include "pool/internal/options_check.h"
@@ -93,20 +95,43 @@ absl::StatusOr<uint32_t> ProcessPool::FindTask(std::string_view name,
 
 size_t ProcessPool::NextSubmissionIndex() { return core_->NextSubmissionIndex(); }
 
-void ProcessPool::Enqueue(std::shared_ptr<internal::TaskState> state,
-                          const SubmitOptions& options, uint64_t task_pool,
-                          const std::string& task_name) {
+absl::Status ProcessPool::Enqueue(std::shared_ptr<internal::TaskState> state,
+                                  const SubmitOptions& options, uint64_t task_pool,
+                                  const std::string& task_name, bool wait) {
   if (task_pool != id_) {
     state->Complete(ForeignHandle(task_name));
-    return;
+    return absl::OkStatus();
   }
   if (absl::Status s = internal::ValidateSubmitOptions(options); !s.ok()) {
     state->Complete(std::move(s));
-    return;
+    return absl::OkStatus();
   }
   state->mutable_policy() =
       PolicyFor(core_->DefaultPolicy(), options.timeout, options.retries);
+  if (std::shared_ptr<internal::Admission> admission = core_->admission()) {
+    const bool waits = wait && !core_->MustNotWait();
+    const absl::Time deadline =
+        !waits ? absl::InfinitePast()
+        : options.wait == absl::InfiniteDuration()
+            ? absl::InfiniteFuture()
+            : absl::Now() + options.wait;
+    if (admission->Acquire(1, deadline) == 0) {
+      absl::Status full = absl::ResourceExhaustedError(absl::StrCat(
+          "the pool is full: PoolOptions::max_pending is ", admission->limit(),
+          " (tasks and map items queued or running), and ",
+          !waits ? "this submission does not wait for a slot"
+                 : absl::StrCat("no slot freed within SubmitOptions::wait (",
+                                absl::FormatDuration(options.wait), ")"),
+          "; task '", task_name, "' was not queued"));
+      if (!wait) return full;
+      state->Complete(std::move(full));
+      return absl::OkStatus();
+    }
+    // The slot is given back when the task resolves, however it does.
+    state->OnDone([admission] { admission->Release(1); });
+  }
   core_->Enqueue(std::move(state));
+  return absl::OkStatus();
 }
 
 internal::MapContext ProcessPool::NewMapContext(

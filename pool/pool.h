@@ -150,10 +150,21 @@ class ProcessPool {
   // ---- One task (concurrent.futures: submit) ----
 
   // Queues one call of `task` with `args` (converted to the task's argument
-  // types and serialized here, on the calling thread). Never blocks on
-  // workers and never throws for pool reasons: a task submitted after
-  // Shutdown() resolves with kFailedPrecondition, and one whose `options`
-  // are out of range with kInvalidArgument (it is not queued).
+  // types and serialized here, on the calling thread). Never throws for
+  // pool reasons: a task submitted after Shutdown() resolves with
+  // kFailedPrecondition, and one whose `options` are out of range with
+  // kInvalidArgument (it is not queued). Without PoolOptions::max_pending
+  // it never blocks on workers.
+  //
+  // Backpressure: with PoolOptions::max_pending set and reached, Submit
+  // blocks until a slot frees (a pending task resolves), at most
+  // `options.wait` (default: without bound, like a bounded queue's put());
+  // then the future resolves with kResourceExhausted naming
+  // PoolOptions::max_pending and its value, and nothing is queued.
+  // Shutdown() or Terminate() ends the wait: the future resolves with
+  // kFailedPrecondition. A Submit from a done-callback the pool runs never
+  // waits (it would hold up the thread that frees slots): it resolves with
+  // kResourceExhausted at once when the pool is full.
   template <class R, class... Args, class... U>
   Future<std::decay_t<R>> Submit(const TaskHandle<R(Args...)>& task, U&&... args) {
     return Submit(SubmitOptions{}, task, std::forward<U>(args)...);
@@ -161,14 +172,34 @@ class ProcessPool {
   template <class R, class... Args, class... U>
   Future<std::decay_t<R>> Submit(const SubmitOptions& options,
                                  const TaskHandle<R(Args...)>& task, U&&... args) {
-    static_assert(sizeof...(U) == sizeof...(Args),
-                  "Submit: wrong number of arguments for this task");
-    auto state = std::make_shared<internal::TypedTaskState<std::decay_t<R>>>(
-        task.index_, NextSubmissionIndex());
-    internal::AppendArchive(
-        &state->args(),
-        internal::AsArg<std::decay_t<Args>>(std::forward<U>(args))...);
-    Enqueue(state, options, task.pool_, task.name());
+    auto state = NewCall(task, std::forward<U>(args)...);
+    // With `wait`, every outcome is in the future.
+    Enqueue(state, options, task.pool_, task.name(), /*wait=*/true).IgnoreError();
+    return Future<std::decay_t<R>>(std::move(state));
+  }
+
+  // Submit that never waits for a slot (PoolOptions::max_pending): when
+  // the pool is full, returns kResourceExhausted naming the bound at once,
+  // and nothing is queued (the arguments were converted and dropped; the
+  // caller keeps its own). Otherwise returns the task's Future, the
+  // caller's to keep or drop, which resolves as Submit's does (including
+  // kInvalidArgument for out-of-range `options` and kFailedPrecondition
+  // after Shutdown). Never blocks on workers. Without a bound it is Submit.
+  template <class R, class... Args, class... U>
+  absl::StatusOr<Future<std::decay_t<R>>> TrySubmit(
+      const TaskHandle<R(Args...)>& task, U&&... args) {
+    return TrySubmit(SubmitOptions{}, task, std::forward<U>(args)...);
+  }
+  template <class R, class... Args, class... U>
+  absl::StatusOr<Future<std::decay_t<R>>> TrySubmit(
+      const SubmitOptions& options, const TaskHandle<R(Args...)>& task,
+      U&&... args) {
+    auto state = NewCall(task, std::forward<U>(args)...);
+    if (absl::Status full =
+            Enqueue(state, options, task.pool_, task.name(), /*wait=*/false);
+        !full.ok()) {
+      return full;
+    }
     return Future<std::decay_t<R>>(std::move(state));
   }
 
@@ -389,12 +420,29 @@ class ProcessPool {
   absl::StatusOr<uint32_t> FindTask(std::string_view name, uint64_t fingerprint,
                                     std::string_view readable) const;
   size_t NextSubmissionIndex();
-  // Sets `state`'s policy from `options` and queues it; or resolves it with
-  // kInvalidArgument when `options` are out of range or the task's handle
-  // (made by pool `task_pool`) belongs to another pool.
-  void Enqueue(std::shared_ptr<internal::TaskState> state,
-               const SubmitOptions& options, uint64_t task_pool,
-               const std::string& task_name);
+  // A call of `task` with `args` encoded, not yet queued.
+  template <class R, class... Args, class... U>
+  std::shared_ptr<internal::TypedTaskState<std::decay_t<R>>> NewCall(
+      const TaskHandle<R(Args...)>& task, U&&... args) {
+    static_assert(sizeof...(U) == sizeof...(Args),
+                  "Submit: wrong number of arguments for this task");
+    auto state = std::make_shared<internal::TypedTaskState<std::decay_t<R>>>(
+        task.index_, NextSubmissionIndex());
+    internal::AppendArchive(
+        &state->args(),
+        internal::AsArg<std::decay_t<Args>>(std::forward<U>(args))...);
+    return state;
+  }
+  // Sets `state`'s policy from `options`, takes a slot of
+  // PoolOptions::max_pending (waiting up to options.wait if `wait`) and
+  // queues it; or resolves it with kInvalidArgument when `options` are out
+  // of range or the task's handle (made by pool `task_pool`) belongs to
+  // another pool. When no slot came: with `wait`, resolves it with
+  // kResourceExhausted; without, returns that status and leaves it
+  // unresolved. OK otherwise.
+  absl::Status Enqueue(std::shared_ptr<internal::TaskState> state,
+                       const SubmitOptions& options, uint64_t task_pool,
+                       const std::string& task_name, bool wait);
   // The pool side of a map of the task `task` (the handle's index_, pool_
   // and name()); one that yields only an error if the map cannot run.
   internal::MapContext NewMapContext(uint32_t task, uint64_t task_pool,

@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "pool/internal/admission.h"
 #include "pool/internal/task_state.h"
 #include "pool/options.h"
 #include "pool/stats.h"
@@ -87,6 +88,14 @@ class Backend {
   virtual size_t SuggestedWindow() const = 0;
   virtual size_t SuggestedChunkSize() const = 0;
   virtual size_t max_chunk_bytes() const = 0;
+
+  // Backpressure: the bound of PoolOptions::max_pending that Submit and
+  // the maps take slots from (admission.h); null when there is none.
+  virtual std::shared_ptr<Admission> admission() const { return nullptr; }
+  // True on a thread where waiting for a slot could hold up the threads
+  // that free slots: one running the done-callbacks of tasks the pool
+  // resolves. Submit never waits there.
+  virtual bool MustNotWait() const { return false; }
 };
 
 // The lookup both backends do in FindTask(), over a task table and its

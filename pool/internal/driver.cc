@@ -17,10 +17,23 @@ size_t BatchFor(uint64_t avg_ns) {
   return std::clamp<size_t>(kTargetBatchNs / avg_ns, 1, kMaxBatch);
 }
 
+// Set while this thread completes tasks in Execute (and so runs their
+// done-callbacks): a Submit there must not wait for a slot.
+thread_local int t_resolving = 0;
+
+std::shared_ptr<Admission> AdmissionFor(const PoolOptions& o) {
+  if (o.max_pending <= 0) return nullptr;
+  return std::make_shared<Admission>(static_cast<size_t>(o.max_pending));
+}
+
 }  // namespace
 
 Driver::Driver(PoolOptions options, SchedulerConfig config)
-    : options_(std::move(options)), sched_(std::move(config)) {}
+    : options_(std::move(options)),
+      admission_(AdmissionFor(options_)),
+      sched_(std::move(config)) {}
+
+bool Driver::MustNotWait() const { return t_resolving > 0; }
 
 Driver::~Driver() {
   if (cancel_channel_) cancel_channel_->Detach();
@@ -81,6 +94,8 @@ bool Driver::Shutdown(bool wait, bool cancel_pending, absl::Duration timeout) {
     }
     shutdown_requested_ = true;
     cancel_pending_ = cancel_pending_ || cancel_pending;
+    // Wake submitters waiting for a slot: what they queue is refused now.
+    if (admission_) admission_->Close();
     if (timeout != absl::InfiniteDuration()) {
       shutdown_deadline_ = std::min(shutdown_deadline_, absl::Now() + timeout);
     }
@@ -102,6 +117,7 @@ void Driver::Terminate() {
     }
     terminate_requested_ = true;
     terminated_ = true;
+    if (admission_) admission_->Close();
   }
   Wake();
   absl::MutexLock l(&mu_);
@@ -209,12 +225,16 @@ void Driver::Publish() {
     // Broken (kBreakPool, or workers that cannot start): refuse at once.
     accepting_ = false;
     refuse_reason_ = sched_.refuse_reason();
+    if (admission_) admission_->Close();
   }
 }
 
 void Driver::IoThreadDone() {
-  absl::MutexLock l(&mu_);
-  io_done_ = true;
+  {
+    absl::MutexLock l(&mu_);
+    io_done_ = true;
+  }
+  if (admission_) admission_->Close();
 }
 
 void Driver::Execute() {
@@ -223,10 +243,12 @@ void Driver::Execute() {
     std::swap(a, actions_);
     WriteSends(a.sends);
     for (const Action& c : a.controls) Control(c);
+    ++t_resolving;
     for (ResolveAction& r : a.resolves) {
       r.task->Complete(std::move(r.status), std::move(r.bytes));
       r.task->ReleaseArgs();
     }
+    --t_resolving;
     // Keep the capacity for next time.
     a.sends.clear();
     a.controls.clear();

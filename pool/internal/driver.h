@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "pool/internal/admission.h"
 #include "pool/internal/backend.h"
 #include "pool/internal/scheduler.h"
 #include "pool/internal/task_state.h"
@@ -64,6 +65,8 @@ class Driver : public Backend {
   size_t SuggestedWindow() const override;
   size_t SuggestedChunkSize() const override;
   size_t max_chunk_bytes() const override;
+  std::shared_ptr<Admission> admission() const override { return admission_; }
+  bool MustNotWait() const override;
   // The average run time of a call (a chunk: of an item) as the workers
   // report it; 0 until one answered. Thread-safe.
   uint64_t avg_task_ns() const { return sched_.avg_task_ns(); }
@@ -114,6 +117,10 @@ class Driver : public Backend {
   virtual size_t Processes() const = 0;
 
   const PoolOptions options_;
+  // PoolOptions::max_pending's bound (null: none). Callers take slots
+  // before they queue (pool.cc, map_range.h); a task's done-callback gives
+  // its slot back. Closed when the pool stops accepting work.
+  const std::shared_ptr<Admission> admission_;
 
   // The I/O lock: held by the I/O thread whenever it works, and by a
   // caller on the local driver's fast path. Taken before mu_.

@@ -35,6 +35,10 @@ size_t MapContext::max_chunk_bytes() const {
   return backend_->max_chunk_bytes();
 }
 
+std::shared_ptr<Admission> MapContext::admission() const {
+  return backend_ == nullptr ? nullptr : backend_->admission();
+}
+
 void MapContext::EnqueueMany(
     std::vector<std::shared_ptr<TaskState>>& tasks) const {
   backend_->EnqueueMany(tasks);

@@ -36,6 +36,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "pool/future.h"
+#include "pool/internal/admission.h"
 #include "pool/internal/chunk_state.h"
 #include "pool/internal/progress.h"
 #include "pool/internal/task_state.h"
@@ -100,6 +101,8 @@ class MapContext {
   size_t SuggestedChunkSize() const;
   size_t max_chunk_bytes() const;
   void EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) const;
+  // Backend::admission: PoolOptions::max_pending's bound, or null.
+  std::shared_ptr<Admission> admission() const;
 
  private:
   Backend* backend_ = nullptr;
@@ -145,7 +148,11 @@ class MapRange : public std::ranges::view_base {
   MapRange(MapRange&&) = default;
   MapRange& operator=(MapRange&&) = default;
 
-  ~MapRange() { CancelOutstanding(); }
+  ~MapRange() {
+    CancelOutstanding();
+    // Slots taken for items not read, if reading them threw out of Fill().
+    if (admission_ != nullptr && reserved_ > 0) admission_->Release(reserved_);
+  }
 
   class iterator {
    public:
@@ -178,6 +185,7 @@ class MapRange : public std::ranges::view_base {
       inputs_done_ = true;  // nothing to read; Finish() reports the error
       return iterator(this);
     }
+    admission_ = context_.admission();
     try {
       std::apply([this](auto&... v) { its_.emplace(std::ranges::begin(v)...); },
                  views_);
@@ -305,13 +313,17 @@ class MapRange : public std::ranges::view_base {
   }
 
   // Reads inputs into chunks until `Window()` items are outstanding or
-  // inputs run out (or reading them throws).
-  void Fill() {
+  // inputs run out (or reading them throws). Without `may_wait`, it never
+  // waits for a slot of PoolOptions::max_pending.
+  void Fill(bool may_wait = true) {
     if (inputs_done_ || expired_) return;
     // Called for every item: the quick answer while no chunk fits yet.
     if (Outstanding() > refill_below_) return;
-    const size_t window = Window();
-    const size_t chunk_size = ChunkSize(window);
+    // Under PoolOptions::max_pending, neither the window nor a chunk is
+    // larger than the bound (a chunk takes a slot per item).
+    const size_t bound = admission_ ? admission_->limit() : SIZE_MAX;
+    const size_t window = std::min(Window(), bound);
+    const size_t chunk_size = std::min(ChunkSize(window), bound);
     refill_below_ = window > chunk_size ? window - chunk_size : 0;
     const size_t max_bytes = context_.max_chunk_bytes();
     std::vector<std::shared_ptr<TaskState>> batch;
@@ -327,9 +339,16 @@ class MapRange : public std::ranges::view_base {
       // An item that did not fit, for the next chunk (its archive may be
       // empty: an argument of an empty struct encodes to no bytes).
       std::optional<std::string> carry;
+      bool out_of_slots = false;
       while (chunk->size() < chunk_size && HasNext()) {
+        if (!Reserve(chunk_size - chunk->size(),
+                     !may_wait || Outstanding() > 0 || chunk->size() > 0)) {
+          out_of_slots = true;
+          break;
+        }
         std::optional<ArgsTuple> args = TryReadArgs();
         if (!args.has_value()) break;
+        if (admission_ != nullptr) --reserved_;
         std::apply([&](const auto&... a) { chunk->AddItem(a...); }, *args);
         if constexpr (Mode == MapMode::kUnordered) {
           unordered_.emplace(next_index_,
@@ -361,8 +380,28 @@ class MapRange : public std::ranges::view_base {
           chunk = nullptr;
         }
       }
+      if (out_of_slots) break;
     }
     if (!batch.empty()) context_.EnqueueMany(batch);
+    if (reserved_ > 0) admission_->Release(std::exchange(reserved_, 0));
+  }
+
+  // Takes slots of PoolOptions::max_pending for up to `want` more items
+  // (at least one) unless some are left from the last call. While the map
+  // `holding` items the consumer has not taken, it does not wait: those
+  // resolve (and free their slots) by themselves, and the consumer comes
+  // back here. Holding nothing, it waits up to the map's timeout, so it
+  // never waits on itself and never fails an item because of the bound.
+  // False when no slot came; then, if it waited, the map's timeout passed.
+  bool Reserve(size_t want, bool holding) {
+    if (admission_ == nullptr || reserved_ > 0) return true;
+    reserved_ = admission_->Acquire(want, holding ? absl::InfinitePast() : deadline_);
+    if (reserved_ > 0) return true;
+    if (!holding) {
+      waited_past_deadline_ = true;
+      Expire();
+    }
+    return false;
   }
 
   std::shared_ptr<Chunk> NewChunk(size_t first_index) {
@@ -378,6 +417,10 @@ class MapRange : public std::ranges::view_base {
             std::vector<std::shared_ptr<TaskState>>& batch) {
     const size_t n = chunk->size();
     Chunk* raw = chunk.get();  // the callbacks live in the chunk itself
+    if (admission_ != nullptr) {
+      // Its slots free when it resolves, consumed or not.
+      chunk->OnDone([a = admission_, n] { a->Release(n); });
+    }
     if (progress_ != nullptr) {
       chunk->OnDone([c = progress_->shared_counters(), raw, n] {
         c->done.fetch_add(n, std::memory_order_relaxed);
@@ -485,7 +528,9 @@ class MapRange : public std::ranges::view_base {
       result_ = ItemResult(*chunk, i);
       if (progress_ != nullptr) progress_->Consumed(!result_.ok());
     }
-    Fill();  // keep the workers busy while the caller looks at this item
+    // Keep the workers busy while the caller looks at this item (without
+    // waiting for a slot: the caller has its item now).
+    Fill(/*may_wait=*/false);
   }
 
   // The map's timeout passed: stop reading inputs and cancel what is queued.
@@ -511,6 +556,11 @@ class MapRange : public std::ranges::view_base {
       } else if (length_mismatch_) {
         s = absl::InvalidArgumentError(
             "Map(strict): the input ranges have different lengths");
+      } else if (waited_past_deadline_) {
+        s = absl::DeadlineExceededError(absl::StrCat(
+            "the map's timeout of ", absl::FormatDuration(options_.timeout),
+            " passed while it waited for a slot of PoolOptions::max_pending (",
+            admission_->limit(), ") to read input #", next_index_));
       }
     }
     if (!s.ok()) {
@@ -556,6 +606,12 @@ class MapRange : public std::ranges::view_base {
   size_t next_index_ = 0;
   // Fill() does nothing while more items than this are outstanding.
   size_t refill_below_ = SIZE_MAX;
+  // PoolOptions::max_pending's bound (null: none), slots taken by this
+  // Fill() for items not read yet, and whether the map's timeout passed
+  // while it waited for one.
+  std::shared_ptr<Admission> admission_;
+  size_t reserved_ = 0;
+  bool waited_past_deadline_ = false;
   // Map and TryMap: chunks in input order, and their items not yet consumed.
   std::deque<Slot> window_;
   size_t outstanding_ = 0;

@@ -149,6 +149,10 @@ absl::Status ValidatePoolOptions(const PoolOptions& o) {
         "PoolOptions::sandbox is true with PoolBackend::kMpi; the MPI backend "
         "does not sandbox its workers yet (use PoolBackend::kLocal)");
   }
+  if (o.max_pending < 0) {
+    return OutOfRange("PoolOptions::max_pending", o.max_pending,
+                      ">= 0 (0: no bound)");
+  }
   if (absl::Status s = ValidateWorkerLimits(o); !s.ok()) return s;
   return absl::OkStatus();
 }
@@ -222,6 +226,10 @@ absl::Status ValidateSubmitOptions(const SubmitOptions& o) {
   if (o.retries < -1) {
     return OutOfRange("SubmitOptions::retries", o.retries,
                       ">= -1 (-1: PoolOptions::retries)");
+  }
+  if (o.wait < absl::ZeroDuration()) {
+    return OutOfRange("SubmitOptions::wait", Show(o.wait),
+                      ">= 0 (0: do not wait; infinite: until a slot frees)");
   }
   return absl::OkStatus();
 }
