@@ -76,6 +76,12 @@ Pool:
   --window N           csv: records read ahead of the output (default:
                        automatic, about 16 MiB of records); jsonl and lines:
                        batches in flight (default: 3 per worker)
+  --memory-limit SIZE  most memory one worker may use, e.g. 512M or 2G (K, M,
+                       G are binary units; at least 16M). A record whose task
+                       goes over it is a dead letter (RESOURCE_EXHAUSTED, the
+                       error naming the limit and the peak) and its worker is
+                       replaced. A memory cgroup per worker where poolrun may
+                       make one (as root), else RLIMIT_DATA.
   --start-method M     how workers start: spawn (default; each worker loads
                        the plugins itself) or zygote (one template process
                        loads them once and forks each worker from it: a
@@ -130,6 +136,26 @@ namespace {
 
 absl::Status Bad(absl::string_view flag, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(flag, ": ", why, " (see poolrun --help)"));
+}
+
+// ---- --memory-limit (PoolOptions::limits.memory_bytes) ----
+// "1048576", "64K", "512M", "2G" (binary units); false when malformed or
+// out of range.
+bool ParseByteSize(absl::string_view text, uint64_t* bytes) {
+  uint64_t unit = 1;
+  if (!text.empty()) {
+    switch (text.back()) {
+      case 'K': case 'k': unit = uint64_t{1} << 10; break;
+      case 'M': case 'm': unit = uint64_t{1} << 20; break;
+      case 'G': case 'g': unit = uint64_t{1} << 30; break;
+      default: break;
+    }
+    if (unit != 1) text.remove_suffix(1);
+  }
+  uint64_t n = 0;
+  if (!absl::SimpleAtoi(text, &n) || n > (uint64_t{1} << 50) / unit) return false;
+  *bytes = n * unit;
+  return true;
 }
 
 }  // namespace
@@ -250,6 +276,12 @@ absl::StatusOr<PoolrunOptions> ParseFlags(const std::vector<std::string>& args) 
           return Bad(flag, absl::StrCat("'", *v, "' is not a positive duration such as 500ms, 10s, 2m"));
         }
         o.timeout = d;
+      } else if (flag == "--memory-limit") {
+        if (!ParseByteSize(*v, &o.memory_limit_bytes) ||
+            o.memory_limit_bytes < (uint64_t{16} << 20)) {
+          return Bad(flag, absl::StrCat("'", *v, "' is not a size of at least 16M, such as "
+                                                 "512M or 2G"));
+        }
       } else {
         return Bad(flag, "unknown option");
       }

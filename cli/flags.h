@@ -34,6 +34,7 @@ struct PoolrunOptions {
   bool unordered = false;            // --unordered
   std::string errors;                // --errors; empty: the default (see Usage)
   absl::Duration timeout = absl::InfiniteDuration();  // --timeout, per record
+  uint64_t memory_limit_bytes = 0;   // --memory-limit, per worker; 0: none
   int retries = 0;                   // --retries
   int chunksize = 0;                 // --chunksize; 0: automatic
   size_t window = 0;                 // --window; 0: automatic

@@ -215,6 +215,7 @@ int RunPoolrun(const std::vector<std::string>& args) {
   }
   if (o.zygote) po.start_method = StartMethod::kZygote;
   po.sandbox = o.sandbox;
+  po.limits.memory_bytes = o.memory_limit_bytes;  // --memory-limit
   for (const std::string& p : o.sandbox_read) po.sandbox_paths.push_back({UserPath(p), false});
   for (const std::string& p : o.sandbox_write) po.sandbox_paths.push_back({UserPath(p), true});
   // A record up to --max-record-bytes travels, and its output line (the

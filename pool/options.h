@@ -83,6 +83,59 @@ struct SandboxPath {
   bool writable = false;  // false: read-only
 };
 
+// ---- Hard limits per worker (PoolOptions::limits) ----
+
+// How PoolOptions::limits.memory_bytes is put in force.
+enum class MemoryLimitMechanism {
+  // A memory cgroup per worker where this process may create one, else
+  // kRlimit. Stats().limits says which one a pool uses.
+  kAuto,
+  // A memory cgroup per worker, a child of this process's own memory
+  // cgroup: cgroup v2 memory.max (memory.swap.max 0), or v1
+  // memory.limit_in_bytes (and memory.memsw.limit_in_bytes where the kernel
+  // has it), so the kernel's OOM killer stops the worker at the limit.
+  // Create() fails with kFailedPrecondition where no group can be made.
+  kCgroup,
+  // RLIMIT_DATA in the worker (its private writable memory: heap, anonymous
+  // mappings, stacks; not its code or shared memory): an allocation past it
+  // fails, and the worker then stops itself.
+  kRlimit,
+};
+
+// Limits no task may cross, enforced by the kernel while the task runs
+// (unlike max_worker_rss_bytes, which only retires a worker after its task
+// ended). A task that crosses one fails alone with kResourceExhausted, the
+// error naming the limit and what was observed (peak memory, CPU seconds,
+// descriptors); it is not retried; its worker is replaced and the pool goes
+// on. 0 or infinite: no limit. Not with PoolBackend::kMpi. Each limit
+// applies to every worker process, never to the process that made the pool.
+struct WorkerLimits {
+  // Memory of a worker (0: none; else at least 16 MiB), as
+  // `memory_mechanism` says. A memory cgroup counts what the worker
+  // allocates (and the page cache it fills) from the moment it is moved
+  // into its group, right after it starts and before its first task; its
+  // peak is memory.max_usage_in_bytes (v1) or memory.peak (v2). The group
+  // is removed once the worker is reaped.
+  uint64_t memory_bytes = 0;
+  MemoryLimitMechanism memory_mechanism = MemoryLimitMechanism::kAuto;
+  // CPU time one task (each item of a chunk) may use (infinite: none; else
+  // 10 ms to 24 h): user + system time of the worker process, all its
+  // threads, from the task's start. Enforced in the worker by a timer on its
+  // CPU clock (timer_create(CLOCK_PROCESS_CPUTIME_ID), SIGXCPU) armed before
+  // each task, so a task is stopped within a scheduler tick of the limit.
+  // Unlike task_timeout (wall-clock, enforced by the pool) it does not count
+  // time spent waiting. Not a security boundary: code running in the
+  // worker can disarm the timer (use task_timeout against hostile tasks).
+  absl::Duration cpu_per_task = absl::InfiniteDuration();
+  // Descriptors a worker may have open (RLIMIT_NOFILE; 0: unchanged, else
+  // 16 to 2^20). The worker's own (socket, status page, regions, what its
+  // plugins opened) count; a worker that already holds that many after
+  // loading its plugins fails to start. A task that ends (returns or
+  // throws) with every descriptor in use, or that fails after an open()
+  // failed with EMFILE, crossed it.
+  uint64_t open_files = 0;
+};
+
 // How the pool starts its worker processes (PoolOptions::start_method).
 enum class StartMethod {
   // Each worker is a new procpool_worker process (posix_spawn) that loads
@@ -168,6 +221,11 @@ struct PoolOptions {
   // Replace a worker once its resident memory, read after each task,
   // exceeds this many bytes (0: no limit).
   uint64_t max_worker_rss_bytes = 0;
+
+  // Hard limits per worker, enforced while a task runs (see WorkerLimits).
+  // max_worker_rss_bytes above is the soft counterpart: it recycles a
+  // worker between tasks and never fails one; the two can be combined.
+  WorkerLimits limits;
 
   // Defaults for tasks that do not set their own (see SubmitOptions): the
   // longest a task may run once it runs (positive; infinite: no limit), and

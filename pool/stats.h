@@ -55,6 +55,12 @@ struct PoolStats {
   // Landlock in the kernel it says "no Landlock (the kernel lacks it): files
   // not restricted".
   std::string sandbox = "off";
+  // The hard limits in force in the workers (PoolOptions::limits): "off",
+  // or each limit and its mechanism, e.g. "memory 256 MiB (memory cgroup
+  // v1: memory.limit_in_bytes + memsw), CPU 2s per task (a CPU-time timer,
+  // SIGXCPU), open files 64 (RLIMIT_NOFILE)"; "memory 256 MiB
+  // (RLIMIT_DATA)" where no cgroup could be made.
+  std::string limits = "off";
   // How workers start (PoolOptions::start_method): "spawn", "zygote
   // (template pid N)", or "spawn (template unavailable: why)" while the
   // template is restarted or when it cannot be used. `template_starts`

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "pool/internal/chunk_state.h"
+#include "pool/internal/limits.h"
 #include "pool/internal/sandbox_policy.h"
 #include "pool/internal/status_macros.h"
 #include "pool/internal/wire.h"
@@ -115,7 +116,13 @@ absl::StatusOr<std::unique_ptr<LocalDriver>> LocalDriver::Start(PoolOptions opti
       return ErrnoToStatus(absl::StrCat("PoolOptions::sandbox_paths: ", p.path), errno);
     }
   }
+  // Hard limits: the memory mechanism is decided (and the pool's memory
+  // cgroup made) once, before any worker starts.
+  PROCPOOL_ASSIGN_OR_RETURN(std::unique_ptr<PoolLimits> limits,
+                            PoolLimits::Create(options.limits));
+  if (limits != nullptr) options.limits.memory_mechanism = limits->mechanism();
   std::unique_ptr<LocalDriver> d(new LocalDriver(std::move(options)));
+  d->limits_ = std::move(limits);
   LocalDriver* self = d.get();
   d->MakeCancelChannel(
       [self](const TaskState& t, absl::Time deadline) { self->AssistWait(t, deadline); },
@@ -217,6 +224,7 @@ PoolStats LocalDriver::Stats() const {
   out.shared_memory_results = shm_results_.load(std::memory_order_relaxed);
   out.direct_calls = direct_calls_.load(std::memory_order_relaxed);
   out.caller_reads = caller_reads_.load(std::memory_order_relaxed);
+  if (limits_ != nullptr) out.limits = limits_->description();
   out.start_method = launcher_.Describe();
   out.template_starts = launcher_.template_starts();
   return out;
@@ -485,6 +493,15 @@ void LocalDriver::Spawn(WorkerId id, size_t slot) {
                            actions_);
       return;  // ~WorkerConnection kills and reaps it
     }
+  }
+  if (limits_ != nullptr) {  // hard limits: the worker's memory cgroup
+    absl::StatusOr<std::unique_ptr<MemoryCgroup>> group = limits_->Attach(id, w->pid());
+    if (!group.ok()) {
+      w.reset();  // killed and reaped before its group goes
+      sched_.OnSpawnFailed(id, group.status(), absl::Now(), actions_);
+      return;
+    }
+    if (*group != nullptr) cgroups_.emplace(id, *std::move(group));
   }
   sched_.OnSpawned(id, w->pid(), &w->claims);
   {

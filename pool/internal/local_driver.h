@@ -51,6 +51,8 @@ namespace procpool::internal {
 
 class WorkerConnection;
 class SharedMemory;
+class PoolLimits;
+class MemoryCgroup;
 
 class LocalDriver final : public Driver {
  public:
@@ -145,6 +147,13 @@ class LocalDriver final : public Driver {
   std::atomic<bool> parked_{false};
   // Set by the destructor and Terminate: assists return at their next check.
   std::atomic<bool> assist_off_{false};
+
+  // Hard limits (limits.h): set by Start before the I/O thread runs, then
+  // read-only; and each worker's memory cgroup, removed after its worker
+  // is reaped (declared before workers_: destroyed after them).
+  std::unique_ptr<PoolLimits> limits_;
+  absl::flat_hash_map<WorkerId, std::unique_ptr<MemoryCgroup>> cgroups_
+      ABSL_GUARDED_BY(io_mu_);
 
   absl::flat_hash_map<WorkerId, std::unique_ptr<WorkerConnection>> workers_
       ABSL_GUARDED_BY(io_mu_);

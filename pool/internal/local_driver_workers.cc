@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "pool/internal/limits.h"
 #include "pool/internal/local_driver.h"
 #include "pool/internal/wire.h"
 #include "pool/internal/worker_connection.h"
@@ -188,6 +189,12 @@ void LocalDriver::OnExited(WorkerConnection& w) {
   exit.rss_limit = options_.max_worker_rss_bytes;
   exit.hello_error = w.hello_error;
   exit.stderr_tail = w.StderrTail();
+  if (limits_ != nullptr) {  // hard limits (limits.h)
+    auto group = cgroups_.find(w.id);
+    exit.limit = limits_->Crossing(page, status.signaled() ? status.signal() : 0,
+                                   group == cgroups_.end() ? nullptr : group->second.get());
+    cgroups_.erase(w.id);  // its worker is reaped
+  }
   SlotGone(w);
   sched_.OnExit(w.id, exit, absl::Now(), actions_);
   // Only once these are carried out does nothing refer to its claim table.

@@ -153,6 +153,41 @@ absl::Status ValidatePoolOptions(const PoolOptions& o) {
     return OutOfRange("PoolOptions::max_pending", o.max_pending,
                       ">= 0 (0: no bound)");
   }
+  if (absl::Status s = ValidateWorkerLimits(o); !s.ok()) return s;
+  return absl::OkStatus();
+}
+
+// ---- Hard limits per worker (PoolOptions::limits) ----
+absl::Status ValidateWorkerLimits(const PoolOptions& o) {
+  const WorkerLimits& l = o.limits;
+  if (l.memory_bytes != 0 && l.memory_bytes < (uint64_t{16} << 20)) {
+    return OutOfRange("PoolOptions::limits.memory_bytes", l.memory_bytes,
+                      "0 (no limit) or at least 16 MiB (16777216)");
+  }
+  if (l.memory_mechanism != MemoryLimitMechanism::kAuto &&
+      l.memory_mechanism != MemoryLimitMechanism::kCgroup &&
+      l.memory_mechanism != MemoryLimitMechanism::kRlimit) {
+    return OutOfRange("PoolOptions::limits.memory_mechanism",
+                      static_cast<int>(l.memory_mechanism),
+                      "MemoryLimitMechanism::kAuto, kCgroup or kRlimit");
+  }
+  if (l.cpu_per_task != absl::InfiniteDuration() &&
+      (l.cpu_per_task < absl::Milliseconds(10) || l.cpu_per_task > absl::Hours(24))) {
+    return OutOfRange("PoolOptions::limits.cpu_per_task", Show(l.cpu_per_task),
+                      "from 10ms to 24h (infinite: no limit)");
+  }
+  if (l.open_files != 0 && (l.open_files < 16 || l.open_files > (uint64_t{1} << 20))) {
+    return OutOfRange("PoolOptions::limits.open_files", l.open_files,
+                      "0 (unchanged) or 16 to 1048576 (the worker's own descriptors "
+                      "count)");
+  }
+  const bool any = l.memory_bytes != 0 || l.cpu_per_task != absl::InfiniteDuration() ||
+                   l.open_files != 0;
+  if (any && o.backend == PoolBackend::kMpi) {
+    return absl::InvalidArgumentError(
+        "PoolOptions::limits is set with PoolBackend::kMpi; the MPI backend "
+        "does not limit its workers yet (use PoolBackend::kLocal)");
+  }
   return absl::OkStatus();
 }
 

@@ -26,6 +26,9 @@ inline constexpr size_t kMaxMaxFrameBytes = size_t{0xffffffff};
 // settings (`mpi`) are checked whatever the backend.
 absl::Status ValidatePoolOptions(const PoolOptions& options);
 
+// The PoolOptions::limits part of ValidatePoolOptions.
+absl::Status ValidateWorkerLimits(const PoolOptions& options);
+
 // OK, or kInvalidArgument naming the first field out of range.
 absl::Status ValidateMapOptions(const MapOptions& options);
 absl::Status ValidateSubmitOptions(const SubmitOptions& options);

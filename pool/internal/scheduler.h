@@ -118,6 +118,10 @@ struct WorkerExit {
   absl::Status hello_error;
   // "; its last stderr lines: ..." or empty: appended to crash messages.
   std::string stderr_tail;
+  // A hard limit (PoolOptions::limits) it crossed, naming the limit and
+  // what was observed (limits.h); empty: none. The call it was running
+  // fails with kResourceExhausted, not retried.
+  std::string limit;
 };
 
 // What the scheduler asks its driver to do, in three lists that the driver

@@ -275,6 +275,8 @@ void Scheduler::HandleExit(Worker& w, const WorkerExit& exit, absl::Time now,
   } else if (stopped) {
     how = absl::StrCat(WorkerName(w), " stopped by the pool: ", w.stopped_why, " (",
                        exit.how, ")");
+  } else if (!exit.limit.empty()) {
+    how = absl::StrCat(WorkerName(w), " ", exit.limit, " (", exit.how, ")");
   }
   Action note{Action::Kind::kSlotNote};
   note.slot = w.slot;
@@ -345,8 +347,11 @@ void Scheduler::HandleExit(Worker& w, const WorkerExit& exit, absl::Time now,
       }
     }
   }
+  // A hard limit (PoolOptions::limits) fails its task alone, as a time
+  // limit does: kResourceExhausted, not retried, the pool not broken.
+  const bool limit = !exit.limit.empty() && !protocol && !stopped && !retired;
   const bool break_pool = config_.on_worker_death == WorkerDeathPolicy::kBreakPool &&
-                          victim != nullptr && !protocol;
+                          victim != nullptr && !protocol && !limit;
   for (Call& c : calls) {
     if (c.abandoned || c.task->Done()) continue;
     if (&c != victim) {
@@ -368,8 +373,10 @@ void Scheduler::HandleExit(Worker& w, const WorkerExit& exit, absl::Time now,
                              : after_return ? " after running it, before its answer was sent"
                                             : " while running it";
     CrashItem(c, k, how + when, exit.stderr_tail,
-              protocol ? w.protocol_error.code() : absl::StatusCode::kAborted,
-              break_pool, requeue, out);
+              protocol ? w.protocol_error.code()
+              : limit  ? absl::StatusCode::kResourceExhausted
+                       : absl::StatusCode::kAborted,
+              break_pool || limit, requeue, out);
   }
   Requeue(requeue);
   if (break_pool) {

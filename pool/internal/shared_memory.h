@@ -54,6 +54,14 @@ enum class RetireReason : uint32_t {
   kMaxMemory = 2,  // resident memory crossed PoolOptions::max_worker_rss_bytes
 };
 
+// A hard limit (PoolOptions::limits) a worker crossed (limit_crossed).
+enum class LimitKind : uint32_t {
+  kNone = 0,
+  kMemory = 1,     // an allocation failed under RLIMIT_DATA
+  kCpu = 2,        // the task's CPU time reached its limit (SIGXCPU)
+  kOpenFiles = 3,  // the task filled RLIMIT_NOFILE (or failed with EMFILE)
+};
+
 // The layout of a worker's status page. Written by the worker, read by the
 // pool (at any time for statistics and deadlines, and after the worker died
 // to learn which task it was running).
@@ -89,6 +97,12 @@ struct WorkerStatusPage {
   // name (written before the number).
   std::atomic<uint32_t> denied_syscall;
   char denied_syscall_name[32];
+  // Hard limits (PoolOptions::limits, worker_limits.h): the LimitKind a
+  // worker crossed while running `running_task` (0: none), written before
+  // it stops itself, after what it observed (bytes of private memory when
+  // an allocation failed, CPU ns the task used, descriptors open).
+  std::atomic<uint32_t> limit_crossed;
+  std::atomic<uint64_t> limit_observed;
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 

@@ -76,6 +76,10 @@ std::vector<std::string> WorkerCommand::ToArgv(const std::string& program) const
       argv.push_back(absl::StrCat("--sandbox-max-processes=", sandbox_max_processes));
     }
   }
+  // Hard limits (worker_limits.h).
+  if (limit_data > 0) argv.push_back(absl::StrCat("--limit-data=", limit_data));
+  if (limit_cpu_ms > 0) argv.push_back(absl::StrCat("--limit-cpu-ms=", limit_cpu_ms));
+  if (limit_files > 0) argv.push_back(absl::StrCat("--limit-files=", limit_files));
   argv.insert(argv.end(), plugins.begin(), plugins.end());
   return argv;
 }
@@ -98,7 +102,9 @@ absl::StatusOr<WorkerCommand> WorkerCommand::Parse(int argc, const char* const* 
         value("--result-region-fd=", &c.result_region_fd) ||
         value("--shm-min=", &c.shm_min) ||
         value("--sandbox-max-file-bytes=", &c.sandbox_max_file_bytes) ||
-        value("--sandbox-max-processes=", &c.sandbox_max_processes)) {
+        value("--sandbox-max-processes=", &c.sandbox_max_processes) ||
+        value("--limit-data=", &c.limit_data) || value("--limit-cpu-ms=", &c.limit_cpu_ms) ||
+        value("--limit-files=", &c.limit_files)) {
       continue;
     }
     if (value("--parent=", &parent)) {

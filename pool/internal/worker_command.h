@@ -10,6 +10,7 @@
 //                   [--sandbox [--sandbox-netns] [--sandbox-stop-on-denied] [--sandbox-read=PATH]...
 //                    [--sandbox-write=PATH]... [--sandbox-max-file-bytes=N]
 //                    [--sandbox-max-processes=N]]
+//                   [--limit-data=BYTES] [--limit-cpu-ms=N] [--limit-files=N]
 //                   [plugin.so ...]
 //
 // or, for the template process of PoolOptions::start_method kZygote
@@ -68,6 +69,11 @@ struct WorkerCommand {
   uint64_t sandbox_max_file_bytes = 0;
   uint64_t sandbox_max_processes = 0;
   bool sandbox_netns = false;  // a network namespace of its own
+  // Hard limits (worker_limits.h; 0: none): RLIMIT_DATA, CPU milliseconds
+  // per task, RLIMIT_NOFILE.
+  uint64_t limit_data = 0;
+  uint64_t limit_cpu_ms = 0;
+  uint64_t limit_files = 0;
 
   // argv for `program` (argv[0] included).
   std::vector<std::string> ToArgv(const std::string& program) const;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "pool/internal/limits.h"
 #include "pool/internal/status_macros.h"
 #include "pool/internal/worker_command.h"
 
@@ -103,6 +104,7 @@ absl::StatusOr<std::unique_ptr<WorkerConnection>> WorkerConnection::Spawn(
   command.sandbox_max_file_bytes = options.sandbox_max_file_bytes;
   command.sandbox_max_processes = options.sandbox_max_processes;
   command.sandbox_netns = options.sandbox_network_namespace;
+  SetWorkerLimitArgs(options.limits, &command);  // hard limits (limits.h)
   std::vector<ChildProcess::FdMapping> fds = {
       {child_sock.get(), command.fd}, {status_fd.get(), command.status_fd},
       {err_write.get(), STDERR_FILENO}};

@@ -54,6 +54,7 @@
 #include "pool/internal/unique_fd.h"
 #include "pool/internal/wire.h"
 #include "pool/internal/worker_command.h"
+#include "pool/internal/worker_limits.h"
 #include "pool/internal/zygote.h"
 #include "tasks/abi.h"
 
@@ -243,9 +244,11 @@ class Worker {
     // Map items and small answers take the plain sink: one call per append.
     std::optional<ResultSink> sink;
     if (spill && CanUseResultRegion()) sink.emplace(ResultSink{this, out, start, true});
+    if (limited_) BeforeLimitedTask();  // hard limits (worker_limits.h)
     int code = sink ? t.invoke(t.ctx, args.data(), args.size(), &*sink, &ResultSink::Append)
                     : t.invoke(t.ctx, args.data(), args.size(), out,
                                &internal::AppendToString);
+    if (limited_) AfterLimitedTask(code != static_cast<int>(ResultCode::kOk));
     const size_t size = sink ? sink->size() : out->size() - start;
     if (size + 64 > max_frame_) {
       if (sink) sink->Abandon();
@@ -458,6 +461,7 @@ class Worker {
   PayloadRegion call_region_;
   PayloadRegion result_region_;
   const size_t shm_min_;
+  const bool limited_ = WorkerLimitsActive();
 };
 
 // Runs a setup task (the initializer or the preload, `what`) once. Errors
@@ -562,6 +566,10 @@ int RunWorker(const WorkerCommand& args, PluginSet* loaded) {
     hello.plugins = plugins->manifests();
     absl::Status s = RunSetupTask(*plugins, "initializer", args.init_task, args.init_fingerprint,
                                   args.init_args, "worker");
+    if (s.ok()) {
+      s = ApplyWorkerLimits({args.limit_data, args.limit_cpu_ms, args.limit_files},
+                            static_cast<WorkerStatusPage*>(status->data()));
+    }
     if (s.ok()) s = Sandbox(args, static_cast<WorkerStatusPage*>(status->data()));
     if (!s.ok()) {
       hello.error_code = static_cast<uint32_t>(s.code());

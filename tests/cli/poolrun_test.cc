@@ -438,6 +438,32 @@ TEST(PoolrunTest, RecordsLargerThanTheLimitAreDeadLetters) {
   EXPECT_TRUE(absl::StrContains(dead[0]["error"].get<std::string>(), "5000 bytes")) << dead[0];
 }
 
+// ---- --memory-limit (PoolOptions::limits.memory_bytes) ----
+
+TEST(PoolrunTest, MemoryLimitDeadLettersTheRecordOverItAndTheRunGoesOn) {
+  const std::string in = TempPath("mib.txt");
+  WriteFile(in, "1\n2\n400\n3\n");
+  const std::string errors = TempPath("mib_errors.jsonl");
+  Outcome o = RunPoolrun({"--plugin", testing::ProbePlugin(), "--task", "allocate_mib",
+                          "--input", in, "--memory-limit", "64M", "--workers", "1",
+                          "--errors", errors});
+  EXPECT_EQ(o.exit_code, 1) << o.err;
+  EXPECT_EQ(o.out, "1\n2\n3\n");
+  std::vector<Json> dead = JsonLines(errors);
+  ASSERT_EQ(dead.size(), 1u) << o.err;
+  EXPECT_EQ(dead[0]["line"], 3);
+  EXPECT_EQ(dead[0]["code"], "RESOURCE_EXHAUSTED");
+  EXPECT_TRUE(absl::StrContains(dead[0]["error"].get<std::string>(), "memory limit of 64 MiB"))
+      << dead[0];
+
+  for (const char* bad : {"12M", "lots", "-5G"}) {
+    Outcome u = RunPoolrun({"--plugin", testing::ProbePlugin(), "--task", "allocate_mib",
+                            "--input", in, "--memory-limit", bad});
+    EXPECT_EQ(u.exit_code, 2) << bad;
+    EXPECT_TRUE(absl::StrContains(u.err, "--memory-limit")) << u.err;
+  }
+}
+
 // The base64 of `bytes`, as RFC 4648 spells it.
 std::string Base64(const std::string& bytes) {
   static const char kAlphabet[] =

@@ -5,7 +5,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <memory>
+#include <system_error>
+#include <vector>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -14,6 +19,44 @@
 namespace procpool::probe {
 
 int Add3(int x, int y, int z) { return x + y + z; }
+
+int AllocateForever(int mib) {
+  std::vector<std::unique_ptr<char[]>> blocks;
+  const size_t size = static_cast<size_t>(mib) << 20;
+  while (true) {
+    blocks.emplace_back(new char[size]);
+    std::memset(blocks.back().get(), 1, size);  // resident, not just reserved
+  }
+}
+
+int AllocateMib(int mib) {
+  const size_t size = static_cast<size_t>(mib) << 20;
+  std::unique_ptr<char[]> block(new char[size]);
+  std::memset(block.get(), 1, size);
+  return block[size - 1] * mib;
+}
+
+int SpinForever(int x) {
+  volatile uint64_t n = static_cast<uint64_t>(x);
+  while (true) n = n * 6364136223846793005u + 1442695040888963407u;
+}
+
+int OpenFilesForever(bool close_all) {
+  std::vector<int> fds;
+  while (true) {
+    const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      fds.push_back(fd);
+      continue;
+    }
+    const int err = errno;
+    if (close_all) {
+      for (int f : fds) ::close(f);
+    }
+    throw std::system_error(err, std::generic_category(),
+                            "open /dev/null after " + std::to_string(fds.size()) + " files");
+  }
+}
 
 namespace {
 

@@ -46,6 +46,24 @@ int Touch(const std::string& path);
 // before they are ready.
 int HangIfExists(const std::string& path);
 
+// ---- Hard limits (PoolOptions::limits) ----
+// Allocates `mib` MiB at a time and writes every page of it, without end
+// (never returns unless an allocation throws).
+int AllocateForever(int mib);
+// Allocates `mib` MiB, writes every page of it, frees it; returns `mib`.
+int AllocateMib(int mib);
+// Burns CPU without end (never returns).
+int SpinForever(int x);
+// Opens /dev/null again and again, keeping every descriptor, until open()
+// fails; then, with `close_all`, closes them first; then throws
+// std::system_error with open()'s errno.
+int OpenFilesForever(bool close_all);
+
+inline constexpr TaskRef<int(int)> kAllocateForever{"allocate_forever"};
+inline constexpr TaskRef<int(int)> kAllocateMib{"allocate_mib"};
+inline constexpr TaskRef<int(int)> kSpinForever{"spin_forever"};
+inline constexpr TaskRef<int(bool)> kOpenFilesForever{"open_files_forever"};
+
 // Keeps `value` in this process's memory and appends the process's pid and
 // a newline to the file `path`; returns 1. As a preload, it shows where
 // the preload ran and what the workers inherited from it.

@@ -5,6 +5,10 @@
 namespace procpool::probe {
 
 PROCPOOL_TASK("add3", Add3);
+PROCPOOL_TASK("allocate_forever", AllocateForever);
+PROCPOOL_TASK("allocate_mib", AllocateMib);
+PROCPOOL_TASK("spin_forever", SpinForever);
+PROCPOOL_TASK("open_files_forever", OpenFilesForever);
 PROCPOOL_TASK("announce_and_hang", AnnounceAndHang);
 PROCPOOL_TASK("announce_and_segfault_after_ms", AnnounceAndSegfaultAfterMs);
 PROCPOOL_TASK("close_fds_and_return", CloseFdsAndReturn);

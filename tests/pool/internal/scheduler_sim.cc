@@ -27,7 +27,10 @@ namespace procpool::internal::sim {
 namespace {
 
 // What an item does when a worker runs it.
-enum class Script { kOk, kThrow, kCrash, kCrashFirst, kHang, kStopSelf, kDieAfterReturn };
+// kOverLimit: crosses a hard limit (PoolOptions::limits) while it runs; its
+// worker stops itself (processes only).
+enum class Script { kOk, kThrow, kCrash, kCrashFirst, kHang, kStopSelf, kDieAfterReturn,
+                    kOverLimit };
 
 const char* ScriptName(Script s) {
   switch (s) {
@@ -38,6 +41,7 @@ const char* ScriptName(Script s) {
     case Script::kHang: return "hang";
     case Script::kStopSelf: return "stop-self";
     case Script::kDieAfterReturn: return "die-after-return";
+    case Script::kOverLimit: return "over-limit";
   }
   return "?";
 }
@@ -50,6 +54,7 @@ struct Item {
   // What happened to it.
   int runs = 0;
   int crashed = 0;         // runs that crashed (kCrashFirst)
+  int limit_deaths = 0;    // its worker stopped itself at a limit under it
   int deaths_blamable = 0; // its worker died while running it, or after it
                            // returned (not stopped by the pool)
 };
@@ -89,6 +94,7 @@ struct SimWorker {
   absl::Time running_since;
   bool stopped_self = false;
   bool doomed = false;  // a task closed its socket: it dies at its next flush
+  std::string limit;    // a hard limit its task crossed (WorkerExit::limit)
   std::string chunk_result;
   size_t chunk_start = 0;
   uint32_t answered = 0;
@@ -245,6 +251,7 @@ void Sim::MakeScenario() {
         it.crash_runs = 1 + static_cast<int>(R(3));
       } else if (r < 92) {
         it.script = Script::kDieAfterReturn;
+        if (!agents_ && P(0.3)) it.script = Script::kOverLimit;
       } else if (r < 96 && (timed || (hangs_end && !agents_))) {
         it.script = P(0.5) ? Script::kHang : Script::kStopSelf;
       } else if (timed) {
@@ -510,6 +517,8 @@ absl::Status Sim::AgentOutcome(const Item& it, const TaskPolicy& policy,
     case Script::kCrash:
     case Script::kDieAfterReturn:
       return absl::AbortedError("killed its worker");
+    case Script::kOverLimit:  // never given to agents
+      return absl::ResourceExhaustedError("crossed a limit");
     case Script::kHang:
     case Script::kStopSelf:
       *took = policy.timeout;
@@ -645,6 +654,10 @@ void Sim::StartItem(SimWorker& w) {
   if (t.cancel_true) {
     Fail(absl::StrCat("task #", it.task, ": Cancel() returned true, yet it started"));
   }
+  if (it.limit_deaths > 0) {
+    Fail(absl::StrCat("item ", index, " of task #", it.task,
+                      " crossed a hard limit, yet it runs again"));
+  }
   ++it.runs;
   w.running_task = w.cur.task->id();
   w.running_item = static_cast<uint32_t>(w.k);
@@ -668,6 +681,11 @@ void Sim::EndItem(SimWorker& w) {
   if (crash) {
     ++it.crashed;
     return Die(w, "killed by signal 11 (SIGSEGV)", false, true);
+  }
+  if (it.script == Script::kOverLimit) {
+    ++it.limit_deaths;
+    w.limit = "crossed its memory limit of 64 MiB (simulated)";
+    return Die(w, "exited with code 97", false, false);
   }
   uint8_t code = static_cast<uint8_t>(ResultCode::kOk);
   std::string payload = "r";
@@ -748,6 +766,7 @@ void Sim::Die(SimWorker& w, std::string how, bool killed, bool blame, bool exite
   exit.running_item = w.running_item;
   exit.tasks_done = w.tasks_done;
   exit.retired = exited_zero ? w.retire : RetireReason::kNone;
+  exit.limit = w.limit;
   if (blame && w.running_task != 0) ++items_[ItemIndex(w.cur, w.k)].deaths_blamable;
   // The pool reads what is in the socket before it handles the death.
   const absl::Time at =
@@ -811,6 +830,10 @@ void Sim::CheckItem(Task& t, size_t position, const absl::Status& s) {
       }
       return;
     case absl::StatusCode::kResourceExhausted:
+      if (it.script == Script::kOverLimit) {
+        if (it.limit_deaths == 0) return bad("over its limit, but it never crossed it");
+        return;
+      }
       if (policy.timeout == absl::InfiniteDuration()) return bad("no time limit to exceed");
       if (it.script != Script::kHang && it.script != Script::kStopSelf &&
           it.duration <= policy.timeout) {
