@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pool/pool.h"
@@ -138,6 +139,44 @@ TEST_F(WorkerDeathTest, TasksQueuedBehindAKilledTaskStillRun) {
   ASSERT_EQ(::kill(*pid, SIGKILL), 0);
   ExpectWorkerDeath(victim, "announce_and_hang", "SIGKILL");
   for (int i = 0; i < 10; ++i) EXPECT_EQ(behind[i].Get(kWait), i + 1);
+}
+
+// A killed worker's socket reads EOF a moment before the worker can be
+// reaped. Its task fails first; the replacement (a posix_spawn that holds
+// up the I/O thread) starts after, not in between. Both workers are busy,
+// so no caller reads a socket itself: the I/O thread sees the death.
+TEST_F(WorkerDeathTest, AKilledWorkersTaskFailsBeforeItsReplacementStarts) {
+  int replacement_first = 0;
+  for (int round = 0; round < 10; ++round) {
+    const std::string victim_path = TempPath("victim"), other_path = TempPath("other");
+    Future<int> victim = pool().Submit(Task(probe::kAnnounceAndHang), victim_path);
+    Future<int> other = pool().Submit(Task(probe::kAnnounceAndHang), other_path);
+    std::optional<int> pid = WaitForAnnouncedPid(victim_path);
+    ASSERT_TRUE(pid.has_value());
+    ASSERT_TRUE(WaitForAnnouncedPid(other_path).has_value());
+    absl::Mutex mu;
+    std::optional<std::vector<int>> seen;  // WorkerPids() as the task failed
+    victim.AddDoneCallback([&](const Future<int>&) {
+      std::vector<int> pids = pool().WorkerPids();
+      absl::MutexLock l(&mu);
+      seen = std::move(pids);
+    });
+    ASSERT_EQ(::kill(*pid, SIGKILL), 0);
+    ASSERT_TRUE(WaitUntil([&] {
+      absl::MutexLock l(&mu);
+      return seen.has_value();
+    }));
+    EXPECT_EQ(victim.status().code(), absl::StatusCode::kAborted);
+    {
+      absl::MutexLock l(&mu);
+      if (seen->size() > 1) ++replacement_first;
+    }
+    other.Terminate();
+    ASSERT_TRUE(WaitUntil([&] { return pool().WorkerPids().size() == 2; }));
+  }
+  // A very slow exit (over a millisecond after EOF, a loaded machine) may
+  // let the replacement go first now and then.
+  EXPECT_LE(replacement_first, 2);
 }
 
 TEST_F(WorkerDeathTest, CrashInAMapNamesTheItemsInputIndex) {
