@@ -87,6 +87,13 @@ int AnnounceAndSegfaultAfterMs(const std::string& path, int ms) {
   return ms;
 }
 
+int CloseSocketSleepThenCrash(int micros) {
+  ::close(3);  // the worker's socket (--fd=3)
+  std::this_thread::sleep_for(std::chrono::microseconds(micros));
+  ::raise(SIGSEGV);
+  return micros;
+}
+
 int CloseFdsAndReturn(int x) {
   rlimit limit{};
   ::getrlimit(RLIMIT_NOFILE, &limit);
