@@ -85,8 +85,8 @@ Pool:
   --start-method M     how workers start: spawn (default; each worker loads
                        the plugins itself) or zygote (one template process
                        loads them once and forks each worker from it: a
-                       worker replaced after a crash serves again in about
-                       a millisecond, however slow the plugins are to load)
+                       worker replaced after a crash serves again without
+                       loading the plugins again)
 
 Sandbox (docs/SECURITY.md): workers run the plugin over untrusted data, so
 by default each is sandboxed once the plugins are loaded: a seccomp filter
