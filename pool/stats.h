@@ -67,6 +67,9 @@ struct PoolStats {
   // counts the template processes started (0 with kSpawn).
   std::string start_method = "spawn";
   uint64_t template_starts = 0;
+  // kZygote: the spare worker forked ahead, which the next slot that needs
+  // a worker adopts (0: none).
+  int spare_worker_pid = 0;
 };
 
 // Where a map is, for progress callbacks (MapOptions::on_progress).

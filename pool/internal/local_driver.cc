@@ -226,6 +226,7 @@ PoolStats LocalDriver::Stats() const {
   out.caller_reads = caller_reads_.load(std::memory_order_relaxed);
   if (limits_ != nullptr) out.limits = limits_->description();
   out.start_method = launcher_.Describe();
+  out.spare_worker_pid = spare_pid_.load(std::memory_order_relaxed);
   out.template_starts = launcher_.template_starts();
   return out;
 }
@@ -298,6 +299,7 @@ void LocalDriver::IoLoop() {
     UnparkLocked();
     const absl::Time now = absl::Now();
     stopped = TakeRequests(now) || stopped;
+    if (stopped && !spares_off_) DropSpare();
     for (WorkerId id : std::exchange(exits_deferred_, {})) {
       if (WorkerConnection* w = Find(id)) OnExited(*w);
     }
@@ -328,7 +330,8 @@ void LocalDriver::IoLoop() {
 
 WorkerConnection* LocalDriver::Find(WorkerId id) {
   auto it = workers_.find(id);
-  return it == workers_.end() ? nullptr : it->second.get();
+  if (it != workers_.end()) return it->second.get();
+  return spare_ != nullptr && spare_->id == id ? spare_.get() : nullptr;
 }
 
 void LocalDriver::Unwatch(int fd) {
@@ -458,6 +461,7 @@ void LocalDriver::SpawnPending() {
     }
     Execute();
   }
+  MaybeMakeSpare();
 }
 
 bool LocalDriver::DropPendingSpawn(WorkerId id) {
@@ -469,7 +473,34 @@ bool LocalDriver::DropPendingSpawn(WorkerId id) {
   return true;
 }
 
+absl::Status LocalDriver::WatchWorker(const WorkerConnection& w, int op) {
+  const std::pair<int, uint64_t> fds[] = {{w.sock.get(), kSocket},
+                                          {w.err.get(), kStderr},
+                                          {w.proc.pidfd(), kPidfd}};
+  for (auto [fd, what] : fds) {
+    epoll_event ev{};
+    ev.events = what == kSocket ? (EPOLLIN | EPOLLRDHUP | (w.want_write ? EPOLLOUT : 0)) : EPOLLIN;
+    ev.data.u64 = Tag(w.id, what);
+    if (fd < 0 || ::epoll_ctl(epoll_fd_.get(), op, fd, &ev) != 0) {
+      return ErrnoToStatus("epoll_ctl(worker)", errno);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void LocalDriver::RecordInSlot(const WorkerConnection& w) {
+  absl::MutexLock l(&slots_mu_);
+  SlotRecord& s = slots_[w.slot];
+  // The worker it replaces may be on its way out still (it hung up, or
+  // is being stopped): what it did counts from now as the slot's past.
+  FoldIntoPastLocked(s);
+  s.pid = w.pid();
+  s.page = w.status;
+  s.started = absl::Now();
+}
+
 void LocalDriver::Spawn(WorkerId id, size_t slot) {
+  if (AdoptSpare(id, slot)) return;
   absl::StatusOr<std::unique_ptr<WorkerConnection>> spawned =
       WorkerConnection::Spawn(options_, id, slot,
                               [this](const std::vector<std::string>& argv,
@@ -481,18 +512,9 @@ void LocalDriver::Spawn(WorkerId id, size_t slot) {
     return;
   }
   std::unique_ptr<WorkerConnection> w = *std::move(spawned);
-  const std::pair<int, uint64_t> fds[] = {{w->sock.get(), kSocket},
-                                          {w->err.get(), kStderr},
-                                          {w->proc.pidfd(), kPidfd}};
-  for (auto [fd, what] : fds) {
-    epoll_event ev{};
-    ev.events = what == kSocket ? (EPOLLIN | EPOLLRDHUP) : EPOLLIN;
-    ev.data.u64 = Tag(id, what);
-    if (fd < 0 || ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-      sched_.OnSpawnFailed(id, ErrnoToStatus("epoll_ctl(worker)", errno), absl::Now(),
-                           actions_);
-      return;  // ~WorkerConnection kills and reaps it
-    }
+  if (absl::Status s = WatchWorker(*w, EPOLL_CTL_ADD); !s.ok()) {
+    sched_.OnSpawnFailed(id, s, absl::Now(), actions_);
+    return;  // ~WorkerConnection kills and reaps it
   }
   if (limits_ != nullptr) {  // hard limits: the worker's memory cgroup
     absl::StatusOr<std::unique_ptr<MemoryCgroup>> group = limits_->Attach(id, w->pid());
@@ -504,17 +526,79 @@ void LocalDriver::Spawn(WorkerId id, size_t slot) {
     if (*group != nullptr) cgroups_.emplace(id, *std::move(group));
   }
   sched_.OnSpawned(id, w->pid(), &w->claims);
-  {
-    absl::MutexLock l(&slots_mu_);
-    SlotRecord& s = slots_[slot];
-    // The worker it replaces may be on its way out still (it hung up, or
-    // is being stopped): what it did counts from now as the slot's past.
-    FoldIntoPastLocked(s);
-    s.pid = w->pid();
-    s.page = w->status;
-    s.started = absl::Now();
-  }
+  RecordInSlot(*w);
   workers_.emplace(id, std::move(w));
+}
+
+void LocalDriver::MaybeMakeSpare() {
+  if (spare_ != nullptr || spares_off_ || options_.start_method != StartMethod::kZygote ||
+      !launcher_.TemplateReady()) {
+    return;
+  }
+  const WorkerId id = next_spare_id_++;
+  absl::StatusOr<std::unique_ptr<WorkerConnection>> forked =
+      WorkerConnection::Spawn(options_, id, /*slot=*/0,
+                              [this](const std::vector<std::string>& argv,
+                                     const std::vector<ChildProcess::FdMapping>& fds) {
+                                return launcher_.ForkFromTemplate(argv, fds);
+                              });
+  if (!forked.ok() || !WatchWorker(**forked, EPOLL_CTL_ADD).ok()) {
+    if (++spare_deaths_ >= kMaxSpareDeaths) spares_off_ = true;
+    return;  // a forked one is killed and reaped
+  }
+  std::unique_ptr<WorkerConnection> w = *std::move(forked);
+  if (limits_ != nullptr) {
+    absl::StatusOr<std::unique_ptr<MemoryCgroup>> group = limits_->Attach(id, w->pid());
+    if (!group.ok()) {
+      spares_off_ = true;
+      return;
+    }
+    if (*group != nullptr) cgroups_.emplace(id, *std::move(group));
+  }
+  w->spare = true;
+  spare_pid_.store(w->pid(), std::memory_order_relaxed);
+  spare_ = std::move(w);
+}
+
+bool LocalDriver::AdoptSpare(WorkerId id, size_t slot) {
+  if (spare_ == nullptr) return false;
+  if (spare_->hung_up || spare_->exited) return false;  // its exit is on its way
+  std::unique_ptr<WorkerConnection> w = std::move(spare_);
+  spare_pid_.store(0, std::memory_order_relaxed);
+  const WorkerId old_id = w->id;
+  w->id = id;
+  w->slot = slot;
+  w->spare = false;
+  if (!WatchWorker(*w, EPOLL_CTL_MOD).ok()) {
+    w->id = old_id;  // its cgroup, if any, is still filed under this id
+    w.reset();
+    cgroups_.erase(old_id);
+    return false;
+  }
+  if (auto group = cgroups_.extract(old_id); !group.empty()) {
+    group.key() = id;
+    cgroups_.insert(std::move(group));
+  }
+  spare_deaths_ = 0;
+  sched_.OnSpawned(id, w->pid(), &w->claims);
+  RecordInSlot(*w);
+  const bool ready = w->ready;
+  workers_.emplace(id, std::move(w));
+  // A spare that has not said hello yet is ready when it does.
+  if (ready) sched_.OnReady(id, 1, absl::Now(), actions_);
+  return true;
+}
+
+void LocalDriver::DropSpare() {
+  spares_off_ = true;
+  if (spare_ == nullptr) return;
+  const WorkerId id = spare_->id;
+  Unwatch(spare_->sock.get());
+  Unwatch(spare_->err ? spare_->err.get() : -1);
+  Unwatch(spare_->proc.pidfd());
+  spare_.reset();  // kills its process group and reaps it
+  spare_pid_.store(0, std::memory_order_relaxed);
+  cgroups_.erase(id);
 }
 
 void LocalDriver::FoldIntoPastLocked(SlotRecord& s) {

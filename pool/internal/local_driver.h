@@ -91,6 +91,26 @@ class LocalDriver final : public Driver {
   // The scheduler stopped or closed a worker it asked for before it was
   // spawned: it never will be, and its end is reported as an exit.
   bool DropPendingSpawn(WorkerId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // Adds (op EPOLL_CTL_ADD) or re-tags (EPOLL_CTL_MOD) a worker's socket,
+  // stderr pipe and pidfd in the epoll set under its id.
+  absl::Status WatchWorker(const WorkerConnection& w, int op)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // The worker is slot `w.slot`'s now, for WorkerPids() and Stats().
+  void RecordInSlot(const WorkerConnection& w) ABSL_LOCKS_EXCLUDED(slots_mu_);
+  // ---- The spare (StartMethod::kZygote) ----
+  // One worker forked from the template ahead of need, which says hello
+  // and waits without a slot. A slot that needs a worker adopts it (its
+  // id and slot change, and the scheduler learns of it then), so a
+  // replacement after a crash does not wait for a fork and a hello; a new
+  // spare is forked at the end of that turn. None while the pool stops,
+  // nor after kMaxSpareDeaths spares in a row died unadopted.
+  void MaybeMakeSpare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  bool AdoptSpare(WorkerId id, size_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  void DropSpare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // The spare died before a slot took it.
+  void SpareExited(WorkerConnection& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  static constexpr WorkerId kSpareIdBase = WorkerId{1} << 60;
+  static constexpr int kMaxSpareDeaths = 3;
   // Reports what the timed workers run, from their status pages.
   void ObserveWorkers(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   // Reads the worker's socket (first its stderr, unless the caller knows
@@ -190,6 +210,11 @@ class LocalDriver final : public Driver {
   std::atomic<uint64_t> direct_calls_{0};  // PoolStats::direct_calls
   std::atomic<uint64_t> caller_reads_{0};  // PoolStats::caller_reads
 
+  std::unique_ptr<WorkerConnection> spare_ ABSL_GUARDED_BY(io_mu_);
+  WorkerId next_spare_id_ ABSL_GUARDED_BY(io_mu_) = kSpareIdBase;
+  int spare_deaths_ ABSL_GUARDED_BY(io_mu_) = 0;  // in a row, unadopted
+  bool spares_off_ ABSL_GUARDED_BY(io_mu_) = false;
+  std::atomic<int> spare_pid_{0};  // PoolStats::spare_worker_pid
   // Starts workers: spawned, or forked from the template (kZygote). Used
   // by the I/O thread alone, but for Describe().
   WorkerLauncher launcher_;

@@ -100,7 +100,7 @@ void LocalDriver::HandleHello(WorkerConnection& w, std::string_view payload) {
     }
   }
   w.ready = true;
-  sched_.OnReady(w.id, 1, absl::Now(), actions_);
+  if (!w.spare) sched_.OnReady(w.id, 1, absl::Now(), actions_);  // else when adopted
 }
 
 void LocalDriver::HandleResults(WorkerConnection& w, std::string_view payload) {
@@ -133,6 +133,10 @@ void LocalDriver::HandleResults(WorkerConnection& w, std::string_view payload) {
 
 void LocalDriver::ProtocolError(WorkerConnection& w, absl::Status why) {
   HungUp(w, /*dying=*/false);
+  if (w.spare) {
+    w.proc.Kill(SIGKILL);  // its exit is reported as a spare's
+    return;
+  }
   sched_.OnProtocolError(w.id, std::move(why), absl::Now(), actions_);
 }
 
@@ -140,7 +144,7 @@ void LocalDriver::HungUp(WorkerConnection& w, bool dying) {
   if (w.hung_up) return;
   w.hung_up = true;
   if (!w.caller_owned) Unwatch(w.sock.get());
-  sched_.OnDisconnected(w.id, absl::Now(), actions_);
+  if (!w.spare) sched_.OnDisconnected(w.id, absl::Now(), actions_);
   // A worker that died closes its socket just before it becomes a zombie
   // (tens of microseconds). Its exit is handled in this same turn, so that
   // the task it ran fails before anything else runs: the hang-up freed its
@@ -167,6 +171,7 @@ void LocalDriver::OnExited(WorkerConnection& w) {
   }
   // What it wrote before it died is still in the socket: that comes first.
   if (!w.hung_up) OnReadable(w);
+  if (w.spare) return SpareExited(w);
   w.exited = true;
   if (!w.caller_owned && !w.hung_up) Unwatch(w.sock.get());
   Unwatch(w.proc.pidfd());
@@ -202,6 +207,20 @@ void LocalDriver::OnExited(WorkerConnection& w) {
   // Only once these are carried out does nothing refer to its claim table.
   Execute();
   workers_.erase(w.id);
+}
+
+void LocalDriver::SpareExited(WorkerConnection& w) {
+  w.exited = true;
+  if (!w.hung_up) Unwatch(w.sock.get());
+  Unwatch(w.proc.pidfd());
+  Unwatch(w.err ? w.err.get() : -1);
+  w.Reap();
+  w.ReadStderr(options_.forward_worker_stderr, options_.stderr_tail_lines);
+  const WorkerId id = w.id;
+  spare_.reset();  // `w` is gone from here on
+  spare_pid_.store(0, std::memory_order_relaxed);
+  cgroups_.erase(id);
+  if (++spare_deaths_ >= kMaxSpareDeaths) spares_off_ = true;
 }
 
 }  // namespace procpool::internal

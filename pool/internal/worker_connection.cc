@@ -141,7 +141,9 @@ absl::StatusOr<std::unique_ptr<WorkerConnection>> WorkerConnection::Spawn(
 ExitStatus WorkerConnection::Reap() {
   // Before the reap, while the worker's pid (its process group's id) cannot
   // be reused: what its tasks forked goes with it.
-  if (!proc.reaped()) ::kill(-proc.pid(), SIGKILL);
+  if (!proc.reaped() && ::kill(-proc.pid(), SIGKILL) != 0) {
+    proc.Kill(SIGKILL);  // no group (yet): the worker itself
+  }
   return proc.Wait();
 }
 

@@ -94,8 +94,11 @@ class WorkerConnection {
     if (seq == call_region_seq) call_region_seq = 0;
   }
 
-  const uint64_t id;
-  const size_t slot;
+  // A spare (LocalDriver, kZygote) gets its id and slot when a slot adopts
+  // it; other workers keep theirs.
+  uint64_t id;
+  size_t slot;
+  bool spare = false;           // forked ahead, not yet the scheduler's
   ChildProcess proc;
   UniqueFd sock;
   UniqueFd err;                 // read end of the worker's stderr pipe

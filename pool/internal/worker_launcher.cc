@@ -61,29 +61,41 @@ void WorkerLauncher::TemplateDied(const absl::Status& why) {
   StartTemplate();
 }
 
+absl::StatusOr<ChildProcess> WorkerLauncher::ForkFromTemplate(
+    const std::vector<std::string>& argv, const std::vector<ChildProcess::FdMapping>& fds) {
+  if (!TemplateReady()) return absl::UnavailableError("no worker template is ready");
+  absl::StatusOr<ChildProcess> child = template_->Fork(argv, fds, kForkTimeout);
+  if (child.ok()) {
+    deaths_in_a_row_ = 0;
+  } else if (absl::IsUnavailable(child.status())) {
+    TemplateDied(child.status());
+  }
+  return child;
+}
+
+bool WorkerLauncher::TemplateReady() {
+  if (!template_ || given_up_) return false;
+  if (!template_->ready()) {
+    // A restarted template: used once it is ready, never waited for.
+    const absl::Status s = template_->AwaitReady(absl::ZeroDuration());
+    if (s.ok()) {
+      SetDescription(absl::StrCat("zygote (template pid ", template_->pid(), ")"));
+    } else if (absl::IsUnavailable(s)) {
+      TemplateDied(s);
+    } else if (!absl::IsDeadlineExceeded(s)) {
+      GiveUp(s);
+    }
+  }
+  return template_ && !given_up_ && template_->ready();
+}
+
 absl::StatusOr<ChildProcess> WorkerLauncher::Launch(
     const std::vector<std::string>& argv, const std::vector<ChildProcess::FdMapping>& fds) {
-  if (template_ && !given_up_) {
-    if (!template_->ready()) {
-      // A restarted template: used once it is ready, never waited for.
-      const absl::Status s = template_->AwaitReady(absl::ZeroDuration());
-      if (s.ok()) {
-        SetDescription(absl::StrCat("zygote (template pid ", template_->pid(), ")"));
-      } else if (absl::IsUnavailable(s)) {
-        TemplateDied(s);
-      } else if (!absl::IsDeadlineExceeded(s)) {
-        GiveUp(s);
-      }
-    }
-    if (template_ && template_->ready()) {
-      absl::StatusOr<ChildProcess> child = template_->Fork(argv, fds, kForkTimeout);
-      if (child.ok()) {
-        deaths_in_a_row_ = 0;
-        return child;
-      }
-      if (absl::IsUnavailable(child.status())) TemplateDied(child.status());
-      // Else (e.g. clone failed for want of memory) spawning may still work.
-    }
+  if (TemplateReady()) {
+    absl::StatusOr<ChildProcess> child = ForkFromTemplate(argv, fds);
+    if (child.ok()) return child;
+    // Else spawning may still work (the template died, or clone failed for
+    // want of memory).
   }
   return ChildProcess::Spawn(options_.worker_path, argv, fds, /*new_process_group=*/true);
 }

@@ -50,6 +50,14 @@ class WorkerLauncher {
   absl::StatusOr<ChildProcess> Launch(const std::vector<std::string>& argv,
                                       const std::vector<ChildProcess::FdMapping>& fds);
 
+  // Like Launch, but only by a fork of a ready template (for a spare
+  // worker): kUnavailable when there is none.
+  absl::StatusOr<ChildProcess> ForkFromTemplate(const std::vector<std::string>& argv,
+                                                const std::vector<ChildProcess::FdMapping>& fds);
+  // A template is in use and has said it is ready (never waits: a
+  // restarted one is asked whether it is ready yet).
+  bool TemplateReady();
+
   // PoolStats::start_method.
   std::string Describe() const ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t template_starts() const { return template_starts_.load(std::memory_order_relaxed); }

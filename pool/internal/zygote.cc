@@ -199,7 +199,13 @@ absl::StatusOr<ChildProcess> WorkerTemplate::Fork(
   if (r.size() == 1 + sizeof(pid) && r[0] == 'P') {
     r.remove_prefix(1);
     Get(r, &pid);
-    if (pid > 0) return ChildProcess::Adopt(pid);
+    if (pid > 0) {
+      // The worker makes itself a process group leader, but maybe not yet:
+      // as its parent this process may do it too, so that the group
+      // exists before anyone signals it (the classic race of shells).
+      ::setpgid(pid, pid);
+      return ChildProcess::Adopt(pid);
+    }
   }
   if (!r.empty() && r[0] == 'E') {
     return absl::InternalError(

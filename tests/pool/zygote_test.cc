@@ -154,6 +154,73 @@ TEST_F(ZygoteTest, AStoppedTemplateIsReplacedAndTheReplacementStillComes) {
   EXPECT_TRUE(WaitUntil([&] { return ::kill(first, 0) != 0; }));  // reaped
 }
 
+TEST_F(ZygoteTest, AReplacementIsTheSpareForkedAheadAndANewSpareFollows) {
+  StartPool(ZygoteOptions(1));
+  int spare = 0;
+  ASSERT_TRUE(WaitUntil([&] { return (spare = pool().Stats().spare_worker_pid) != 0; }));
+  EXPECT_EQ(ParentAndGroup(spare), std::make_pair(static_cast<int>(::getpid()), spare));
+  const std::vector<int> before = pool().WorkerPids();
+  ASSERT_EQ(before.size(), 1u);
+  EXPECT_NE(before[0], spare);  // not listed as a worker while it waits
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(StatusWithin(pool().Submit(Task(faults::kSegfault), 0)).code(),
+              absl::StatusCode::kAborted);
+    ASSERT_TRUE(WaitUntil([&] { return pool().WorkerPids() == std::vector<int>{spare}; }))
+        << "round " << round << ": the spare " << spare << " did not take the slot";
+    EXPECT_EQ(pool().Submit(Task(math::kAdd), round, 1).Result(kWait).value_or(-1), round + 1);
+    int next = 0;
+    ASSERT_TRUE(WaitUntil([&] {
+      next = pool().Stats().spare_worker_pid;
+      return next != 0 && next != spare;
+    }));
+    spare = next;
+  }
+  EXPECT_EQ(pool().Stats().template_starts, 1u);
+}
+
+TEST_F(ZygoteTest, ASpareThatDiesIsReplacedAndNothingIsLost) {
+  StartPool(ZygoteOptions(2));
+  int spare = 0;
+  ASSERT_TRUE(WaitUntil([&] { return (spare = pool().Stats().spare_worker_pid) != 0; }));
+  ASSERT_EQ(::kill(spare, SIGKILL), 0);
+  std::vector<Future<int>> futures;
+  for (int i = 0; i < 50; ++i) futures.push_back(pool().Submit(Task(math::kAdd), i, i));
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(futures[i].Result(kWait).value_or(-1), 2 * i);
+  int next = 0;
+  // A new spare is forked at the end of a turn of the I/O thread: a task
+  // makes one.
+  ASSERT_TRUE(WaitUntil([&] {
+    (void)pool().Submit(Task(math::kAdd), 1, 1).Result(kWait);
+    next = pool().Stats().spare_worker_pid;
+    return next != 0 && next != spare;
+  }));
+  EXPECT_TRUE(WaitUntil([&] { return ::kill(spare, 0) != 0; }));  // reaped
+}
+
+TEST_F(ZygoteTest, NoWorkerSpareOrTemplateOutlivesThePool) {
+  StartPool(ZygoteOptions(2));
+  int spare = 0;
+  ASSERT_TRUE(WaitUntil([&] { return (spare = pool().Stats().spare_worker_pid) != 0; }));
+  std::vector<int> pids = pool().WorkerPids();
+  pids.push_back(spare);
+  pids.push_back(TemplatePid(pool().Stats()));
+  EXPECT_EQ(pool().Submit(Task(math::kAdd), 2, 2).Result(kWait).value_or(-1), 4);
+  DestroyPool();
+  for (int pid : pids) EXPECT_NE(::kill(pid, 0), 0) << "pid " << pid << " outlived the pool";
+  EXPECT_TRUE(procpool::testing::ChildProcesses().empty());
+}
+
+// A pool destroyed at once drops the spare it has just forked, perhaps
+// before the spare has made its own process group: it is still killed
+// and reaped (the pool makes the group itself when it learns the pid).
+TEST_F(ZygoteTest, APoolDestroyedAtOnceLeavesNoProcessAndDoesNotHang) {
+  for (int round = 0; round < 30; ++round) {
+    StartPool(ZygoteOptions(1));
+    DestroyPool();
+    ASSERT_TRUE(procpool::testing::ChildProcesses().empty()) << "round " << round;
+  }
+}
+
 TEST_F(ZygoteTest, ATemplateWithAThreadIsNotUsedAndThePoolSpawns) {
   PoolOptions o = ZygoteOptions(2);
   o.preload = Initializer::Of(probe::kStartThread, 0);
@@ -161,6 +228,7 @@ TEST_F(ZygoteTest, ATemplateWithAThreadIsNotUsedAndThePoolSpawns) {
   const PoolStats stats = pool().Stats();
   EXPECT_THAT(stats.start_method, StartsWith("spawn (template unavailable: "));
   EXPECT_THAT(stats.start_method, HasSubstr("threads"));
+  EXPECT_EQ(stats.spare_worker_pid, 0);
   EXPECT_EQ(pool().Submit(Task(math::kAdd), 2, 3).Result(kWait).value_or(-1), 5);
 }
 
