@@ -129,7 +129,7 @@ class LocalDriver final : public Driver {
   // the protocol. A dying worker's exit is waited for, at most
   // kExitAfterHangUpMs, and then handled in the same turn.
   void HungUp(WorkerConnection& w, bool dying = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
-  static constexpr int kExitAfterHangUpMs = 1;
+  static constexpr int kExitAfterHangUpMs = 5;
   // Its pidfd fired: reads what it left, reaps it, tells the scheduler,
   // and forgets it.
   void OnExited(WorkerConnection& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);

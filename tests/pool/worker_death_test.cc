@@ -142,14 +142,14 @@ TEST_F(WorkerDeathTest, TasksQueuedBehindAKilledTaskStillRun) {
 }
 
 // A dying worker's socket reads EOF a moment before the worker can be
-// reaped (here 300 us: the task closes the socket, sleeps, then crashes).
+// reaped (here 300 us: the task closes the socket, sleeps, then dies).
 // Its task fails first; the replacement (a posix_spawn that holds up the
 // I/O thread) starts after, not in between.
 TEST_F(WorkerDeathTest, ADyingWorkersTaskFailsBeforeItsReplacementStarts) {
   StartPool(TestPoolOptions(/*workers=*/1));
   int replacement_first = 0;
   for (int round = 0; round < 10; ++round) {
-    Future<int> victim = pool().Submit(Task(probe::kCloseSocketSleepThenCrash), 300);
+    Future<int> victim = pool().Submit(Task(probe::kCloseSocketSleepThenDie), 300);
     absl::Mutex mu;
     std::optional<std::vector<int>> seen;  // WorkerPids() as the task failed
     victim.AddDoneCallback([&](const Future<int>&) {
@@ -166,8 +166,8 @@ TEST_F(WorkerDeathTest, ADyingWorkersTaskFailsBeforeItsReplacementStarts) {
     absl::MutexLock l(&mu);
     if (!seen->empty()) ++replacement_first;
   }
-  // A very slow exit (over the wait's bound, a loaded machine) may let the
-  // replacement go first now and then.
+  // A very slow exit (over the wait's bound of 5 ms, a loaded machine) may
+  // let the replacement go first now and then.
   EXPECT_LE(replacement_first, 2);
 }
 

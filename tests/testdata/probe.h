@@ -27,8 +27,8 @@ int AnnounceAndSegfaultAfterMs(const std::string& path, int ms);
 int CloseFdsAndReturn(int x);
 
 // Closes the worker's socket (fd 3), sleeps `micros` microseconds, then
-// dies of SIGSEGV: the pool sees the hang-up well before the exit.
-int CloseSocketSleepThenCrash(int micros);
+// dies of SIGKILL: the pool sees the hang-up well before the exit.
+int CloseSocketSleepThenDie(int micros);
 
 // Forks a child that writes its pid to `path` (as AnnounceAndHang does) and
 // then sleeps `sleep_ms` milliseconds, holding every descriptor the worker
@@ -84,7 +84,7 @@ inline constexpr TaskRef<int(int)> kRemembered{"remembered"};
 inline constexpr TaskRef<int(int)> kStartThread{"start_thread"};
 inline constexpr TaskRef<int(int, int, int)> kAdd3{"add3"};
 inline constexpr TaskRef<int(int)> kCloseFdsAndReturn{"close_fds_and_return"};
-inline constexpr TaskRef<int(int)> kCloseSocketSleepThenCrash{"close_socket_sleep_then_crash"};
+inline constexpr TaskRef<int(int)> kCloseSocketSleepThenDie{"close_socket_sleep_then_die"};
 inline constexpr TaskRef<int(std::string, int)> kForkSleeperThenCrash{
     "fork_sleeper_then_crash"};
 inline constexpr TaskRef<int(std::string)> kPrintToStdout{"print_to_stdout"};

@@ -12,7 +12,7 @@ PROCPOOL_TASK("open_files_forever", OpenFilesForever);
 PROCPOOL_TASK("announce_and_hang", AnnounceAndHang);
 PROCPOOL_TASK("announce_and_segfault_after_ms", AnnounceAndSegfaultAfterMs);
 PROCPOOL_TASK("close_fds_and_return", CloseFdsAndReturn);
-PROCPOOL_TASK("close_socket_sleep_then_crash", CloseSocketSleepThenCrash);
+PROCPOOL_TASK("close_socket_sleep_then_die", CloseSocketSleepThenDie);
 PROCPOOL_TASK("fork_sleeper_then_crash", ForkSleeperThenCrash);
 PROCPOOL_TASK("print_to_stdout", PrintToStdout);
 PROCPOOL_TASK("stop_self", StopSelf);
