@@ -52,12 +52,16 @@ void BM_PoolStart(benchmark::State& state) {
 BENCHMARK(BM_PoolStart)->ArgNames({"workers", "zygote"})->Args({2, 0})->Args({2, 1})->UseRealTime();
 
 // The proportional set size (PSS, /proc/PID/smaps_rollup) of a pool's
-// processes, in bytes: the workers and, with kZygote, the template.
+// processes, in bytes: the workers and, with kZygote, the template and the
+// spare worker.
 double PoolPssBytes(const ProcessPool& pool) {
   std::vector<int> pids = pool.WorkerPids();
-  const std::string method = pool.Stats().start_method;
+  const PoolStats stats = pool.Stats();
   const std::string prefix = "zygote (template pid ";
-  if (method.rfind(prefix, 0) == 0) pids.push_back(std::stoi(method.substr(prefix.size())));
+  if (stats.start_method.rfind(prefix, 0) == 0) {
+    pids.push_back(std::stoi(stats.start_method.substr(prefix.size())));
+  }
+  if (stats.spare_worker_pid != 0) pids.push_back(stats.spare_worker_pid);
   double total = 0;
   for (int pid : pids) {
     std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
@@ -86,6 +90,12 @@ void BM_SharedTablesPss(benchmark::State& state) {
     std::vector<Future<uint64_t>> reads;
     for (int i = 0; i < 8; ++i) reads.push_back(pool->Submit(kReadTables, 0));
     for (Future<uint64_t>& r : reads) benchmark::DoNotOptimize(r.Get());
+    // With kZygote the spare worker counts too: wait (at most 1 s) for it.
+    for (int i = 0; i < 1000 && opts.start_method == StartMethod::kZygote &&
+                    pool->Stats().spare_worker_pid == 0;
+         ++i) {
+      ::usleep(1000);
+    }
     pss = PoolPssBytes(*pool);
     pool->Shutdown();
   }

@@ -151,8 +151,11 @@ enum class StartMethod {
   // signal, process group and exit status. The template never runs tasks
   // and is single-threaded when it forks; a template that is not (a plugin
   // started a thread while loading) or that fails is not used, and a
-  // template that dies is restarted, the pool spawning meanwhile.
-  // Stats().start_method says which is in force. Local backend only.
+  // template that dies is restarted, the pool spawning meanwhile. While
+  // the template is ready the pool keeps one spare worker forked and
+  // ready (an extra process, Stats().spare_worker_pid), which the next
+  // slot that needs a worker takes. Stats().start_method says which is in
+  // force. Local backend only.
   kZygote,
 };
 

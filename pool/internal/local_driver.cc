@@ -531,8 +531,10 @@ void LocalDriver::Spawn(WorkerId id, size_t slot) {
 }
 
 void LocalDriver::MaybeMakeSpare() {
+  // Not before every first worker has said hello: the spare would hold up
+  // the pool's start.
   if (spare_ != nullptr || spares_off_ || options_.start_method != StartMethod::kZygote ||
-      !launcher_.TemplateReady()) {
+      sched_.start_state() != Scheduler::StartState::kStarted || !launcher_.TemplateReady()) {
     return;
   }
   const WorkerId id = next_spare_id_++;

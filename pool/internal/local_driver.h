@@ -102,7 +102,8 @@ class LocalDriver final : public Driver {
   // and waits without a slot. A slot that needs a worker adopts it (its
   // id and slot change, and the scheduler learns of it then), so a
   // replacement after a crash does not wait for a fork and a hello; a new
-  // spare is forked at the end of that turn. None while the pool stops,
+  // spare is forked at the end of that turn. The first once the pool has
+  // started (so that it does not hold up the start); none while it stops,
   // nor after kMaxSpareDeaths spares in a row died unadopted.
   void MaybeMakeSpare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   bool AdoptSpare(WorkerId id, size_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
