@@ -58,9 +58,17 @@ TEST_F(FastPathTest, SerialRoundTripsReturnTheirValues) {
   EXPECT_EQ(stats.succeeded, 500u);
   EXPECT_EQ(stats.in_flight, 0u);
   // On an idle pool the fast path is the usual one (it is skipped only
-  // when the I/O thread happens to hold its lock at that moment).
-  EXPECT_GE(stats.direct_calls, 250u);
-  EXPECT_GE(stats.caller_reads, 250u);
+  // when the I/O thread happens to hold its lock at that moment). Under a
+  // sanitizer on a loaded machine the I/O thread's turn after it resolved
+  // a task can outlast the caller's wake-up every time (a CI run saw 4 of
+  // 500), so there the path need only work.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr uint64_t kUsual = 1;
+#else
+  constexpr uint64_t kUsual = 250;
+#endif
+  EXPECT_GE(stats.direct_calls, kUsual);
+  EXPECT_GE(stats.caller_reads, kUsual);
   EXPECT_LE(stats.direct_calls, 500u);
   EXPECT_LE(stats.caller_reads, 500u);
 }
