@@ -499,35 +499,37 @@ void LocalDriver::RecordInSlot(const WorkerConnection& w) {
   s.started = absl::Now();
 }
 
+absl::StatusOr<std::unique_ptr<WorkerConnection>> LocalDriver::StartConnection(
+    WorkerId id, size_t slot, bool spare) {
+  PROCPOOL_ASSIGN_OR_RETURN(
+      std::unique_ptr<WorkerConnection> w,
+      WorkerConnection::Spawn(options_, id, slot,
+                              [this, spare](const std::vector<std::string>& argv,
+                                            const std::vector<ChildProcess::FdMapping>& fds) {
+                                return spare ? launcher_.ForkFromTemplate(argv, fds)
+                                             : launcher_.Launch(argv, fds);
+                              }));
+  // On an error from here, ~WorkerConnection kills and reaps the worker.
+  PROCPOOL_RETURN_IF_ERROR(WatchWorker(*w, EPOLL_CTL_ADD));
+  if (limits_ != nullptr) {  // hard limits: the worker's memory cgroup
+    PROCPOOL_ASSIGN_OR_RETURN(std::unique_ptr<MemoryCgroup> group, limits_->Attach(id, w->pid()));
+    if (group != nullptr) cgroups_.emplace(id, std::move(group));
+  }
+  w->spare = spare;
+  return w;
+}
+
 void LocalDriver::Spawn(WorkerId id, size_t slot) {
   if (AdoptSpare(id, slot)) return;
-  absl::StatusOr<std::unique_ptr<WorkerConnection>> spawned =
-      WorkerConnection::Spawn(options_, id, slot,
-                              [this](const std::vector<std::string>& argv,
-                                     const std::vector<ChildProcess::FdMapping>& fds) {
-                                return launcher_.Launch(argv, fds);
-                              });
-  if (!spawned.ok()) {
-    sched_.OnSpawnFailed(id, spawned.status(), absl::Now(), actions_);
+  absl::StatusOr<std::unique_ptr<WorkerConnection>> w =
+      StartConnection(id, slot, /*spare=*/false);
+  if (!w.ok()) {
+    sched_.OnSpawnFailed(id, w.status(), absl::Now(), actions_);
     return;
   }
-  std::unique_ptr<WorkerConnection> w = *std::move(spawned);
-  if (absl::Status s = WatchWorker(*w, EPOLL_CTL_ADD); !s.ok()) {
-    sched_.OnSpawnFailed(id, s, absl::Now(), actions_);
-    return;  // ~WorkerConnection kills and reaps it
-  }
-  if (limits_ != nullptr) {  // hard limits: the worker's memory cgroup
-    absl::StatusOr<std::unique_ptr<MemoryCgroup>> group = limits_->Attach(id, w->pid());
-    if (!group.ok()) {
-      w.reset();  // killed and reaped before its group goes
-      sched_.OnSpawnFailed(id, group.status(), absl::Now(), actions_);
-      return;
-    }
-    if (*group != nullptr) cgroups_.emplace(id, *std::move(group));
-  }
-  sched_.OnSpawned(id, w->pid(), &w->claims);
-  RecordInSlot(*w);
-  workers_.emplace(id, std::move(w));
+  sched_.OnSpawned(id, (*w)->pid(), &(*w)->claims);
+  RecordInSlot(**w);
+  workers_.emplace(id, *std::move(w));
 }
 
 void LocalDriver::MaybeMakeSpare() {
@@ -537,29 +539,14 @@ void LocalDriver::MaybeMakeSpare() {
       sched_.start_state() != Scheduler::StartState::kStarted || !launcher_.TemplateReady()) {
     return;
   }
-  const WorkerId id = next_spare_id_++;
-  absl::StatusOr<std::unique_ptr<WorkerConnection>> forked =
-      WorkerConnection::Spawn(options_, id, /*slot=*/0,
-                              [this](const std::vector<std::string>& argv,
-                                     const std::vector<ChildProcess::FdMapping>& fds) {
-                                return launcher_.ForkFromTemplate(argv, fds);
-                              });
-  if (!forked.ok() || !WatchWorker(**forked, EPOLL_CTL_ADD).ok()) {
+  absl::StatusOr<std::unique_ptr<WorkerConnection>> w =
+      StartConnection(next_spare_id_++, /*slot=*/0, /*spare=*/true);
+  if (!w.ok()) {
     if (++spare_deaths_ >= kMaxSpareDeaths) spares_off_ = true;
-    return;  // a forked one is killed and reaped
+    return;
   }
-  std::unique_ptr<WorkerConnection> w = *std::move(forked);
-  if (limits_ != nullptr) {
-    absl::StatusOr<std::unique_ptr<MemoryCgroup>> group = limits_->Attach(id, w->pid());
-    if (!group.ok()) {
-      spares_off_ = true;
-      return;
-    }
-    if (*group != nullptr) cgroups_.emplace(id, *std::move(group));
-  }
-  w->spare = true;
-  spare_pid_.store(w->pid(), std::memory_order_relaxed);
-  spare_ = std::move(w);
+  spare_pid_.store((*w)->pid(), std::memory_order_relaxed);
+  spare_ = *std::move(w);
 }
 
 bool LocalDriver::AdoptSpare(WorkerId id, size_t slot) {
@@ -594,13 +581,21 @@ bool LocalDriver::AdoptSpare(WorkerId id, size_t slot) {
 void LocalDriver::DropSpare() {
   spares_off_ = true;
   if (spare_ == nullptr) return;
+  UnwatchWorker(*spare_);
+  ForgetSpare();  // kills its process group and reaps it
+}
+
+void LocalDriver::ForgetSpare() {
   const WorkerId id = spare_->id;
-  Unwatch(spare_->sock.get());
-  Unwatch(spare_->err ? spare_->err.get() : -1);
-  Unwatch(spare_->proc.pidfd());
-  spare_.reset();  // kills its process group and reaps it
+  spare_.reset();
   spare_pid_.store(0, std::memory_order_relaxed);
-  cgroups_.erase(id);
+  cgroups_.erase(id);  // after the reap
+}
+
+void LocalDriver::UnwatchWorker(const WorkerConnection& w) {
+  if (!w.caller_owned && !w.hung_up) Unwatch(w.sock.get());
+  Unwatch(w.proc.pidfd());
+  Unwatch(w.err ? w.err.get() : -1);
 }
 
 void LocalDriver::FoldIntoPastLocked(SlotRecord& s) {

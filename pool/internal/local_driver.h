@@ -91,6 +91,15 @@ class LocalDriver final : public Driver {
   // The scheduler stopped or closed a worker it asked for before it was
   // spawned: it never will be, and its end is reported as an exit.
   bool DropPendingSpawn(WorkerId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // Starts a worker process for `id` and `slot` (a spare: forked from the
+  // template only) and watches it; with hard limits, files it in its
+  // memory cgroup. Nothing is told to the scheduler.
+  absl::StatusOr<std::unique_ptr<WorkerConnection>> StartConnection(WorkerId id, size_t slot,
+                                                                    bool spare)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // Takes a worker's socket (unless a caller holds it or it hung up),
+  // stderr pipe and pidfd out of the epoll set.
+  void UnwatchWorker(const WorkerConnection& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   // Adds (op EPOLL_CTL_ADD) or re-tags (EPOLL_CTL_MOD) a worker's socket,
   // stderr pipe and pidfd in the epoll set under its id.
   absl::Status WatchWorker(const WorkerConnection& w, int op)
@@ -108,8 +117,8 @@ class LocalDriver final : public Driver {
   void MaybeMakeSpare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   bool AdoptSpare(WorkerId id, size_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   void DropSpare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
-  // The spare died before a slot took it.
-  void SpareExited(WorkerConnection& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // Destroys the spare (killed and reaped if it lives) and its cgroup.
+  void ForgetSpare() ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   static constexpr WorkerId kSpareIdBase = WorkerId{1} << 60;
   static constexpr int kMaxSpareDeaths = 3;
   // Reports what the timed workers run, from their status pages.

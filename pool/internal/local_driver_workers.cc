@@ -171,13 +171,15 @@ void LocalDriver::OnExited(WorkerConnection& w) {
   }
   // What it wrote before it died is still in the socket: that comes first.
   if (!w.hung_up) OnReadable(w);
-  if (w.spare) return SpareExited(w);
   w.exited = true;
-  if (!w.caller_owned && !w.hung_up) Unwatch(w.sock.get());
-  Unwatch(w.proc.pidfd());
-  Unwatch(w.err ? w.err.get() : -1);
+  UnwatchWorker(w);
   const ExitStatus status = w.Reap();
   w.ReadStderr(options_.forward_worker_stderr, options_.stderr_tail_lines);
+  if (w.spare) {  // it died before a slot took it: nothing else knew of it
+    ForgetSpare();
+    if (++spare_deaths_ >= kMaxSpareDeaths) spares_off_ = true;
+    return;
+  }
   const WorkerStatusPage& page = w.page();
   WorkerExit exit;
   exit.how = status.ToString();
@@ -207,20 +209,6 @@ void LocalDriver::OnExited(WorkerConnection& w) {
   // Only once these are carried out does nothing refer to its claim table.
   Execute();
   workers_.erase(w.id);
-}
-
-void LocalDriver::SpareExited(WorkerConnection& w) {
-  w.exited = true;
-  if (!w.hung_up) Unwatch(w.sock.get());
-  Unwatch(w.proc.pidfd());
-  Unwatch(w.err ? w.err.get() : -1);
-  w.Reap();
-  w.ReadStderr(options_.forward_worker_stderr, options_.stderr_tail_lines);
-  const WorkerId id = w.id;
-  spare_.reset();  // `w` is gone from here on
-  spare_pid_.store(0, std::memory_order_relaxed);
-  cgroups_.erase(id);
-  if (++spare_deaths_ >= kMaxSpareDeaths) spares_off_ = true;
 }
 
 }  // namespace procpool::internal
