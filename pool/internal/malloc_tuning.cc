@@ -2,6 +2,8 @@
 
 #include <malloc.h>
 
+#include "pool/internal/sanitizers.h"
+
 namespace procpool::internal {
 
 namespace {
@@ -9,19 +11,7 @@ namespace {
 // A sanitizer's allocator replaces glibc's malloc: mallopt() reaches only
 // its interceptor, which refuses every setting, and there is no glibc
 // behaviour to change.
-constexpr bool kSanitizerAllocator =
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
-    __has_feature(memory_sanitizer)
-    true;
-#else
-    false;
-#endif
-#else
-    false;
-#endif
+constexpr bool kSanitizerAllocator = kAddressSanitizer || kThreadSanitizer || kMemorySanitizer;
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "pool/internal/sanitizers.h"
 
 namespace procpool::internal {
 
@@ -55,19 +56,7 @@ std::string DescribeSandbox(uint32_t layers) {
   return absl::StrJoin(parts, ", ");
 }
 
-bool SandboxSanitizerBuild() {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  return true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-  return true;
-#else
-  return false;
-#endif
-#else
-  return false;
-#endif
-}
+bool SandboxSanitizerBuild() { return kAddressSanitizer || kThreadSanitizer; }
 
 std::vector<SyscallRule> SeccompAllowlist(bool sanitizer) {
   using C = SyscallCondition;

@@ -15,6 +15,7 @@
 #include <new>
 
 #include "absl/strings/str_cat.h"
+#include "pool/internal/sanitizers.h"
 
 namespace procpool::internal {
 namespace {
@@ -39,18 +40,7 @@ State g;
 // one of its interceptors, which a task spinning in pure computation never
 // does. There SIGXCPU keeps its default action (the kernel ends the
 // worker), and the pool reads the signal.
-constexpr bool kHandlerCanBeDeferred =
-#if defined(__SANITIZE_THREAD__)
-    true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-    true;
-#else
-    false;
-#endif
-#else
-    false;
-#endif
+constexpr bool kHandlerCanBeDeferred = kThreadSanitizer;
 
 uint64_t ProcessCpuNs() {
   timespec ts{};

@@ -25,6 +25,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "pool/internal/sanitizers.h"
 #include "pool/pool.h"
 #include "tests/testing/pool_fixture.h"
 
@@ -62,11 +63,8 @@ TEST_F(FastPathTest, SerialRoundTripsReturnTheirValues) {
   // sanitizer on a loaded machine the I/O thread's turn after it resolved
   // a task can outlast the caller's wake-up nearly every time, so there
   // the path need only work.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  constexpr uint64_t kUsual = 1;
-#else
-  constexpr uint64_t kUsual = 250;
-#endif
+  constexpr uint64_t kUsual =
+      internal::kAddressSanitizer || internal::kThreadSanitizer ? 1 : 250;
   EXPECT_GE(stats.direct_calls, kUsual);
   EXPECT_GE(stats.caller_reads, kUsual);
   EXPECT_LE(stats.direct_calls, 500u);

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "pool/internal/limits.h"
 #include "pool/internal/sandbox_policy.h"
+#include "pool/internal/sanitizers.h"
 #include "tests/testing/pool_fixture.h"
 
 namespace procpool {
@@ -35,34 +36,12 @@ using testing::Watchdog;
 
 constexpr uint64_t kMemoryLimit = uint64_t{64} << 20;
 
-constexpr bool kTsan =
-#if defined(__SANITIZE_THREAD__)
-    true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-    true;
-#else
-    false;
-#endif
-#else
-    false;
-#endif
+constexpr bool kTsan = internal::kThreadSanitizer;
 
 // UndefinedBehaviorSanitizer (in the asan config) checks a thrown
 // exception's type through a pipe, which a full descriptor table denies:
 // it then reports a false error and ends the worker.
-constexpr bool kUbsan =
-#if defined(__SANITIZE_ADDRESS__)
-    true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    true;
-#else
-    false;
-#endif
-#else
-    false;
-#endif
+constexpr bool kUbsan = internal::kAddressSanitizer;
 
 ProcessPool MustCreate(PoolOptions o) {
   absl::StatusOr<ProcessPool> pool = ProcessPool::Create(std::move(o));
