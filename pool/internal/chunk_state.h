@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "pool/internal/task_state.h"
@@ -141,8 +142,11 @@ class ChunkState final : public TaskState {
   // remaining_ is empty (the usual case), else exactly remaining_.
   size_t answered_prefix_ = 0;
   std::vector<uint32_t> remaining_;
-  std::vector<Outcome> outcomes_;
-  std::vector<std::string> parts_;        // the answers' payloads
+  // Inline for a chunk of one item (maps with chunksize 1), whose answer is
+  // recorded by the I/O thread and dropped by the consumer: no allocation
+  // made on one thread and freed on the other per item.
+  absl::InlinedVector<Outcome, 1> outcomes_;
+  absl::InlinedVector<std::string, 1> parts_;  // the answers' payloads
   std::vector<absl::Status> failures_;    // failures the pool decided
   absl::flat_hash_map<size_t, std::vector<std::string>> item_crashes_;
 };
