@@ -135,11 +135,8 @@ class LocalDriver final : public Driver {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   void ProtocolError(WorkerConnection& w, absl::Status why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
-  // Its socket closed (EOF, a failed write) or, `dying` false, it broke
-  // the protocol. A dying worker's exit is waited for, at most
-  // kExitAfterHangUpMs, and then handled in the same turn.
-  void HungUp(WorkerConnection& w, bool dying = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
-  static constexpr int kExitAfterHangUpMs = 5;
+  // Its socket closed (EOF, a failed write) or it broke the protocol.
+  void HungUp(WorkerConnection& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   // Its pidfd fired: reads what it left, reaps it, tells the scheduler,
   // and forgets it.
   void OnExited(WorkerConnection& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);

@@ -132,7 +132,7 @@ void LocalDriver::HandleResults(WorkerConnection& w, std::string_view payload) {
 }
 
 void LocalDriver::ProtocolError(WorkerConnection& w, absl::Status why) {
-  HungUp(w, /*dying=*/false);
+  HungUp(w);
   if (w.spare) {
     w.proc.Kill(SIGKILL);  // its exit is reported as a spare's
     return;
@@ -140,22 +140,13 @@ void LocalDriver::ProtocolError(WorkerConnection& w, absl::Status why) {
   sched_.OnProtocolError(w.id, std::move(why), absl::Now(), actions_);
 }
 
-void LocalDriver::HungUp(WorkerConnection& w, bool dying) {
+void LocalDriver::HungUp(WorkerConnection& w) {
   if (w.hung_up) return;
   w.hung_up = true;
   if (!w.caller_owned) Unwatch(w.sock.get());
+  // Its pidfd stays watched: the exit, usually a moment later, fails what
+  // it ran and frees its slot (Scheduler::OnDisconnected).
   if (!w.spare) sched_.OnDisconnected(w.id, absl::Now(), actions_);
-  // A worker that died closes its socket just before it becomes a zombie
-  // (tens of microseconds). Its exit is handled in this same turn, so that
-  // the task it ran fails before anything else runs: the hang-up freed its
-  // slot, and the replacement's spawn at the end of the turn would hold up
-  // the failure by a posix_spawn. A worker whose socket closed while it
-  // lives on costs this wait once.
-  pollfd p{w.proc.pidfd(), POLLIN, 0};
-  if (p.fd >= 0 && ::poll(&p, 1, dying ? kExitAfterHangUpMs : 0) == 1 &&
-      std::find(exits_deferred_.begin(), exits_deferred_.end(), w.id) == exits_deferred_.end()) {
-    exits_deferred_.push_back(w.id);
-  }
 }
 
 void LocalDriver::OnExited(WorkerConnection& w) {

@@ -262,9 +262,11 @@ class Scheduler {
   // path reads its answer itself then).
   bool LoneCall(WorkerId worker, uint64_t id) const;
   // The worker's connection closed (EOF) while it may still run: nothing
-  // more is sent to it, and unless it exits on its own soon it is killed
-  // (its exit then blames what it ran, as any).
+  // more is sent to it, and unless it exits on its own within
+  // kExitAfterDisconnect it is killed (its exit then blames what it ran, as
+  // any). Its slot is freed by its exit.
   void OnDisconnected(WorkerId worker, absl::Time now, Actions& out);
+  static constexpr absl::Duration kExitAfterDisconnect = absl::Milliseconds(200);
   size_t ready_workers() const { return ready_count_; }
   // Every ready worker has its window of calls full (so none can take
   // another before some answer comes).

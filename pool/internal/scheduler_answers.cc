@@ -150,9 +150,9 @@ void Scheduler::OnDisconnected(WorkerId worker, absl::Time now, Actions& out) {
   HeapRemove(w);
   w->disconnected = true;
   // A worker that exits gets a moment to do so, so that its own exit status
-  // is reported.
-  ArmTimer(now + absl::Milliseconds(200), TimerKind::kDisconnected, w->id, 0);
-  SlotFreed(w->slot, now, out);
+  // is reported. Its slot stays its own until then: the replacement starts
+  // after the task it ran has failed, never in between.
+  ArmTimer(now + kExitAfterDisconnect, TimerKind::kDisconnected, w->id, 0);
   MaybeCloseIdleWorkers(now, out);
 }
 

@@ -85,6 +85,9 @@ struct SimWorker {
   enum class Start { kNormal, kFail, kCrash, kHang } start = Start::kNormal;
   bool ready = false, dead = false, closed = false;
   bool exit_reported = false;  // the scheduler was told (OnExit)
+  size_t slot = 0;
+  bool hung_up = false;  // the scheduler was told its socket closed (OnDisconnected)
+  bool signalled = false;  // the scheduler stopped it (kSignal)
   std::deque<SimCall> mailbox;
   bool busy = false;
   SimCall cur;
@@ -351,9 +354,19 @@ void Sim::Control(const Action& a) {
         At(now_ + Ms(0.5, 5), [this, raw] { AgentSpawned(*raw); });
         break;
       }
+      // A worker whose socket closed is its slot's until it exits (or the
+      // pool stops it): what it ran fails before a replacement starts.
+      for (const auto& [id, other] : workers_) {
+        if (other->slot == a.slot && other->hung_up && !other->exit_reported &&
+            !other->signalled) {
+          Fail(absl::StrCat("slot ", a.slot, " respawned while its worker ", id,
+                            " had hung up but not exited"));
+        }
+      }
       auto w = std::make_unique<SimWorker>();
       w->id = a.worker;
       w->pid = next_pid_++;
+      w->slot = a.slot;
       w->words.reset(new std::atomic<uint64_t>[kClaimSlots]());
       w->claims = std::make_unique<ClaimTable>(w->words.get(), nullptr);
       if (spawns_++ >= config_.slots && P(start_trouble_)) {
@@ -417,6 +430,7 @@ void Sim::Control(const Action& a) {
     }
     case Action::Kind::kSignal: {
       SimWorker* w = W(a.worker);
+      if (w != nullptr) w->signalled = true;
       if (w == nullptr || w->dead) break;
       if (agents_) {
         // The driver gives up on the agent at once.
@@ -772,6 +786,16 @@ void Sim::Die(SimWorker& w, std::string how, bool killed, bool blame, bool exite
   const absl::Time at =
       std::max(now_ + Ms(0.01, 0.5), w.socket_free_at + absl::Nanoseconds(1));
   const WorkerId id = w.id;
+  // Often its socket reads EOF first, a moment before it can be reaped.
+  if (!agents_ && P(0.5)) {
+    At(now_ + Ms(0.001, 0.01), [this, id] {
+      auto it = workers_.find(id);
+      if (it == workers_.end() || it->second->exit_reported) return;
+      it->second->hung_up = true;
+      sched_->OnDisconnected(id, now_, actions_);
+      Apply();
+    });
+  }
   At(at, [this, id, exit] {
     Trace(absl::StrCat("worker ", id, " exit: ", exit.how, " running ", exit.running_task,
                        "/", exit.running_item));
