@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "bench/bench_util.h"
@@ -51,35 +53,63 @@ BENCHMARK(BM_MapAdd)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
-// BM_MapAdd with automatic batching, its workers sandboxed
-// (PoolOptions::sandbox): what the seccomp filter, Landlock and the
-// network namespace cost a map of tiny tasks. //bench:compare's row
-// map_small_tasks_sandboxed_per_s sets it against BM_MapAdd.
+// What the sandbox (PoolOptions::sandbox: seccomp filter, Landlock,
+// dropped capabilities) costs a map of tiny tasks: BM_MapAdd's map with
+// automatic batching, run on a sandboxed pool and on an unconfined one of
+// the same options, alternately in every iteration (`rounds` maps each,
+// the order flipped every round), so that both see the same machine.
+// items_per_second is the sandboxed pool's rate; the counters give both
+// rates and sandboxed_vs_plain, the ratio of the summed times
+// (//bench:compare's row map_small_tasks_sandboxed_per_s).
 void BM_MapAddSandboxed(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
-  PoolOptions options = BenchPoolOptions(2);
-  options.sandbox = true;
-  absl::StatusOr<ProcessPool> pool = ProcessPool::Create(options);
-  if (!pool.ok()) {
-    state.SkipWithError(pool.status().ToString().c_str());
+  const int rounds = static_cast<int>(state.range(1));
+  PoolOptions plain_options = BenchPoolOptions(2);
+  PoolOptions sandboxed_options = plain_options;
+  sandboxed_options.sandbox = true;
+  absl::StatusOr<ProcessPool> pools[2] = {ProcessPool::Create(plain_options),
+                                          ProcessPool::Create(sandboxed_options)};
+  for (const auto& pool : pools) {
+    if (!pool.ok()) {
+      state.SkipWithError(pool.status().ToString().c_str());
+      return;
+    }
+  }
+  if (pools[1]->Stats().sandbox == "off") {
+    state.SkipWithError("the sandboxed pool reports no sandbox");
     return;
   }
-  auto add = GetTask(state, *pool, math::kAdd);
-  if (!add) return;
+  std::optional<TaskHandle<int(int, int)>> adds[2] = {GetTask(state, *pools[0], math::kAdd),
+                                                      GetTask(state, *pools[1], math::kAdd)};
+  if (!adds[0] || !adds[1]) return;
   std::vector<int> xs(n), ys(n);
   std::iota(xs.begin(), xs.end(), 0);
   std::iota(ys.begin(), ys.end(), 1);
+  double seconds[2] = {0, 0};
   for (auto _ : state) {
-    int64_t sum = 0;
-    for (int r : pool->Map(*add, xs, ys)) sum += r;
-    benchmark::DoNotOptimize(sum);
+    double iteration[2] = {0, 0};
+    for (int r = 0; r < 2 * rounds; ++r) {
+      const int k = (r + r / 2) % 2;  // plain, sandboxed, sandboxed, plain, ...
+      const auto t0 = std::chrono::steady_clock::now();
+      int64_t sum = 0;
+      for (int v : pools[k]->Map(*adds[k], xs, ys)) sum += v;
+      benchmark::DoNotOptimize(sum);
+      iteration[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    state.SetIterationTime(iteration[1] / rounds);
+    seconds[0] += iteration[0];
+    seconds[1] += iteration[1];
   }
+  const double maps = static_cast<double>(state.iterations()) * rounds;
   state.SetItemsProcessed(state.iterations() * n);
+  state.counters["plain_per_s"] = maps * n / seconds[0];
+  state.counters["sandboxed_per_s"] = maps * n / seconds[1];
+  state.counters["sandboxed_vs_plain"] = seconds[0] / seconds[1];
 }
 BENCHMARK(BM_MapAddSandboxed)
-    ->ArgNames({"pairs"})
-    ->Args({kPairs})
-    ->UseRealTime()
+    ->ArgNames({"pairs", "rounds"})
+    ->Args({kPairs, 4})
+    ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
 // `batch` records per write, at most max(2 * batch, 32) records in flight
