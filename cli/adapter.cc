@@ -221,7 +221,7 @@ void MakeStringArchive(std::string* arg) {
 }
 
 // Buffers this large are given back to the system when freed.
-constexpr size_t kTrimBytes = size_t{64} << 20;
+constexpr size_t kTrimBytes = size_t{16} << 20;
 
 // Frees the memory of a buffer that grew large for one record.
 void ReleaseIfLarge(std::string* s);

@@ -20,7 +20,7 @@ constexpr size_t kBlock = size_t{1} << 20;
 // Lines at least this long are handed over in the reader's buffer.
 constexpr size_t kStealLine = 4 * kBlock;
 // After a line this long, freed memory goes back to the system.
-constexpr size_t kTrimLine = size_t{64} << 20;
+constexpr size_t kTrimLine = size_t{16} << 20;
 }  // namespace
 
 absl::Status ErrnoStatus(std::string_view context, int err) {
