@@ -1,10 +1,12 @@
 #include "cli/adapter.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <sys/time.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <optional>
@@ -100,6 +102,9 @@ void AppendResult(std::string_view archive, bool as_text, std::string* out, bool
 
 struct Codec {
   size_t arity;
+  // The task takes one std::string: its archive is the string's length
+  // (8 bytes) and then its bytes.
+  bool one_string;
   // Appends the arguments to *archive; an error for a field of the wrong kind.
   absl::Status (*save_args)(const std::vector<std::string_view>& args,
                             const std::vector<std::string>& fields, std::string* archive);
@@ -110,6 +115,7 @@ template <class R, class... A>
 std::pair<std::string, Codec> Entry() {
   Codec c;
   c.arity = sizeof...(A);
+  c.one_string = sizeof...(A) == 1 && (std::is_same_v<A, std::string> && ...);
   c.save_args = [](const std::vector<std::string_view>& args,
                    const std::vector<std::string>& fields, std::string* archive) {
     OutputArchive ar(archive, &AppendToString);
@@ -204,6 +210,52 @@ const Target& Resolve(const BatchJob& job) {
   return *cached;
 }
 
+// Makes *arg (a string argument) the archive of itself, in place: its
+// length goes in front of its bytes, which move up by 8 bytes within the
+// string's own memory when it has room (it then holds one copy of a huge
+// field, not two).
+void MakeStringArchive(std::string* arg) {
+  const uint64_t n = arg->size();
+  arg->insert(0, sizeof(n), '\0');
+  std::memcpy(arg->data(), &n, sizeof(n));
+}
+
+// Buffers this large are given back to the system when freed.
+constexpr size_t kTrimBytes = size_t{16} << 20;
+
+// Frees the memory of a buffer that grew large for one record.
+void ReleaseIfLarge(std::string* s);
+
+// Where a task's outcome goes: appended to *out. A plugin's invoke reads its
+// arguments no more once it appends (tasks/abi.h), so the first append frees
+// a large argument archive: a huge record's field is then gone before its
+// result is copied out of the task.
+struct OutcomeSink {
+  std::string* out;
+  std::string* args;  // freed at the first append
+
+  static void Append(void* p, const char* data, size_t len) {
+    auto* s = static_cast<OutcomeSink*>(p);
+    if (s->args != nullptr) {
+      ReleaseIfLarge(s->args);
+      s->args = nullptr;
+    }
+    s->out->append(data, len);
+  }
+};
+
+// Frees the memory of a buffer that grew large for one record.
+void ReleaseIfLarge(std::string* s) {
+  const size_t capacity = s->capacity();
+  if (capacity <= (size_t{1} << 20)) return;
+  std::string().swap(*s);
+  // The pool keeps freed memory in workers for reuse (no mmap, no trim:
+  // pool/internal/malloc_tuning.h), so the freed pages of a huge buffer
+  // would stay resident, and the next huge buffer would not always land on
+  // them. Give them back: once a record, for records this large.
+  if (capacity >= kTrimBytes) ::malloc_trim(0);
+}
+
 // The (type name, what) archive of a task's exception, as a message.
 std::string ExceptionMessage(const std::string& task, std::string_view archive) {
   std::string type, what;
@@ -267,15 +319,21 @@ BatchReply RunBatch(BatchRequest request) {
   std::string key_json;
   AppendJsonString(&key_json, job.as);
 
+  // The records: in a worker, read in place from the request (which stays
+  // in memory while this task runs), so that none is copied whole.
+  std::vector<std::string_view> records = std::move(request.received);
+  if (records.empty()) records.assign(request.records.begin(), request.records.end());
+
   BatchReply reply;
   size_t input_bytes = 0;
-  for (const std::string& r : request.records) input_bytes += r.size();
-  reply.output.reserve(input_bytes / 2 + 64 * request.records.size());
+  for (std::string_view r : records) input_bytes += r.size();
+  // (Memory reserved and not written to costs no resident pages.)
+  reply.output.reserve(input_bytes / 2 + 64 * records.size());
   std::string args;
   std::string result;
   std::string result_json;
   std::vector<std::string_view> views;
-  for (size_t i = 0; i < request.records.size(); ++i) {
+  for (size_t i = 0; i < records.size(); ++i) {
     if (progress.has_value()) {
       progress->Set(request.seq, static_cast<uint32_t>(i), ProgressSlots::NowNs());
     }
@@ -284,18 +342,18 @@ BatchReply RunBatch(BatchRequest request) {
       reply.failures.push_back(
           RecordFailure{static_cast<uint32_t>(i), static_cast<int32_t>(code), std::move(message)});
     };
+    const std::string_view raw = records[i];
     Record rec;
-    rec.raw = std::move(request.records[i]);
     views.clear();
     if (jsonl) {
-      ParseJsonlRecord(rec.raw, job.fields, job.as, job.max_depth, &rec);
+      ParseJsonlRecord(raw, job.fields, job.as, job.max_depth, &rec);
       if (!rec.error.ok()) {
         fail(rec.error.code(), std::string(rec.error.message()));
         continue;
       }
       for (const std::string& a : rec.args) views.push_back(a);
     } else {
-      views.push_back(rec.raw);
+      views.push_back(raw);
     }
     if (views.size() != target.codec->arity) {
       fail(absl::StatusCode::kInvalidArgument,
@@ -303,23 +361,35 @@ BatchReply RunBatch(BatchRequest request) {
                         views.size()));
       continue;
     }
-    args.clear();
-    if (absl::Status s = target.codec->save_args(views, job.fields, &args); !s.ok()) {
-      fail(s.code(), std::string(s.message()));
-      continue;
+    if (jsonl && target.codec->one_string) {
+      // The field parsed out of the record becomes the archive itself.
+      args = std::move(rec.args[0]);
+      MakeStringArchive(&args);
+    } else {
+      args.clear();
+      if (absl::Status s = target.codec->save_args(views, job.fields, &args); !s.ok()) {
+        fail(s.code(), std::string(s.message()));
+        continue;
+      }
     }
     // The archive holds the arguments now; and poolrun, which has the
-    // record, splices the result into an object itself.
+    // record, splices the result into an object itself. Only a record
+    // whose output line is rebuilt here is copied (rare: not an object, or
+    // one that has the result's key already).
     const bool splice = jsonl && !job.result_only && rec.json_object && !rec.has_result_key;
     std::vector<std::string>().swap(rec.args);
-    if (splice || !jsonl) std::string().swap(rec.raw);
+    if (jsonl && !splice && !job.result_only) rec.raw.assign(raw);
     result.clear();
     // --timeout: SIGALRM's default action ends the worker if the task runs
     // past it; poolrun learns from the progress slot which record it was.
     Alarm alarm(job.timeout_ns);
-    const int rc = target.entry->invoke(target.entry->ctx, args.data(), args.size(), &result,
-                                        &AppendToString);
+    OutcomeSink sink{&result, &args};
+    const int rc = target.entry->invoke(target.entry->ctx, args.data(), args.size(), &sink,
+                                        &OutcomeSink::Append);
     alarm.Disarm();
+    ReleaseIfLarge(&args);
+    // The task's own buffers (a huge result) are freed now too.
+    if (result.size() >= kTrimBytes) ::malloc_trim(0);
     if (rc == PROCPOOL_INVOKE_BAD_ARGS) {
       fail(absl::StatusCode::kInvalidArgument, result);
       continue;
@@ -348,12 +418,12 @@ BatchReply RunBatch(BatchRequest request) {
       target.codec->append_result(result, as_text, &reply.output, &empty);
       reply.output.push_back('\n');
     }
+    ReleaseIfLarge(&result);
     reply.lengths.push_back(reply.output.size() - at);
     reply.splice.push_back(splice ? 1 : 0);
     if (empty) ++reply.empty_results;
   }
-  if (result.capacity() > (size_t{1} << 20)) std::string().swap(result);
-  if (args.capacity() > (size_t{1} << 20)) std::string().swap(args);
+  ReleaseIfLarge(&result);
   reply.busy_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                             std::chrono::steady_clock::now() - batch_start)
                                             .count());

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -52,8 +53,13 @@ struct BatchJob {
 struct BatchRequest {
   BatchJob job;
   uint64_t seq = 0;  // the batch's number in the run: its progress slot
-  // The records, raw, without their newlines: in a worker, as received.
+  // The records, raw, without their newlines, when the request is built in
+  // memory (tests call RunBatch with them).
   std::vector<std::string> records;
+  // In a worker: the records as received, read in place from the request's
+  // bytes (no copy; valid while the task runs). Used instead of `records`
+  // when not empty.
+  std::vector<std::string_view> received;
   // In poolrun: the records to send, read in place (not copied into
   // `records`); they must outlive the request's serialization.
   const Record* borrowed = nullptr;
@@ -72,7 +78,7 @@ struct BatchRequest {
   }
   template <class Archive>
   void load(Archive& ar) {
-    ar(job, seq, records);
+    ar(job, seq, received);
   }
 };
 

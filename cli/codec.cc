@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cli/json_scan.h"
 #include "nlohmann/json.hpp"
 #include "simdjson.h"
 
@@ -232,7 +233,7 @@ void ParseWithNlohmann(std::string_view raw, const std::vector<std::string>& fie
 // the record to ParseWithNlohmann: simdjson refused it (bad JSON, a number
 // it does not represent), or a field is not a string (passed as JSON text,
 // which nlohmann writes).
-bool ParseWithSimdjson(const std::string& raw, const std::vector<std::string>& fields,
+bool ParseWithSimdjson(std::string_view raw, const std::vector<std::string>& fields,
                        const std::string& result_key, size_t max_depth, Record* r) {
   for (const std::string& f : fields) {
     if (!f.empty() && f[0] == '/') return false;
@@ -244,7 +245,7 @@ bool ParseWithSimdjson(const std::string& raw, const std::vector<std::string>& f
     }
   }
   simdjson::dom::element doc;
-  const simdjson::error_code err = parser.parse(raw).get(doc);
+  const simdjson::error_code err = parser.parse(raw.data(), raw.size()).get(doc);
   if (err == simdjson::DEPTH_ERROR) {
     r->error = absl::ResourceExhaustedError(absl::StrCat(
         "the record nests arrays and objects deeper than --max-depth (", max_depth, ")"));
@@ -306,16 +307,55 @@ bool ParseWithSimdjson(const std::string& raw, const std::vector<std::string>& f
   return true;
 }
 
+// The lean pass (json_scan.h) for a huge record whose fields are
+// top-level strings (or which is itself a string, or any JSON without
+// --field). Each field is decoded once, into a string of its size plus 8
+// bytes (room for the adapter to make it an archive in place). Returns
+// false to hand the record to ParseWithNlohmann (not sure it is JSON, a
+// pointer field, a field missing, null or not a string: nlohmann words
+// those).
+bool ParseHuge(std::string_view raw, const std::vector<std::string>& fields,
+               const std::string& result_key, size_t max_depth, Record* r) {
+  for (const std::string& f : fields) {
+    if (!f.empty() && f[0] == '/') return false;
+  }
+  ScannedRecord scan;
+  if (!ScanJson(raw, max_depth, fields, result_key, &scan)) return false;
+  auto decoded = [](std::string_view body) {
+    std::string s;
+    s.reserve(body.size() + 8);
+    AppendDecodedJsonString(body, &s);
+    return s;
+  };
+  if (fields.empty()) {
+    if (scan.root.kind == ScannedValue::Kind::kString) {
+      r->args.push_back(decoded(scan.root.body));
+    } else {
+      r->args.emplace_back(raw);
+    }
+  } else {
+    if (!scan.root_object) return false;
+    for (const ScannedValue& v : scan.fields) {
+      if (v.kind != ScannedValue::Kind::kString) return false;
+    }
+    for (const ScannedValue& v : scan.fields) r->args.push_back(decoded(v.body));
+  }
+  r->json_object = scan.root_object;
+  r->has_result_key = scan.root_object && scan.has_result_key;
+  return true;
+}
+
 }  // namespace
 
-void ParseJsonlRecord(const std::string& raw, const std::vector<std::string>& fields,
+void ParseJsonlRecord(std::string_view raw, const std::vector<std::string>& fields,
                       const std::string& result_key, size_t max_depth, Record* r) {
   // simdjson holds a padded copy of the record, its strings unescaped and
-  // an index, several times a huge record's size; the streaming pass holds
-  // the field once.
+  // an index, several times a huge record's size; the lean pass holds the
+  // fields once, and nlohmann's streaming pass each string it reads twice.
   constexpr size_t kSimdjsonMaxBytes = size_t{16} << 20;
-  if (raw.size() <= kSimdjsonMaxBytes &&
-      ParseWithSimdjson(raw, fields, result_key, max_depth, r)) {
+  if (raw.size() <= kSimdjsonMaxBytes) {
+    if (ParseWithSimdjson(raw, fields, result_key, max_depth, r)) return;
+  } else if (ParseHuge(raw, fields, result_key, max_depth, r)) {
     return;
   }
   r->error = absl::OkStatus();

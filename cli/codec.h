@@ -31,7 +31,7 @@ namespace procpool::cli {
 // fields, by a streaming (SAX) pass of nlohmann-json that stops at
 // `max_depth`; a DOM is built only for a non-string or pointer field, once
 // the depth is known to be within `max_depth`.
-void ParseJsonlRecord(const std::string& raw, const std::vector<std::string>& fields,
+void ParseJsonlRecord(std::string_view raw, const std::vector<std::string>& fields,
                       const std::string& result_key, size_t max_depth, Record* r);
 
 // Appends the jsonl output line (with its newline) of record `r` whose

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,8 @@ namespace {
 constexpr size_t kBlock = size_t{1} << 20;
 // Lines at least this long are handed over in the reader's buffer.
 constexpr size_t kStealLine = 4 * kBlock;
+// After a line this long, freed memory goes back to the system.
+constexpr size_t kTrimLine = size_t{16} << 20;
 }  // namespace
 
 absl::Status ErrnoStatus(std::string_view context, int err) {
@@ -184,6 +187,10 @@ absl::StatusOr<bool> LineReader::Next(std::string* line, bool* terminated,
       buf_ = std::move(rest);
       begin_ = 0;
       end_ = buf_.size();
+      // The buffer grew by doubling to hold the line; poolrun keeps freed
+      // memory for reuse (TuneProcessForThroughput), so the smaller buffers
+      // it left behind would stay resident beside it. Give them back.
+      if (len >= kTrimLine) ::malloc_trim(0);
       return;
     }
     if (dropped == 0 && len <= max_line_) {

@@ -43,7 +43,9 @@ typedef struct procpool_task_v1 {
   const char* signature;    // readable signature, e.g. "int(int, int)"
   void* ctx;                // passed back to invoke
   // Decodes the argument archive, runs the task, appends the outcome.
-  // Never throws; returns one of PROCPOOL_INVOKE_*.
+  // Never throws; returns one of PROCPOOL_INVOKE_*. Reads `args` only until
+  // its first call to `append`: from then on the caller may free them (so a
+  // huge argument and a huge result need not be held at once).
   int (*invoke)(void* ctx, const char* args, size_t args_len, void* out,
                 procpool_append_fn append);
 } procpool_task_v1;

@@ -1,7 +1,8 @@
 // How values cross the process boundary: cereal binary archives.
 //
 // Any type cereal can serialize may be a task argument or result: arithmetic
-// types, std::string, std::vector, std::map, std::unordered_map, std::set,
+// types, std::string (and, as a task's argument only, std::string_view:
+// the same bytes as a std::string, read in place; see below), std::vector, std::map, std::unordered_map, std::set,
 // std::pair, std::tuple, std::optional, std::variant, std::array,
 // std::chrono durations, and user structs with a `serialize` member:
 //
@@ -161,6 +162,23 @@ inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::string& s) {
     ar.loadBinary(s.data() + old, static_cast<std::size_t>(c));
     n -= c;
   }
+}
+
+// A std::string_view argument crosses as a std::string (the same bytes),
+// loaded as a view into the archive's own bytes, not a copy: valid only as
+// long as they are (for a task argument, until the task returns). There is
+// no saving one: a result never views memory the task does not own (a
+// plugin's invoke may not read its arguments once it writes its result;
+// see tasks/abi.h).
+inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::string_view& s) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));
+  if (n > ar.remaining()) {
+    throw cereal::Exception("Failed to read " + std::to_string(n) +
+                            " bytes from input stream! Read " +
+                            std::to_string(ar.remaining()));
+  }
+  s = ar.Take(static_cast<size_t>(n));
 }
 
 template <class T, class A>

@@ -4,7 +4,8 @@
 // readable strings.
 //
 // Arguments and results are compared after std::decay: `const std::string&`
-// and `std::string` are the same argument.
+// and `std::string` are the same argument, and so is `std::string_view`,
+// which crosses as the same bytes (see WireType).
 //
 // Thread-safe: all functions are pure.
 
@@ -46,13 +47,27 @@ constexpr uint64_t Fnv1a64(std::string_view bytes) {
   return h;
 }
 
+// The type a value of type T crosses as: T after std::decay, except that a
+// std::string_view argument crosses as a std::string (the same bytes; a
+// task may take its string arguments either way).
+template <class T>
+struct WireTypeOf {
+  using type = std::decay_t<T>;
+};
+template <>
+struct WireTypeOf<std::string_view> {
+  using type = std::string;
+};
+template <class T>
+using WireType = typename WireTypeOf<std::decay_t<T>>::type;
+
 template <class Sig>
 struct Signature;
 
 // Signature<R(Args...)>::Fingerprint() and ::Readable().
 template <class R, class... Args>
 struct Signature<R(Args...)> {
-  using Decayed = std::decay_t<R>(std::decay_t<Args>...);
+  using Decayed = std::decay_t<R>(WireType<Args>...);
 
   static uint64_t Fingerprint() { return Fnv1a64(typeid(Decayed).name()); }
 
@@ -60,7 +75,7 @@ struct Signature<R(Args...)> {
     std::string out = ReadableTypeName(typeid(std::decay_t<R>));
     out += "(";
     bool first = true;
-    ((out += (first ? "" : ", "), out += ReadableTypeName(typeid(std::decay_t<Args>)),
+    ((out += (first ? "" : ", "), out += ReadableTypeName(typeid(WireType<Args>)),
       first = false),
      ...);
     out += ")";

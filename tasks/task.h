@@ -16,6 +16,11 @@
 //
 //   inline constexpr procpool::TaskRef<int(int, int)> kAdd{"add"};
 //
+// A string argument may be a `std::string_view` instead of a std::string
+// (the signature is the same): it then views the worker's copy of the
+// arguments in place, with no copy of its own, and is valid until the task
+// returns. A huge record is then held once, not twice, while the task runs.
+//
 // A task may throw anything; the worker catches it at one boundary and the
 // caller's future fails with absl::StatusCode::kUnknown carrying the
 // exception's type name and what(). A task must not write to the worker's
@@ -166,6 +171,8 @@ struct MakeBody;
 template <class F, class R, class... Args>
 struct MakeBody<F, R(Args...)> {
   static_assert(!std::is_void_v<R>, "a task must return a value");
+  static_assert(!std::is_same_v<std::decay_t<R>, std::string_view>,
+                "a task returns a std::string, not a view of memory it does not own");
   static_assert(((!std::is_lvalue_reference_v<Args> ||
                   std::is_const_v<std::remove_reference_t<Args>>) &&
                  ...),

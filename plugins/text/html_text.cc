@@ -121,6 +121,7 @@ bool HiddenByAttributes(const xmlChar** atts) {
 // no stack, and no recursion however deep the markup nests.
 struct Extraction {
   std::string* out;
+  TextDrain* drain;  // may be null
   size_t hidden_depth = 0;
 };
 
@@ -157,8 +158,29 @@ void OnEndElement(void* ctx, const xmlChar* name) {
 
 void OnCharacters(void* ctx, const xmlChar* text, int len) {
   Extraction& x = StateOf(ctx);
-  if (x.hidden_depth == 0) x.out->append(reinterpret_cast<const char*>(text), static_cast<size_t>(len));
+  if (x.hidden_depth != 0) return;
+  x.out->append(reinterpret_cast<const char*>(text), static_cast<size_t>(len));
+  if (x.drain != nullptr && x.out->size() >= x.drain->at) x.drain->fn(x.drain->arg, x.out);
 }
+
+// libxml2 reads the input through this, a few KiB at a time, into a buffer
+// it shrinks as it parses: handed the whole input in memory
+// (htmlCtxtReadMemory), it would copy all of it first.
+struct MemoryReader {
+  const char* next;
+  size_t left;
+};
+
+int ReadMemory(void* ctx, char* buffer, int len) {
+  auto* r = static_cast<MemoryReader*>(ctx);
+  const size_t n = std::min(r->left, static_cast<size_t>(len));
+  std::memcpy(buffer, r->next, n);
+  r->next += n;
+  r->left -= n;
+  return static_cast<int>(n);
+}
+
+int CloseMemory(void*) { return 0; }
 
 struct ParserCtxtFree {
   void operator()(htmlParserCtxtPtr c) const { htmlFreeParserCtxt(c); }
@@ -166,8 +188,7 @@ struct ParserCtxtFree {
 
 }  // namespace
 
-// Appends the visible text of `html` (valid UTF-8 without NUL bytes) to *out.
-void ExtractVisibleText(std::string_view html, std::string* out) {
+void ExtractVisibleText(std::string_view html, std::string* out, TextDrain* drain) {
   InitLibxml();
   // One parser context per thread, reset by each read: building one costs
   // more than parsing a short record.
@@ -182,7 +203,7 @@ void ExtractVisibleText(std::string_view html, std::string* out) {
   sax.ignorableWhitespace = &OnCharacters;
   sax.cdataBlock = &OnCharacters;  // only <script>/<style> content, which is hidden
   *ctxt->sax = sax;
-  Extraction state{out};
+  Extraction state{out, drain};
   ctxt->_private = &state;
   // Implied <html>, <head> and <body> are on (no HTML_PARSE_NOIMPLIED): a
   // fragment that starts with <script> or <style> keeps what follows.
@@ -190,8 +211,9 @@ void ExtractVisibleText(std::string_view html, std::string* out) {
   // decoding of text that is UTF-8 already.
   const int options = HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
                       HTML_PARSE_NONET | XML_PARSE_HUGE;
-  xmlDocPtr doc = htmlCtxtReadMemory(ctxt.get(), html.data(), static_cast<int>(html.size()),
-                                     nullptr, "UTF-8", options);
+  MemoryReader reader{html.data(), html.size()};
+  xmlDocPtr doc = htmlCtxtReadIO(ctxt.get(), &ReadMemory, &CloseMemory, &reader, nullptr,
+                                 "UTF-8", options);
   if (doc != nullptr) xmlFreeDoc(doc);  // none: no SAX callback builds one
 }
 

@@ -138,19 +138,26 @@ bool KeptAscii(char ch) {
   return c < 0x80 && c != 0x7F && (c >= 0x20 || (c >= '\t' && c <= '\r'));
 }
 
-// Steps 3-5 of Normalize on valid UTF-8. Printable ASCII and ASCII white
-// space are handled here byte by byte: NFKC and case folding are simple
-// there. Each run of other text goes to utf8proc together with the ASCII
-// character before it (a combining mark may compose with it, "e" + U+0301).
-// Cutting there is exact: an ASCII character never composes with the one
-// before it, and nothing reorders across it.
-std::string NormalizeValid(std::string_view s, bool fold) {
+int NormalizeOptions(bool fold) {
   int options = UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_IGNORE |
                 UTF8PROC_STRIPCC | UTF8PROC_LUMP;
   if (fold) options |= UTF8PROC_CASEFOLD;
-  std::string out;
-  out.reserve(s.size());
-  SpaceCollapser sink(&out);
+  return options;
+}
+
+// Steps 3-5 of Normalize on valid UTF-8, fed to `sink` (the caller trims
+// the end). Printable ASCII and ASCII white space are handled here byte by
+// byte: NFKC and case folding are simple there. Each run of other text
+// goes to utf8proc together with the ASCII character before it (a combining
+// mark may compose with it, "e" + U+0301). Cutting there is exact: an ASCII
+// character never composes with the one before it, and nothing reorders
+// across it.
+//
+// Feeding s[0, c) and then s[c, n) gives the same as feeding `s` when s[c]
+// and s[c + 1] are both kept ASCII characters (see SafeCut): the text is
+// then cut where this function cuts it itself.
+void NormalizeInto(std::string_view s, bool fold, SpaceCollapser* sink) {
+  const int options = NormalizeOptions(fold);
   const size_t n = s.size();
   size_t i = 0;
   while (i < n) {
@@ -162,10 +169,10 @@ std::string NormalizeValid(std::string_view s, bool fold) {
     for (size_t k = i; k < ascii_end; ++k) {
       const unsigned char c = static_cast<unsigned char>(s[k]);
       if (c == ' ' || (c >= '\t' && c <= '\r')) {
-        sink.Space();
+        sink->Space();
       } else {
         const char ch = fold && c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : static_cast<char>(c);
-        sink.Char(&ch, 1);
+        sink->Char(&ch, 1);
       }
     }
     if (j >= n) break;
@@ -173,12 +180,56 @@ std::string NormalizeValid(std::string_view s, bool fold) {
     // by another ASCII character (or the end).
     size_t e = j;
     while (e < n && !(KeptAscii(s[e]) && (e + 1 == n || KeptAscii(s[e + 1])))) ++e;
-    MapPiece(s.substr(ascii_end, e - ascii_end), options, &sink);
+    MapPiece(s.substr(ascii_end, e - ascii_end), options, sink);
     i = e;
   }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
+}
+
+// The last c < s.size() - 1 with s[c] and s[c + 1] both kept ASCII
+// characters, where NormalizeInto may cut its input; 0 if none.
+size_t SafeCut(std::string_view s) {
+  for (size_t c = s.size() >= 2 ? s.size() - 2 : 0; c > 0; --c) {
+    if (KeptAscii(s[c]) && KeptAscii(s[c + 1])) return c;
+  }
+  return 0;
+}
+
+void TrimEnd(std::string* out) {
+  while (!out->empty() && out->back() == ' ') out->pop_back();
+}
+
+std::string NormalizeValid(std::string_view s, bool fold) {
+  std::string out;
+  out.reserve(s.size());
+  SpaceCollapser sink(&out);
+  NormalizeInto(s, fold, &sink);
+  TrimEnd(&out);
   return out;
 }
+
+// Normalizes the visible text of a page while it is extracted (a
+// TextDrain): each time the text reaches `at` bytes, its prefix up to a
+// safe cut is normalized into the output and erased, so the text of a huge
+// page is never held whole beside its normalized form.
+struct StreamingNormalizer {
+  static constexpr size_t kStep = size_t{1} << 16;
+
+  SpaceCollapser* sink;
+  bool fold;
+  internal::TextDrain drain{&Drain, this, kStep};
+
+  static void Drain(void* arg, std::string* text) {
+    auto* self = static_cast<StreamingNormalizer*>(arg);
+    const size_t cut = SafeCut(*text);
+    if (cut == 0) {  // no place to cut yet (e.g. text without ASCII)
+      self->drain.at = 2 * text->size();
+      return;
+    }
+    NormalizeInto(std::string_view(*text).substr(0, cut), self->fold, self->sink);
+    text->erase(0, cut);
+    self->drain.at = text->size() + kStep;
+  }
+};
 
 // `s` with invalid UTF-8 replaced (FixUtf8) and, if `drop_nul`, NUL bytes
 // removed; `s` itself when there is nothing to change.
@@ -191,8 +242,8 @@ std::string_view Repaired(std::string_view s, bool drop_nul, std::string* storag
   return *storage;
 }
 
-std::string NormalizeImpl(const std::string& s, bool fold) {
-  if (s.empty()) return s;
+std::string NormalizeImpl(std::string_view s, bool fold) {
+  if (s.empty()) return std::string();
   std::string repaired;
   const std::string_view text = Repaired(s, /*drop_nul=*/true, &repaired);
   if (!LooksLikeMarkup(text)) return NormalizeValid(text, fold);
@@ -201,12 +252,20 @@ std::string NormalizeImpl(const std::string& s, bool fold) {
   }
   std::string rewritten;
   const std::string_view html = RewriteReferences(text, &rewritten);
+  // The output is normalized as the text comes: neither the visible text
+  // nor a copy of the input is ever held whole. (Reserved memory that is
+  // not written to costs no resident pages.)
+  std::string out;
+  out.reserve(html.size());
+  SpaceCollapser sink(&out);
+  StreamingNormalizer normalizer{&sink, fold};
   std::string visible;
-  visible.reserve(html.size() / 2);
-  ExtractVisibleText(html, &visible);
-  std::string().swap(rewritten);  // freed before the output is built
+  ExtractVisibleText(html, &visible, &normalizer.drain);
+  std::string().swap(rewritten);
   std::string().swap(repaired);
-  return NormalizeValid(visible, fold);
+  NormalizeInto(visible, fold, &sink);
+  TrimEnd(&out);
+  return out;
 }
 
 // ---- Words (ICU) ----
@@ -396,9 +455,9 @@ std::string StripHtml(std::string_view s) {
   return out;
 }
 
-std::string Normalize(const std::string& s) { return NormalizeImpl(s, false); }
+std::string Normalize(std::string_view s) { return NormalizeImpl(s, false); }
 
-std::string NormalizeFold(const std::string& s) { return NormalizeImpl(s, true); }
+std::string NormalizeFold(std::string_view s) { return NormalizeImpl(s, true); }
 
 std::vector<std::string> ExtractEmails(const std::string& s) {
   std::vector<std::string> out;

@@ -61,11 +61,15 @@ std::string StripHtml(std::string_view s);
 //     become spaces;
 //  5. runs of Unicode white space (U+00A0, U+2003, U+3000, ...) collapsed to
 //     one ASCII space, and leading/trailing space trimmed.
-std::string Normalize(const std::string& s);
+//
+// The task reads its argument in place (std::string_view) and holds neither
+// a copy of it nor the whole visible text: its memory beyond the argument
+// is about the size of its result.
+std::string Normalize(std::string_view s);
 
 // Task "normalize_fold": Normalize, then Unicode case folding ("Straße" ->
 // "strasse", "ΣΊΣΥΦΟΣ" -> "σίσυφοσ"), for case-insensitive comparison.
-std::string NormalizeFold(const std::string& s);
+std::string NormalizeFold(std::string_view s);
 
 // Task "extract_emails": e-mail addresses found anywhere in the record,
 // including HTML attributes (href="mailto:..."), in order of first

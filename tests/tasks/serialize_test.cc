@@ -106,6 +106,22 @@ TEST(SerializeTest, RoundTripsLargeValues) {
   EXPECT_EQ(DecodeArchive<std::vector<int32_t>>(OurBytes(many)), many);
 }
 
+TEST(SerializeTest, StringViewIsAStringReadInPlace) {
+  const std::string_view text = "some text";
+  const std::string bytes = OurBytes(std::string(text), 7);
+  std::string_view view;
+  int after = 0;
+  DecodeArchiveInto(bytes, view, after);
+  EXPECT_EQ(view, text);
+  EXPECT_EQ(view.data(), bytes.data() + 8);
+  EXPECT_EQ(after, 7);
+  std::vector<std::string_view> views;
+  const std::string list = OurBytes(std::vector<std::string>{"a", "", "bc"});
+  DecodeArchiveInto(list, views);
+  EXPECT_EQ(views, (std::vector<std::string_view>{"a", "", "bc"}));
+  EXPECT_THROW(DecodeArchive<std::string_view>(bytes.substr(0, 12)), cereal::Exception);
+}
+
 TEST(SerializeTest, ShortInputThrowsCerealException) {
   std::string bytes = OurBytes(std::string("hello"));
   bytes.pop_back();

@@ -33,6 +33,14 @@ TEST(SignatureTest, FingerprintTreatsConstReferenceArgumentAsValue) {
                                double(std::vector<double>)>()));
 }
 
+TEST(SignatureTest, StringViewArgumentIsAString) {
+  EXPECT_TRUE((SameFingerprint<int(std::string_view), int(std::string)>()));
+  EXPECT_TRUE((SameFingerprint<int(std::string_view, const std::string&),
+                               int(std::string, std::string)>()));
+  EXPECT_EQ((Signature<std::string(std::string_view)>::Readable()),
+            "std::string(std::string)");
+}
+
 TEST(SignatureTest, FingerprintTreatsRvalueReferenceArgumentAsValue) {
   EXPECT_TRUE((SameFingerprint<int(std::string &&), int(std::string)>()));
 }

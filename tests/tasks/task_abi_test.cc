@@ -39,6 +39,12 @@ int ThrowRuntime(int) { throw std::runtime_error("bad thing"); }
 int ThrowInvalid(int) { throw std::invalid_argument("not valid"); }
 int ThrowInt(int x) { throw x; }
 int ThrowCustom(int) { throw CustomError{}; }
+// Where the view it is given points: the task reads its argument in place.
+const char* g_viewed = nullptr;
+std::string Shout(std::string_view s) {
+  g_viewed = s.data();
+  return std::string(s) + "!";
+}
 
 PROCPOOL_TASK("add", Add);
 PROCPOOL_TASK("greet", Greet);
@@ -48,6 +54,7 @@ PROCPOOL_TASK("throw_runtime", ThrowRuntime);
 PROCPOOL_TASK("throw_invalid", ThrowInvalid);
 PROCPOOL_TASK("throw_int", ThrowInt);
 PROCPOOL_TASK("throw_custom", ThrowCustom);
+PROCPOOL_TASK("shout", Shout);
 PROCPOOL_TASK("twice", [](const std::vector<int>& v) {
   std::vector<int> out;
   for (int x : v) out.push_back(2 * x);
@@ -117,7 +124,7 @@ TEST(TaskAbiTest, ManifestListsTasksInRegistrationOrder) {
   }
   EXPECT_EQ(names, (std::vector<std::string>{
                        "add", "greet", "scale", "answer", "throw_runtime",
-                       "throw_invalid", "throw_int", "throw_custom", "twice"}));
+                       "throw_invalid", "throw_int", "throw_custom", "shout", "twice"}));
 }
 
 TEST(TaskAbiTest, ManifestIsTheSameObjectOnEveryCall) {
@@ -173,6 +180,26 @@ TEST(TaskAbiTest, InvokeRunsTasksWithoutArguments) {
   Outcome o = InvokeRaw("answer", "");
   ASSERT_EQ(o.code, PROCPOOL_INVOKE_OK);
   EXPECT_EQ(internal::DecodeArchive<int>(o.bytes), 42);
+}
+
+TEST(TaskAbiTest, StringViewArgumentIsAStringThatIsNotCopied) {
+  EXPECT_EQ(TaskNamed("shout").fingerprint,
+            (Signature<std::string(std::string)>::Fingerprint()));
+  EXPECT_STREQ(TaskNamed("shout").signature, "std::string(std::string)");
+  std::string archive;
+  internal::AppendArchive(&archive, std::string("hey"));
+  Outcome o = InvokeRaw("shout", archive);
+  ASSERT_EQ(o.code, PROCPOOL_INVOKE_OK);
+  EXPECT_EQ(internal::DecodeArchive<std::string>(o.bytes), "hey!");
+  // The view points into the archive, after its 8-byte length.
+  EXPECT_EQ(procpool_abi_test::g_viewed, archive.data() + 8);
+}
+
+TEST(TaskAbiTest, StringViewArgumentLongerThanTheArchiveIsRejected) {
+  std::string archive;
+  internal::AppendArchive(&archive, std::string("hey"));
+  archive.pop_back();
+  EXPECT_EQ(InvokeRaw("shout", archive).code, PROCPOOL_INVOKE_BAD_ARGS);
 }
 
 // ---- Exceptions stop at the boundary ----

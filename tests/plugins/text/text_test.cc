@@ -239,6 +239,35 @@ TEST(NormalizeTest, HugeRecord) {
   EXPECT_EQ(TokenCount(huge), 400000);
 }
 
+// Normalize normalizes a page's text while it is extracted, a piece at a
+// time (cut where only ASCII is on either side); the result is the same as
+// normalizing the whole extracted text at once.
+TEST(NormalizeTest, HugePageIsNormalizedAsItsWholeText) {
+  const std::vector<std::string> pieces = {
+      "a", "e", "Z", " ", "\t", "\n", "\x01", ".", "1", "\xCC\x81" /* U+0301 */,
+      "\xE1\x84\x80" /* U+1100 */, "\xE1\x85\xA1" /* U+1161 */, "\xEF\xAC\x81" /* U+FB01 */,
+      "\xC2\xA0", "\xE2\x80\x8B", "\xC3\x89", "\xEF\xBC\xA1", "\xC2\xAD", "\xCE\xA3",
+      "\xC3\x9F", "\xE2\x91\xA0", "<p>", "</p>", "<b>", "</b>", "<br>", "<div>",
+      "<script>x y</script>", "&amp;", "&eacute;", "&#x301;"};
+  std::mt19937 rng(6);
+  std::string html;
+  while (html.size() < (size_t{3} << 20)) {
+    const uint32_t r = rng() % 1000;
+    if (r == 0) {
+      // A long run with no two ASCII characters in a row: no place to cut.
+      for (int k = 0; k < 40000; ++k) html += k % 2 ? "\xE4\xB8\x80" : "\xCC\x81 ";
+    } else {
+      html += pieces[r % pieces.size()];
+    }
+  }
+  const std::string text = StripHtml(html);
+  ASSERT_GT(text.size(), size_t{1} << 20);
+  for (bool fold : {false, true}) {
+    const std::string got = fold ? NormalizeFold(html) : Normalize(html);
+    ASSERT_TRUE(got == NormalizeWholeText(text, fold)) << "fold=" << fold;
+  }
+}
+
 TEST(ExtractEmailsTest, FindsAddressesInTextAndAttributes) {
   EXPECT_THAT(ExtractEmails("Write to <a href=\"mailto:Jane.Doe+news@Example.co.uk\">Jane</a> "
                             "or bob_smith@mail.example.org. JANE.DOE+NEWS@example.co.uk again."),
