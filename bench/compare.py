@@ -105,7 +105,7 @@ def build_rows(b, py):
                     "no chunksize given anywhere (PPE: %s; Pool: %s)"
                     % (pnote("map_small_tasks_default_per_s", "ppe"),
                        pnote("map_small_tasks_default_per_s", "pool"))))
-    sandbox_run = "BM_MapAddSandboxed/pairs:1000000/rounds:4/manual_time"
+    sandbox_run = "BM_MapAddSandboxed/pairs:1000000/rounds:4/min_time:0.500/manual_time"
     rows.append(Row("map_small_tasks_sandboxed_per_s", "tasks/s", True,
                     b.samples(sandbox_run, "sandboxed_per_s"),
                     b.samples(sandbox_run, "plain_per_s"),
