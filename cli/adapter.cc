@@ -224,7 +224,16 @@ void MakeStringArchive(std::string* arg) {
 constexpr size_t kTrimBytes = size_t{16} << 20;
 
 // Frees the memory of a buffer that grew large for one record.
-void ReleaseIfLarge(std::string* s);
+void ReleaseIfLarge(std::string* s) {
+  const size_t capacity = s->capacity();
+  if (capacity <= (size_t{1} << 20)) return;
+  std::string().swap(*s);
+  // The pool keeps freed memory in workers for reuse (no mmap, no trim:
+  // pool/internal/malloc_tuning.h), so the freed pages of a huge buffer
+  // would stay resident, and the next huge buffer would not always land on
+  // them. Give them back: once a record, for records this large.
+  if (capacity >= kTrimBytes) ::malloc_trim(0);
+}
 
 // Where a task's outcome goes: appended to *out. A plugin's invoke reads its
 // arguments no more once it appends (tasks/abi.h), so the first append frees
@@ -243,18 +252,6 @@ struct OutcomeSink {
     s->out->append(data, len);
   }
 };
-
-// Frees the memory of a buffer that grew large for one record.
-void ReleaseIfLarge(std::string* s) {
-  const size_t capacity = s->capacity();
-  if (capacity <= (size_t{1} << 20)) return;
-  std::string().swap(*s);
-  // The pool keeps freed memory in workers for reuse (no mmap, no trim:
-  // pool/internal/malloc_tuning.h), so the freed pages of a huge buffer
-  // would stay resident, and the next huge buffer would not always land on
-  // them. Give them back: once a record, for records this large.
-  if (capacity >= kTrimBytes) ::malloc_trim(0);
-}
 
 // The (type name, what) archive of a task's exception, as a message.
 std::string ExceptionMessage(const std::string& task, std::string_view archive) {

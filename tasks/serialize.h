@@ -2,9 +2,10 @@
 //
 // Any type cereal can serialize may be a task argument or result: arithmetic
 // types, std::string (and, as a task's argument only, std::string_view:
-// the same bytes as a std::string, read in place; see below), std::vector, std::map, std::unordered_map, std::set,
-// std::pair, std::tuple, std::optional, std::variant, std::array,
-// std::chrono durations, and user structs with a `serialize` member:
+// the same bytes as a std::string, read in place; see below), std::vector,
+// std::map, std::unordered_map, std::set, std::pair, std::tuple,
+// std::optional, std::variant, std::array, std::chrono durations, and user
+// structs with a `serialize` member:
 //
 //   struct Point {
 //     double x, y;
@@ -84,21 +85,22 @@ class InputArchive final
         end_(data + size) {}
 
   void loadBinary(void* data, std::size_t size) {
+    std::string_view bytes = Take(size);
+    if (size != 0) std::memcpy(data, bytes.data(), size);
+  }
+
+  // Bytes not read yet.
+  std::size_t remaining() const { return static_cast<std::size_t>(end_ - next_); }
+
+  // The next `size` bytes, in place. Throws cereal::Exception if fewer are
+  // left.
+  std::string_view Take(std::size_t size) {
     std::size_t left = remaining();
     if (size > left) {
       throw cereal::Exception("Failed to read " + std::to_string(size) +
                               " bytes from input stream! Read " +
                               std::to_string(left));
     }
-    if (size != 0) std::memcpy(data, next_, size);
-    next_ += size;
-  }
-
-  // Bytes not read yet.
-  std::size_t remaining() const { return static_cast<std::size_t>(end_ - next_); }
-
-  // The next `size` bytes, in place (size <= remaining()).
-  std::string_view Take(std::size_t size) {
     std::string_view bytes(next_, size);
     next_ += size;
     return bytes;
@@ -173,11 +175,6 @@ inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::string& s) {
 inline void CEREAL_LOAD_FUNCTION_NAME(InputArchive& ar, std::string_view& s) {
   cereal::size_type n = 0;
   ar(cereal::make_size_tag(n));
-  if (n > ar.remaining()) {
-    throw cereal::Exception("Failed to read " + std::to_string(n) +
-                            " bytes from input stream! Read " +
-                            std::to_string(ar.remaining()));
-  }
   s = ar.Take(static_cast<size_t>(n));
 }
 

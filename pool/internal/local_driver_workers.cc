@@ -1,7 +1,6 @@
 // The local driver's side of what workers say and do: reading their
 // sockets (hellos, answers, protocol errors), and their exits.
 
-#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <unistd.h>
