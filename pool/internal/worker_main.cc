@@ -85,13 +85,10 @@ uint64_t PeakRss() {
   return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
 }
 
-// Single calls whose arguments came through the call region with at most
-// this many bytes build their answer in memory and then write it over the
-// arguments (Worker::MoveLargeAnswer); larger ones stream their answer
-// into the result region as it is produced. Page reuse saves more than the
-// extra copy costs up to a few MiB (4 MiB echo: 816 vs 1283 us), not at
-// 16 MiB (4.8 vs 4.4 ms), where the caches hold neither way.
-constexpr size_t kAnswerOverArgumentsMax = size_t{8} << 20;
+// Writes the little-endian u32 `v` at `p`.
+void StoreU32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
 
 class Worker {
  public:
@@ -201,17 +198,28 @@ class Worker {
         out_ += absl::StrCat("worker has no task #", task);
       } else if (chunk) {
         code = static_cast<uint8_t>(ResultCode::kOk);
-        if (!RunChunk(task, args, &out_)) return false;
-        code |= MoveLargeAnswer(ResultsFrameBuilder::kRecordHeaderSize + record,
-                                args_map != nullptr);
-      } else if (args_map != nullptr && args.size() <= kAnswerOverArgumentsMax) {
-        // The answer is built in out_ (a task may read its arguments until
-        // it returns) and then goes where the arguments were.
-        code = static_cast<uint8_t>(RunOne(task, args, &out_, /*spill=*/false));
-        code |= MoveLargeAnswer(ResultsFrameBuilder::kRecordHeaderSize + record,
-                                /*call_region_free=*/true);
+        uint8_t in_region = 0;
+        if (!RunChunk(task, args, args_map != nullptr, &out_, &in_region)) return false;
+        code |= in_region != 0
+                    ? in_region
+                    : MoveLargeAnswer(ResultsFrameBuilder::kRecordHeaderSize + record,
+                                      args_map != nullptr);
       } else {
-        code = static_cast<uint8_t>(RunOne(task, args, &out_, /*spill=*/true));
+        // An answer that grows large goes on over the arguments when they
+        // came through the call region (the task reads them no more once
+        // it appends, tasks/abi.h), else to the result region.
+        const size_t start = out_.size();
+        uint8_t in_region = 0;
+        code = static_cast<uint8_t>(
+            RunOne(task, args, &out_, args_map != nullptr ? Sink::kOverArgs : Sink::kResultRegion,
+                   start, &in_region));
+        if (in_region != 0) {
+          AppendRegionRef(&out_, RegionRef{0, region_answer_len_});
+          code |= in_region;
+        } else {
+          code |= MoveLargeAnswer(ResultsFrameBuilder::kRecordHeaderSize + record,
+                                  /*call_region_free=*/args_map != nullptr);
+        }
       }
       uint64_t t1 = NowNs();
       frame_->EndResult(record, code, t1 - t0);
@@ -234,16 +242,33 @@ class Worker {
     return Flush();
   }
 
-  // Runs one call of `task`; returns its ResultCode, the answer appended
-  // to `out`. With `spill`, an answer that reaches shm_min_ bytes while the
-  // result region is free continues in the region instead, and `out` gets
-  // its RegionRef (the code then carries kRegionResult).
-  int RunOne(uint32_t task, std::string_view args, std::string* out, bool spill) {
+  // Where a large answer goes while the task writes it (see ResultSink).
+  enum class Sink {
+    kFrame,         // stays in `out`
+    kOverArgs,      // the call region, over the call's arguments
+    kResultRegion,  // the result region, when it is free
+  };
+
+  // Runs one call of `task` (or one item of a chunk); returns its
+  // ResultCode, the answer appended to `out`. With a `sink` other than
+  // kFrame, once the answer reaches shm_min_ bytes, out[move_from..] (the
+  // answer so far, after any chunk header written before it) moves to
+  // that region's start and the rest of the answer is written there
+  // directly: *in_region is then kRegionResultInCall or kRegionResult,
+  // `out` ends at move_from, and region_answer_len_ is how many bytes the
+  // region holds from its start. Otherwise *in_region is 0.
+  int RunOne(uint32_t task, std::string_view args, std::string* out, Sink sink_to,
+             size_t move_from, uint8_t* in_region) {
+    *in_region = 0;
     const procpool_task_v1& t = plugins_.task(task);
     const size_t start = out->size();
     // Map items and small answers take the plain sink: one call per append.
     std::optional<ResultSink> sink;
-    if (spill && CanUseResultRegion()) sink.emplace(ResultSink{this, out, start, true});
+    if (sink_to == Sink::kOverArgs && shm_min_ > 0 && call_region_.mapping() != nullptr) {
+      sink.emplace(ResultSink{this, out, start, move_from, Sink::kOverArgs});
+    } else if (sink_to == Sink::kResultRegion && CanUseResultRegion()) {
+      sink.emplace(ResultSink{this, out, start, move_from, Sink::kResultRegion});
+    }
     if (limited_) BeforeLimitedTask();  // hard limits (worker_limits.h)
     int code = sink ? t.invoke(t.ctx, args.data(), args.size(), &*sink, &ResultSink::Append)
                     : t.invoke(t.ctx, args.data(), args.size(), out,
@@ -256,55 +281,79 @@ class Worker {
       AppendTooLarge(task, size, out);
       return static_cast<int>(ResultCode::kException);
     }
-    if (sink && sink->in_region) {
-      AppendRegionRef(out, RegionRef{0, sink->region_len});
-      code |= kRegionResult;
+    if (sink && sink->at != Sink::kFrame) {
+      *in_region = sink->at == Sink::kOverArgs ? kRegionResultInCall : kRegionResult;
+      region_answer_len_ = sink->region_len;
     }
     return code;
   }
 
-  // Where a task's answer goes (see RunOne): appended to `out`, moved to
-  // the result region once it is large.
+  // Where a task's answer goes (see RunOne): appended to `out`, moved to a
+  // region once it is large.
   struct ResultSink {
     Worker* self;
     std::string* out;
-    size_t start;
-    bool may_spill;
-    bool in_region = false;
-    size_t region_len = 0;
+    size_t start;      // where the answer starts in `out`
+    size_t move_from;  // what moves with it (<= start)
+    Sink want;
+    Sink at = Sink::kFrame;
+    size_t region_len = 0;  // bytes in the region, from out[move_from]
 
-    size_t size() const { return in_region ? region_len : out->size() - start; }
+    size_t size() const {
+      return at != Sink::kFrame ? region_len - (start - move_from) : out->size() - start;
+    }
+    char* region() const {
+      return at == Sink::kOverArgs ? self->call_region_.data() : self->result_region_.data();
+    }
 
     static void Append(void* p, const char* data, size_t len) {
       auto* s = static_cast<ResultSink*>(p);
-      if (!s->in_region && s->may_spill &&
+      if (s->at == Sink::kFrame && s->want != Sink::kFrame &&
           s->out->size() - s->start + len >= s->self->shm_min_) {
         // Large from here on: move what there is to the region and write
         // these bytes there directly rather than copy them twice.
-        s->may_spill = false;
-        if (const std::optional<size_t> moved = s->self->MoveToRegion(s->out, s->start)) {
-          s->in_region = true;
+        const Sink want = s->want;
+        s->want = Sink::kFrame;
+        const std::optional<size_t> moved = want == Sink::kOverArgs
+                                                ? s->self->MoveOverArgs(s->out, s->move_from, len)
+                                                : s->self->MoveToRegion(s->out, s->move_from);
+        if (moved) {
+          s->at = want;
           s->region_len = *moved;
         }
       }
-      if (s->in_region) {
-        if (s->self->result_region_.Reserve(s->region_len + len).ok()) {
-          std::memcpy(s->self->result_region_.data() + s->region_len, data, len);
+      if (s->at == Sink::kOverArgs) {
+        // Only what the pool mapped: the worker never grows the call region.
+        if (s->region_len + len <= s->self->call_region_.mapping()->size()) {
+          std::memcpy(s->region() + s->region_len, data, len);
           s->region_len += len;
           return;
         }
-        // No memory for the region: carry on in the frame.
-        s->out->append(s->self->result_region_.data(), s->region_len);
-        s->in_region = false;
-        s->self->ReleaseResultRegion();
+        s->BackToFrame();
+      } else if (s->at == Sink::kResultRegion) {
+        if (s->self->result_region_.Reserve(s->region_len + len).ok()) {
+          std::memcpy(s->region() + s->region_len, data, len);
+          s->region_len += len;
+          return;
+        }
+        s->BackToFrame();  // no memory for the region
       }
       s->out->append(data, len);
     }
-    // Drops the answer written so far.
+    // Carries on in the frame: the bytes written to the region come back.
+    void BackToFrame() {
+      out->append(region(), region_len);
+      if (at == Sink::kResultRegion) self->ReleaseResultRegion();
+      at = Sink::kFrame;
+    }
+    // Drops the answer written so far (what came before it stays).
     void Abandon() {
+      if (at != Sink::kFrame) {
+        out->append(region(), start - move_from);
+        if (at == Sink::kResultRegion) self->ReleaseResultRegion();
+        at = Sink::kFrame;
+      }
       out->resize(start);
-      if (in_region) self->ReleaseResultRegion();
-      in_region = false;
     }
   };
 
@@ -337,6 +386,18 @@ class Worker {
     return size;
   }
 
+  // Moves out[start..] over the arguments at the call region's start, if
+  // they and `more` bytes fit in what the pool mapped; returns how many
+  // bytes moved.
+  std::optional<size_t> MoveOverArgs(std::string* out, size_t start, size_t more) {
+    const size_t size = out->size() - start;
+    const std::shared_ptr<RegionMapping>& map = call_region_.mapping();
+    if (map == nullptr || size + more > map->size()) return std::nullopt;
+    std::memcpy(map->data(), out->data() + start, size);
+    out->resize(start);
+    return size;
+  }
+
   // Moves a finished answer that starts at out_[start] to shared memory
   // when it is large, leaving its RegionRef in its place: to the call
   // region when `call_region_free` (the call's arguments came through it
@@ -349,8 +410,7 @@ class Worker {
   // its arguments came in keeps the pages the two processes share to one
   // set: when the host's caches are contended, writing 1 MiB to pages the
   // other process last read was measured 2.8x slower than writing it to
-  // pages this process just read (docs/PERFORMANCE.md, section 3). See
-  // kAnswerOverArgumentsMax for where that stops paying.
+  // pages this process just read (docs/PERFORMANCE.md, section 3).
   uint8_t MoveLargeAnswer(size_t start, bool call_region_free) {
     const size_t size = out_.size() - start;
     if (shm_min_ == 0 || size < shm_min_) return 0;
@@ -381,14 +441,40 @@ class Worker {
   // Runs the items of a chunk (see kChunkBit in wire.h) in order, writing
   // the chunk result to `out`. Stops early, answering only the items run,
   // when the answers fill a frame or the worker is to retire; the pool
-  // sends the rest again. False if the chunk is malformed.
-  bool RunChunk(uint32_t task, std::string_view args, std::string* out) {
+  // sends the rest again. The answer of a chunk of one item whose
+  // arguments came through the call region (`args_in_region`) goes on over
+  // them once large, as a single call's does: the whole chunk result is
+  // then there and `out` holds its RegionRef, with *in_region the flag for
+  // the result code (else 0). False if the chunk is malformed.
+  bool RunChunk(uint32_t task, std::string_view args, bool args_in_region, std::string* out,
+                uint8_t* in_region) {
+    *in_region = 0;
     absl::StatusOr<std::vector<std::string_view>> items = SplitChunkItems(args);
     if (!items.ok()) {
       std::fprintf(stderr, "procpool_worker: %s\n", items.status().ToString().c_str());
       return false;
     }
     const size_t start = BeginChunkResult(out);
+    if (items->size() == 1 && args_in_region) {
+      page_->running_item.store(0, std::memory_order_release);
+      const size_t answer = BeginChunkAnswer(out);
+      const auto code = static_cast<uint8_t>(
+          RunOne(task, (*items)[0], out, Sink::kOverArgs, start, in_region));
+      TaskDone();
+      if (*in_region == 0) {
+        EndChunkAnswer(out, answer, code);
+        EndChunkResult(out, start, 1);
+        return true;
+      }
+      // The chunk result's header went to the region with the answer.
+      char* result = call_region_.data();
+      result[answer - start] = static_cast<char>(code);
+      StoreU32(result + (answer - start) + 1,
+               static_cast<uint32_t>(region_answer_len_ - (answer - start) - 5));
+      StoreU32(result, 1);
+      AppendRegionRef(out, RegionRef{0, region_answer_len_});
+      return true;
+    }
     uint32_t answered = 0;
     for (size_t k = 0; k < items->size(); ++k) {
       if (k > 0 && (retire_ != RetireReason::kNone || out->size() - start > frame_budget_)) {
@@ -398,7 +484,8 @@ class Worker {
       // takes from when it first sees the item running.
       page_->running_item.store(static_cast<uint32_t>(k), std::memory_order_release);
       const size_t answer = BeginChunkAnswer(out);
-      const int code = RunOne(task, (*items)[k], out, /*spill=*/false);
+      uint8_t unused = 0;
+      const int code = RunOne(task, (*items)[k], out, Sink::kFrame, answer, &unused);
       if (out->size() - start + 64 > max_frame_) {
         // Fits alone but not after the others: answer it next time.
         out->resize(answer);
@@ -461,6 +548,7 @@ class Worker {
   PayloadRegion call_region_;
   PayloadRegion result_region_;
   const size_t shm_min_;
+  size_t region_answer_len_ = 0;  // see RunOne
   const bool limited_ = WorkerLimitsActive();
 };
 

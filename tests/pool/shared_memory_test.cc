@@ -194,6 +194,51 @@ TEST_F(SharedMemoryTest, AMapOfLargeItems) {
   EXPECT_GT(ResultsViaRegion(), 0u);
 }
 
+TEST_F(SharedMemoryTest, OneItemChunksAnswerOverTheirArguments) {
+  // A map with chunksize 1 sends each large item as a chunk of one, through
+  // the call region; its answer (chunk header included) goes back over
+  // the item's arguments as it is written, never through the worker's
+  // heap or the result region.
+  std::vector<std::string> items;
+  for (uint32_t i = 0; i < 6; ++i) items.push_back(Pattern((size_t{1} << 20) * (1 + i % 3), 40 + i));
+  MapOptions opts;
+  opts.chunksize = 1;
+  size_t i = 0;
+  for (const std::string& r : pool().Map(opts, Task(math::kIdentity), items)) {
+    ASSERT_LT(i, items.size());
+    EXPECT_TRUE(Same(r, items[i])) << "item " << i;
+    ++i;
+  }
+  EXPECT_EQ(i, items.size());
+  // The map keeps several chunks in the worker's window; the call region
+  // holds one call at a time, the others take the socket.
+  EXPECT_GT(ArgsViaRegion(), 0u);
+  EXPECT_GE(ResultsViaRegion(), ArgsViaRegion());
+}
+
+TEST_F(SharedMemoryTest, AOneItemChunksAnswerLargerThanItsArgumentsStillArrives) {
+  // Each exception's archive (type + message) is larger than the call
+  // region its argument came in: the answer written over the arguments
+  // comes back to the worker's frame part way and then takes the result
+  // region, its chunk header intact.
+  std::vector<std::string> messages;
+  for (uint32_t i = 0; i < 3; ++i) messages.push_back(Text((size_t{1} << 20) - 8, 50 + i));
+  MapOptions opts;
+  opts.chunksize = 1;
+  size_t i = 0;
+  for (const absl::StatusOr<int>& r : pool().TryMap(opts, Task(faults::kThrow), messages)) {
+    ASSERT_LT(i, messages.size());
+    ASSERT_EQ(r.status().code(), absl::StatusCode::kUnknown) << r.status();
+    EXPECT_NE(r.status().message().find(messages[i].substr(0, 64)), std::string::npos);
+    ++i;
+  }
+  EXPECT_EQ(i, messages.size());
+  EXPECT_GT(ArgsViaRegion(), 0u);
+  EXPECT_GE(ResultsViaRegion(), ArgsViaRegion());
+  std::string next = Pattern(size_t{1} << 20, 60);
+  EXPECT_TRUE(Same(pool().Submit(Task(math::kIdentity), next).Get(kWait), next));
+}
+
 TEST_F(SharedMemoryTest, ThreadsSubmittingLargeCallsAtOnce) {
   StartPool(TestPoolOptions(/*workers=*/2));
   auto identity = Task(math::kIdentity);
