@@ -60,10 +60,11 @@ void ChunkState::Rebuild(size_t drop_front, size_t skip) {
   args().swap(out);
 }
 
-absl::StatusOr<bool> ChunkState::Accept(std::string payload, size_t* answered) {
+absl::StatusOr<bool> ChunkState::Accept(ResultBytes payload, size_t* answered) {
   *answered = 0;
   const size_t n = unanswered();
-  absl::StatusOr<std::vector<ChunkAnswer>> answers = ParseChunkResult(payload, n);
+  const std::string_view bytes = payload.view();
+  absl::StatusOr<std::vector<ChunkAnswer>> answers = ParseChunkResult(bytes, n);
   if (!answers.ok()) return answers.status();
   if (outcomes_.empty()) outcomes_.resize(size_);
   const auto part = static_cast<uint32_t>(parts_.size());
@@ -72,7 +73,7 @@ absl::StatusOr<bool> ChunkState::Accept(std::string payload, size_t* answered) {
     Outcome& o = outcomes_[UnansweredPosition(k)];
     o.code = a.code;
     o.part = part;
-    o.offset = static_cast<uint32_t>(a.bytes.data() - payload.data());
+    o.offset = static_cast<uint32_t>(a.bytes.data() - bytes.data());
     o.length = static_cast<uint32_t>(a.bytes.size());
   }
   *answered = answers->size();
@@ -123,7 +124,7 @@ std::string_view ChunkState::ItemBytes(size_t i) const {
   if (i >= outcomes_.size()) return {};
   const Outcome& o = outcomes_[i];
   if (o.code == kNoOutcome || o.code == kFailedByPool) return {};
-  return std::string_view(parts_[o.part]).substr(o.offset, o.length);
+  return parts_[o.part].view().substr(o.offset, o.length);
 }
 
 size_t ChunkState::CountFailed(bool chunk_ok) const {

@@ -89,8 +89,9 @@ class ChunkState final : public TaskState {
   // true once every item has an outcome; false if some are left, in which
   // case args() holds just those, ready to be queued again. `answered` is
   // set to the number of items this answer covered. kDataLoss if the
-  // payload is malformed (then nothing is recorded).
-  absl::StatusOr<bool> Accept(std::string payload, size_t* answered);
+  // payload is malformed (then nothing is recorded). A borrowed payload
+  // keeps its shared memory until the chunk is destroyed.
+  absl::StatusOr<bool> Accept(ResultBytes payload, size_t* answered);
 
   // The worker died while running the k-th unanswered item: that item's
   // outcome is `why`; the others stay unanswered. Returns true if no item
@@ -146,7 +147,7 @@ class ChunkState final : public TaskState {
   // recorded by the I/O thread and dropped by the consumer: no allocation
   // made on one thread and freed on the other per item.
   absl::InlinedVector<Outcome, 1> outcomes_;
-  absl::InlinedVector<std::string, 1> parts_;  // the answers' payloads
+  absl::InlinedVector<ResultBytes, 1> parts_;  // the answers' payloads
   std::vector<absl::Status> failures_;    // failures the pool decided
   absl::flat_hash_map<size_t, std::vector<std::string>> item_crashes_;
 };

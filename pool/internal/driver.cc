@@ -245,8 +245,10 @@ void Driver::Execute() {
     for (const Action& c : a.controls) Control(c);
     ++t_resolving;
     for (ResolveAction& r : a.resolves) {
-      r.task->Complete(std::move(r.status), std::move(r.bytes));
+      // The arguments go first: whoever waits may decode a large result
+      // at once.
       r.task->ReleaseArgs();
+      r.task->Complete(std::move(r.status), std::move(r.bytes));
     }
     --t_resolving;
     // Keep the capacity for next time.

@@ -396,6 +396,14 @@ void LocalDriver::WriteSends(std::vector<SendAction>& sends) {
                              options_.shared_memory_min_bytes)) {
           shm_args_.fetch_add(1, std::memory_order_relaxed);
           bytes += kRegionRefSize + kCallOverhead;
+          // A call that never runs twice needs its arguments again only if
+          // the worker gives it back unstarted, and then the region still
+          // holds them: they are kept there alone.
+          ChunkState* chunk = t.AsChunk();
+          if (t.policy().retries == 0 && (chunk == nullptr || chunk->size() == 1)) {
+            auto [copy, pin] = w->PinCallArgs(args.size());
+            t.ParkArgs(copy, std::move(pin));
+          }
         } else {
           frame->Add(t.id(), t.task(), args);
           bytes += args.size() + kCallOverhead;

@@ -109,7 +109,12 @@ void Scheduler::TakeAnswer(Worker& w, Call call, Answer& a,
   ChunkState* chunk = t->AsChunk();
   if (chunk != nullptr && a.code == static_cast<uint8_t>(ResultCode::kOk)) {
     size_t n = 0;
-    absl::StatusOr<bool> all = chunk->Accept(std::move(a.bytes).TakeOwned(), &n);
+    // A chunk of one item keeps a borrowed answer as a single call does
+    // (its consumer lets it go with the item); a larger chunk's answers
+    // are read over a while, so they are copied and their region freed.
+    absl::StatusOr<bool> all = chunk->Accept(
+        chunk->size() == 1 ? std::move(a.bytes) : ResultBytes(std::move(a.bytes).TakeOwned()),
+        &n);
     if (!all.ok()) {
       Resolve(t, absl::DataLossError(absl::StrCat(Describe(*t),
                                                   ": worker answered a malformed chunk: ",

@@ -157,8 +157,27 @@ class TaskState {
   // (ReleaseArgs) once they are done with the task: completing a task
   // leaves them alone, since a caller may complete one (Cancel) while the
   // driver still writes them to a worker.
-  std::string& args() { return args_; }
-  void ReleaseArgs() { std::string().swap(args_); }
+  std::string& args() {
+    if (parked_pin_ != nullptr) Unpark();
+    return args_;
+  }
+  void ReleaseArgs() {
+    std::string().swap(args_);
+    parked_pin_.reset();
+    parked_ = {};
+  }
+  // Frees the argument bytes while an exact copy of them, `copy`, stays in
+  // memory that `pin` keeps mapped and unchanged (a worker's call region,
+  // LocalDriver::WriteSends): args() copies them back should they be
+  // needed again, and ReleaseArgs() lets the pin go. For a task that is
+  // never sent again once it has run (TaskPolicy::retries == 0), so that a
+  // huge argument is held once, not twice.
+  void ParkArgs(std::string_view copy, std::shared_ptr<const void> pin) {
+    std::string().swap(args_);
+    parked_ = copy;
+    parked_pin_ = std::move(pin);
+  }
+  bool args_parked() const { return parked_pin_ != nullptr; }
 
   // Pool-assigned id; set under the pool's mutex when queued.
   uint64_t id() const { return id_; }
@@ -262,10 +281,18 @@ class TaskState {
   }
 
  private:
+  void Unpark() {
+    args_.assign(parked_.data(), parked_.size());
+    parked_pin_.reset();
+    parked_ = {};
+  }
+
   const uint32_t task_;
   const size_t index_;
   uint64_t id_ = 0;
   std::string args_;
+  std::string_view parked_;  // see ParkArgs
+  std::shared_ptr<const void> parked_pin_;
   TaskPolicy policy_;
   std::vector<std::string> crashes_;
   std::shared_ptr<CancelChannel> cancel_channel_;

@@ -233,7 +233,8 @@ bool WorkerConnection::AddRegionCall(CallsFrameBuilder& frame, uint64_t id, uint
                                      std::string_view args, uint64_t seq,
                                      size_t min_bytes) {
   if (min_bytes == 0 || args.size() < min_bytes || call_region_seq != 0 ||
-      !call_region_.valid() || call_region_leased_->load(std::memory_order_acquire)) {
+      !call_region_.valid() || call_region_leased_->load(std::memory_order_acquire) ||
+      call_region_pins_->load(std::memory_order_acquire) != 0) {
     return false;
   }
   // On failure (no memory for the region) the socket still works.
@@ -244,6 +245,19 @@ bool WorkerConnection::AddRegionCall(CallsFrameBuilder& frame, uint64_t id, uint
   frame.Add(id, task | kRegionBit, ref);
   call_region_seq = seq;
   return true;
+}
+
+std::pair<std::string_view, std::shared_ptr<const void>> WorkerConnection::PinCallArgs(
+    size_t length) {
+  call_region_pins_->fetch_add(1, std::memory_order_relaxed);
+  std::shared_ptr<RegionMapping> map = call_region_.mapping();
+  const char* base = map->data();
+  std::string_view bytes(base, length);
+  std::shared_ptr<const void> pin(
+      base, [map = std::move(map), pins = call_region_pins_](const void*) {
+        pins->fetch_sub(1, std::memory_order_release);
+      });
+  return {bytes, std::move(pin)};
 }
 
 absl::StatusOr<ResultBytes> WorkerConnection::RegionResult(std::string_view ref_bytes,

@@ -83,6 +83,10 @@ class WorkerConnection {
   // when they are small, the region is taken or cannot grow.
   bool AddRegionCall(CallsFrameBuilder& frame, uint64_t id, uint32_t task,
                      std::string_view args, uint64_t seq, size_t min_bytes);
+  // The `length` bytes of arguments AddRegionCall has just put in the call
+  // region, and a pin: while it lives they stay mapped (the worker gone or
+  // not) and no other call is written there. See TaskState::ParkArgs.
+  std::pair<std::string_view, std::shared_ptr<const void>> PinCallArgs(size_t length);
   // The bytes of a result the worker left in shared memory (`ref` the
   // RegionRef it sent): in its result region, or over its call's arguments
   // (`in_call_region`). Borrowed under a lease that frees the region when
@@ -141,6 +145,8 @@ class WorkerConnection {
   // call goes there until the lease (dropped on any thread) clears this.
   std::shared_ptr<std::atomic<bool>> call_region_leased_ =
       std::make_shared<std::atomic<bool>>(false);
+  // Pins held by parked arguments there (PinCallArgs).
+  std::shared_ptr<std::atomic<int>> call_region_pins_ = std::make_shared<std::atomic<int>>(0);
 };
 
 }  // namespace procpool::internal

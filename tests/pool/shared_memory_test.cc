@@ -5,7 +5,11 @@
 // a region stays valid after its worker died; limits and errors behave as
 // on the socket.
 
+#include <signal.h>
+#include <sys/syscall.h>
+
 #include <cstdint>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "pool/pool.h"
+#include "tests/testdata/probe.h"
 #include "tests/testing/pool_fixture.h"
 
 namespace procpool {
@@ -54,6 +59,19 @@ std::string Text(size_t size, uint32_t seed) {
   return ::testing::AssertionFailure()
          << "got " << got.size() << " bytes, want " << want.size()
          << "; first difference at byte " << i;
+}
+
+// True while process `pid` waits in pause(2) (in glibc, the pause system
+// call where there is one, else ppoll).
+bool InPause(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/syscall");
+  long nr = -1;
+  if (!(f >> nr)) return false;
+#ifdef SYS_pause
+  return nr == SYS_pause;
+#else
+  return nr == SYS_ppoll;
+#endif
 }
 
 class SharedMemoryTest : public PoolTest {
@@ -236,6 +254,47 @@ TEST_F(SharedMemoryTest, AOneItemChunksAnswerLargerThanItsArgumentsStillArrives)
   EXPECT_GT(ArgsViaRegion(), 0u);
   EXPECT_GE(ResultsViaRegion(), ArgsViaRegion());
   std::string next = Pattern(size_t{1} << 20, 60);
+  EXPECT_TRUE(Same(pool().Submit(Task(math::kIdentity), next).Get(kWait), next));
+}
+
+TEST_F(SharedMemoryTest, ALargeCallItsWorkerNeverStartedIsSentAgainIntact) {
+  // A call that cannot run twice (no retries) is held only in the worker's
+  // call region once written there. Its worker is killed while the call
+  // waits behind a hung one: the call goes to the replacement, its
+  // arguments taken back from the dead worker's region, intact.
+  // Quick calls first: a worker whose tasks are known to be short gets a
+  // second call while it runs the first.
+  for (int i = 0; i < 8; ++i) ASSERT_EQ(pool().Submit(Task(math::kAdd), i, 1).Get(kWait), i + 1);
+  const std::string hang = ::testing::TempDir() + "/hang_here";
+  ASSERT_EQ(pool().Submit(Task(probe::kTouch), hang).Get(kWait), 1);
+  // Strings of 2 MiB name no file: those items come back as they went.
+  std::vector<std::string> items = {hang, Text(size_t{2} << 20, 70), Text(size_t{2} << 20, 71)};
+  MapOptions opts;
+  opts.chunksize = 1;
+  // Kill the worker once it runs the first item and holds the second,
+  // unstarted, in its call region.
+  std::thread killer([&] {
+    const absl::Time deadline = absl::Now() + kWait;
+    const std::vector<int> pids = pool().WorkerPids();
+    ASSERT_EQ(pids.size(), 1u);
+    while ((ArgsViaRegion() == 0 || !InPause(pids[0])) && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    ::kill(pids[0], SIGKILL);
+  });
+  std::vector<absl::StatusCode> codes;
+  size_t i = 0;
+  for (const absl::StatusOr<std::string>& r :
+       pool().TryMap(opts, Task(probe::kEchoUnlessExists), items)) {
+    codes.push_back(r.status().code());
+    if (r.ok()) EXPECT_TRUE(Same(*r, items[i])) << "item " << i;
+    ++i;
+  }
+  killer.join();
+  EXPECT_EQ(codes, (std::vector<absl::StatusCode>{absl::StatusCode::kAborted, absl::StatusCode::kOk,
+                                                  absl::StatusCode::kOk}));
+  EXPECT_GE(ArgsViaRegion(), 2u);  // once to the dead worker, then again
+  std::string next = Pattern(size_t{1} << 20, 72);
   EXPECT_TRUE(Same(pool().Submit(Task(math::kIdentity), next).Get(kWait), next));
 }
 

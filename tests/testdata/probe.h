@@ -49,6 +49,8 @@ int Touch(const std::string& path);
 // As an initializer, it makes workers started after the file appears hang
 // before they are ready.
 int HangIfExists(const std::string& path);
+// Hangs if `s` names a file that exists; otherwise returns `s`.
+std::string EchoUnlessExists(const std::string& s);
 
 // ---- Hard limits (PoolOptions::limits) ----
 // Allocates `mib` MiB at a time and writes every page of it, without end
@@ -91,6 +93,7 @@ inline constexpr TaskRef<int(std::string)> kPrintToStdout{"print_to_stdout"};
 inline constexpr TaskRef<int(int)> kStopSelf{"stop_self"};
 inline constexpr TaskRef<int(std::string)> kTouch{"touch"};
 inline constexpr TaskRef<int(std::string)> kHangIfExists{"hang_if_exists"};
+inline constexpr TaskRef<std::string(std::string)> kEchoUnlessExists{"echo_unless_exists"};
 inline constexpr TaskRef<int(std::string)> kAnnounceAndHang{
     "announce_and_hang"};
 inline constexpr TaskRef<int(std::string, int)> kAnnounceAndSegfaultAfterMs{

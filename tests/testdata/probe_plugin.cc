@@ -18,6 +18,7 @@ PROCPOOL_TASK("print_to_stdout", PrintToStdout);
 PROCPOOL_TASK("stop_self", StopSelf);
 PROCPOOL_TASK("touch", Touch);
 PROCPOOL_TASK("hang_if_exists", HangIfExists);
+PROCPOOL_TASK("echo_unless_exists", EchoUnlessExists);
 PROCPOOL_TASK("remember", Remember);
 PROCPOOL_TASK("remembered", Remembered);
 PROCPOOL_TASK("start_thread", StartThread);

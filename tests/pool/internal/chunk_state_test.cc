@@ -135,7 +135,7 @@ TEST(ChunkStateTest, ChunkFailureReachesItemsWithoutAnOutcome) {
 TEST(ChunkStateTest, MalformedAnswersAreRejected) {
   auto c = MakeChunk(2);
   size_t answered = 0;
-  EXPECT_EQ(c->Accept("", &answered).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(c->Accept(std::string(), &answered).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(c->Accept(Answer({0, 1, 2}), &answered).status().code(),
             absl::StatusCode::kDataLoss);  // more answers than items
   std::string cut = Answer({0, 1});
