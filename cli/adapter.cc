@@ -1,11 +1,14 @@
 #include "cli/adapter.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -24,6 +27,7 @@
 #include "cli/codec.h"
 #include "cli/flags.h"
 #include "cli/record.h"
+#include "cli/stream_hash.h"
 #include "nlohmann/json.hpp"
 #include "tasks/abi.h"
 #include "tasks/serialize.h"
@@ -279,6 +283,42 @@ std::optional<ProgressSlots>& Progress(const std::string& path) {
   return *slots;
 }
 
+// The input file OpenFiles opened (-1: none), and its path for messages.
+int input_fd = -1;
+std::string& InputPath() {
+  static auto* path = new std::string();
+  return *path;
+}
+
+// The bytes of `span` read from the input file into *out, checked against
+// the hash poolrun took of them. kDataLoss when the file no longer holds
+// them (changed or cut since poolrun read it).
+absl::Status ReadFromInput(const FileSpan& span, std::string* out) {
+  if (input_fd < 0) {
+    return absl::FailedPreconditionError(
+        "the worker has no input file open to read a record from (its initializer "
+        "did not open it)");
+  }
+  out->resize(span.length);
+  uint64_t done = 0;
+  while (done < span.length) {
+    const ssize_t n = ::pread(input_fd, out->data() + done, span.length - done,
+                              static_cast<off_t>(span.offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return absl::UnavailableError(absl::StrCat("read ", InputPath(), ": ", std::strerror(errno)));
+    }
+    if (n == 0) break;
+    done += static_cast<uint64_t>(n);
+  }
+  if (done != span.length || HashBytes(*out) != span.hash) {
+    return absl::DataLossError(absl::StrCat(
+        "the input file ", InputPath(), " changed while poolrun ran: the record at byte ",
+        span.offset, " no longer reads as it did (", span.length, " bytes)"));
+  }
+  return absl::OkStatus();
+}
+
 // A one-shot ITIMER_REAL for `ns` (none for 0); disarmed when done.
 class Alarm {
  public:
@@ -304,7 +344,14 @@ class Alarm {
 
 }  // namespace
 
-int OpenProgress(const std::string& path) { return Progress(path).has_value() ? 1 : 0; }
+int OpenFiles(const std::string& progress_path, const std::string& input_path) {
+  int opened = Progress(progress_path).has_value() ? 1 : 0;
+  if (input_fd >= 0) ::close(input_fd);
+  input_fd = input_path.empty() ? -1 : ::open(input_path.c_str(), O_RDONLY | O_CLOEXEC);
+  InputPath() = input_path;
+  if (input_fd >= 0) opened |= 2;
+  return opened;
+}
 
 BatchReply RunBatch(BatchRequest request) {
   const auto batch_start = std::chrono::steady_clock::now();
@@ -320,8 +367,20 @@ BatchReply RunBatch(BatchRequest request) {
   // in memory while this task runs), so that none is copied whole.
   std::vector<std::string_view> records = std::move(request.received);
   if (records.empty()) records.assign(request.records.begin(), request.records.end());
-
   BatchReply reply;
+  // A huge record poolrun left this worker to read from the input: read
+  // once, and let go once its argument is made.
+  std::string from_file;
+  if (request.from_file.length > 0) {
+    if (absl::Status s = ReadFromInput(request.from_file, &from_file); !s.ok()) {
+      std::fprintf(stderr, "poolrun adapter: %s; poolrun sends the record itself\n",
+                   s.ToString().c_str());
+      reply.unread = true;
+      return reply;
+    }
+    records.assign(1, from_file);
+  }
+
   size_t input_bytes = 0;
   for (std::string_view r : records) input_bytes += r.size();
   // (Memory reserved and not written to costs no resident pages.)
@@ -376,6 +435,7 @@ BatchReply RunBatch(BatchRequest request) {
     const bool splice = jsonl && !job.result_only && rec.json_object && !rec.has_result_key;
     std::vector<std::string>().swap(rec.args);
     if (jsonl && !splice && !job.result_only) rec.raw.assign(raw);
+    ReleaseIfLarge(&from_file);  // `raw` is not read from here on
     result.clear();
     // --timeout: SIGALRM's default action ends the worker if the task runs
     // past it; poolrun learns from the progress slot which record it was.

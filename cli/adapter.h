@@ -21,10 +21,13 @@ namespace procpool::cli {
 // poolrun can call (std::invalid_argument), or memory ran out.
 BatchReply RunBatch(BatchRequest request);
 
-// The task kOpenProgressTaskName: opens the ProgressSlots file at `path`
-// for the batches to come, which reuse it when their progress_path is the
-// same. Run as the pool's initializer, before the worker is sandboxed.
-int OpenProgress(const std::string& path);
+// The task kOpenFilesTaskName: opens the ProgressSlots file at
+// `progress_path` for the batches to come (which reuse it when their
+// progress_path is the same) and the input file at `input_path`, from which
+// a batch's record is read when its request says so (from_file). Either
+// path may be empty. Run as the pool's initializer, before the worker is
+// sandboxed. Returns 1 if the progress file opened, plus 2 if the input did.
+int OpenFiles(const std::string& progress_path, const std::string& input_path);
 
 }  // namespace procpool::cli
 

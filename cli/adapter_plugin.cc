@@ -4,5 +4,5 @@
 #include "tasks/task.h"
 
 PROCPOOL_TASK(procpool::cli::kBatchTaskName, procpool::cli::RunBatch);
-PROCPOOL_TASK(procpool::cli::kOpenProgressTaskName, procpool::cli::OpenProgress);
+PROCPOOL_TASK(procpool::cli::kOpenFilesTaskName, procpool::cli::OpenFiles);
 PROCPOOL_PLUGIN("poolrun_adapter");

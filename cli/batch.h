@@ -24,11 +24,13 @@ namespace procpool::cli {
 
 // The adapter's task, registered by libpoolrun_adapter.so.
 inline constexpr char kBatchTaskName[] = "poolrun_batch";
-// The adapter's initializer (PoolOptions::initializer): opens the
-// ProgressSlots file at `path` (empty: none) while the worker may still
-// open files, before the sandbox (docs/SECURITY.md). Returns 1 if it
-// opened, 0 if not (batches then go without, as when the file is missing).
-inline constexpr char kOpenProgressTaskName[] = "poolrun_open_progress";
+// The adapter's initializer (PoolOptions::initializer): opens, while the
+// worker may still open files, before the sandbox (docs/SECURITY.md), the
+// ProgressSlots file (empty path: none) and the input file (empty: none;
+// see BatchRequest::from_file). Returns 1 if the progress file opened,
+// plus 2 if the input did: a batch goes without progress when it did not,
+// and a record to read from an input that did not open fails.
+inline constexpr char kOpenFilesTaskName[] = "poolrun_open_files";
 
 // What every batch of a run shares.
 struct BatchJob {
@@ -50,6 +52,24 @@ struct BatchJob {
   }
 };
 
+// A record a worker reads from the input file itself (see BatchRequest).
+struct FileSpan {
+  uint64_t offset = 0;
+  uint64_t length = 0;  // 0: none
+  uint64_t hash = 0;    // HashBytes of those bytes, as poolrun read them
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(offset, length, hash);
+  }
+};
+
+// The smallest record poolrun leaves a worker to read from the input file
+// (a regular file the worker opened in its initializer) rather than send
+// it: a copy fewer on each side of a huge record (docs/POOLRUN.md, "One
+// huge record").
+inline constexpr uint64_t kRecordFromFileMin = uint64_t{16} << 20;
+
 struct BatchRequest {
   BatchJob job;
   uint64_t seq = 0;  // the batch's number in the run: its progress slot
@@ -64,6 +84,9 @@ struct BatchRequest {
   // `records`); they must outlive the request's serialization.
   const Record* borrowed = nullptr;
   size_t borrowed_count = 0;
+  // When its length is not 0: the batch is one record, which the worker
+  // reads from the input file (OpenFiles), and `records` is empty.
+  FileSpan from_file;
 
   // The same bytes as cereal's for (job, seq, records), whichever holds them.
   template <class Archive>
@@ -71,14 +94,15 @@ struct BatchRequest {
     ar(job, seq);
     if (borrowed == nullptr) {
       ar(records);
-      return;
+    } else {
+      ar(cereal::make_size_tag(static_cast<cereal::size_type>(borrowed_count)));
+      for (size_t i = 0; i < borrowed_count; ++i) ar(borrowed[i].raw);
     }
-    ar(cereal::make_size_tag(static_cast<cereal::size_type>(borrowed_count)));
-    for (size_t i = 0; i < borrowed_count; ++i) ar(borrowed[i].raw);
+    ar(from_file);
   }
   template <class Archive>
   void load(Archive& ar) {
-    ar(job, seq, received);
+    ar(job, seq, received, from_file);
   }
 };
 
@@ -105,10 +129,14 @@ struct BatchReply {
   std::vector<RecordFailure> failures;  // by increasing index
   uint32_t empty_results = 0;  // string results that are empty
   uint64_t busy_ns = 0;        // the batch's time in the worker
+  // The record was to be read from the input file (from_file) and could
+  // not be, or no longer read as poolrun read it: nothing ran, and poolrun
+  // sends it again in the request.
+  bool unread = false;
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(output, lengths, splice, failures, empty_results, busy_ns);
+    ar(output, lengths, splice, failures, empty_results, busy_ns, unread);
   }
 };
 

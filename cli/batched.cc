@@ -58,7 +58,7 @@ class Runner {
     has_current_ = !current_.records.empty();
     return !has_current_;
   }
-  BatchRequest Request() const { return MakeRequest(current_); }
+  BatchRequest Request() const { return MakeRequest(current_, /*from_file_ok=*/true); }
   void Submitted() {
     in_flight_.emplace(next_map_index_++, std::move(current_));
     has_current_ = false;
@@ -69,10 +69,12 @@ class Runner {
     auto node = in_flight_.extract(map_index);
     if (node.empty()) return;
     Batch& batch = node.mapped();
-    if (reply.ok()) {
+    if (reply.ok() && reply->unread) {
+      RunAlone(batch, absl::OkStatus(), /*from_file_ok=*/false);
+    } else if (reply.ok()) {
       Settle(batch, *reply);
     } else {
-      RunAlone(batch, reply.status());
+      RunAlone(batch, reply.status(), /*from_file_ok=*/true);
     }
     job_.Tick(/*now=*/true);
   }
@@ -86,11 +88,20 @@ class Runner {
   }
 
   // The request reads the batch's records in place: the batch lives until
-  // its reply is in, and the pool serializes a request before that.
-  BatchRequest MakeRequest(const Batch& b) const {
+  // its reply is in, and the pool serializes a request before that. A huge
+  // record of a regular file is not sent at all (`from_file_ok`): the
+  // worker reads it from the file, which it opened at its start.
+  BatchRequest MakeRequest(const Batch& b, bool from_file_ok) const {
     BatchRequest req;
     req.job = config_;
     req.seq = b.seq;
+    if (from_file_ok && b.records.size() == 1 && b.records[0].file_offset >= 0 &&
+        b.records[0].raw.size() >= kRecordFromFileMin) {
+      const Record& r = b.records[0];
+      req.from_file = FileSpan{static_cast<uint64_t>(r.file_offset), r.raw.size(),
+                               HashBytes(r.raw)};
+      return req;
+    }
     req.borrowed = b.records.data();
     req.borrowed_count = b.records.size();
     return req;
@@ -152,7 +163,7 @@ class Runner {
   // its records run again one at a time. The record its worker was running
   // when it died is blamed: it ran past --timeout, or it is a crash, which
   // counts as one try of --retries.
-  void RunAlone(Batch& batch, const absl::Status& error) {
+  void RunAlone(Batch& batch, const absl::Status& error, bool from_file_ok) {
     std::optional<ProgressSlots::Running> running;
     if (error.code() == absl::StatusCode::kAborted && progress_.has_value()) {
       running = progress_->Get(batch.seq);
@@ -163,6 +174,7 @@ class Runner {
       std::optional<Future<BatchReply>> future;
       absl::Status verdict;  // when not run again
       uint64_t seq = 0;
+      SubmitOptions options;
     };
     std::vector<Pending> pending;
     for (size_t i = 0; i < batch.records.size(); ++i) {
@@ -190,8 +202,9 @@ class Runner {
         SubmitOptions so;
         so.retries = retries;
         so.timeout = timeout;
-        p.future = pool_.Submit(so, *task_, MakeRequest(one));
+        p.future = pool_.Submit(so, *task_, MakeRequest(one, from_file_ok));
         p.seq = one.seq;
+        p.options = so;
       }
       pending.push_back(std::move(p));
     }
@@ -202,6 +215,14 @@ class Runner {
         continue;
       }
       absl::StatusOr<BatchReply> reply = p.future->Result();
+      if (reply.ok() && reply->unread) {
+        // The worker could not read it from the input: send it.
+        Batch one;
+        one.seq = next_seq_++;
+        one.records.push_back(record);
+        p.seq = one.seq;
+        reply = pool_.Submit(p.options, *task_, MakeRequest(one, /*from_file_ok=*/false)).Result();
+      }
       if (reply.ok()) {
         Batch one;
         one.records.push_back(record);

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cli/stream_hash.h"
 
 namespace procpool::cli {
 
@@ -37,24 +38,6 @@ class UniqueFd {
 
  private:
   int fd_ = -1;
-};
-
-// A 64-bit hash of a byte stream, the same however the stream is cut into
-// pieces (not cryptographic: it tells an input apart from an edited one).
-class StreamHash {
- public:
-  void Update(std::string_view bytes);
-  // The hash of all bytes so far.
-  uint64_t Value() const;
-
- private:
-  void Block(const void* block);  // 32 bytes
-
-  uint64_t lanes_[4] = {0x243F6A8885A308D3ull, 0x13198A2E03707344ull, 0xA4093822299F31D0ull,
-                        0x082EFA98EC4E6C89ull};
-  uint64_t total_ = 0;
-  unsigned char pending_[32] = {};
-  size_t npending_ = 0;
 };
 
 // Reads a file (or stdin) in 1 MiB blocks and splits it into lines. Memory

@@ -18,6 +18,9 @@ struct Record {
   uint64_t number = 0;  // 0-based, counting every record (malformed too)
   uint64_t line = 0;    // 1-based line of the input where it starts
   std::string raw;      // its text (csv: its lines, which may be several)
+  // Where `raw` starts in the input, when the input is a regular file and
+  // `raw` is its bytes as they are there (jsonl and lines); else -1.
+  int64_t file_offset = -1;
   // The task's arguments, one per --field (or the whole record).
   std::vector<std::string> args;
   // csv: every field, for the output row.

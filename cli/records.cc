@@ -40,6 +40,7 @@ class LinesReader final : public RecordReader {
   absl::StatusOr<bool> Next(Record* r, bool parse) override {
     bool terminated = false;
     uint64_t size = 0;
+    const uint64_t at = lines_.bytes_consumed();
     absl::StatusOr<bool> more = lines_.Next(&line_, &terminated, &size);
     if (!more.ok() || !*more) return more;
     *r = Record();
@@ -53,6 +54,7 @@ class LinesReader final : public RecordReader {
     StripCr(&line_);
     if (!frame_only_) r->args.push_back(line_);
     r->raw = std::move(line_);
+    if (lines_.size().has_value()) r->file_offset = static_cast<int64_t>(at);
     return true;
   }
 
@@ -77,7 +79,9 @@ class JsonlReader final : public RecordReader {
   absl::StatusOr<bool> Next(Record* r, bool parse) override {
     bool terminated = false;
     uint64_t size = 0;
+    uint64_t at = 0;
     while (true) {
+      at = lines_.bytes_consumed();
       absl::StatusOr<bool> more = lines_.Next(&line_, &terminated, &size);
       if (!more.ok() || !*more) return more;
       // Blank lines separate nothing in JSON Lines; they are not records.
@@ -94,6 +98,7 @@ class JsonlReader final : public RecordReader {
     StripCr(&line_);
     if (!frame_only_) ParseJsonlRecord(line_, fields_, result_key_, max_depth_, r);
     r->raw = std::move(line_);
+    if (lines_.size().has_value()) r->file_offset = static_cast<int64_t>(at);
     return true;
   }
 

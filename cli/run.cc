@@ -205,13 +205,21 @@ int RunPoolrun(const std::vector<std::string>& args) {
   // before they are sandboxed (a sandboxed worker may not open it). Without
   // it a crash cannot be blamed on one record; the batch then runs again
   // record by record, which still isolates it.
+  // The input file too, when it is a regular file: a worker reads a huge
+  // record from it rather than receive it (BatchRequest::from_file).
   std::optional<ProgressSlots> progress;
   if (batched) {
     if (absl::StatusOr<ProgressSlots> p = ProgressSlots::Create(); p.ok()) {
       progress.emplace(*std::move(p));
-      po.initializer =
-          Initializer::Of(TaskRef<int(std::string)>{kOpenProgressTaskName}, progress->path());
     }
+    struct stat st;
+    const std::string input_for_workers =
+        input_path != "-" && ::stat(input_path.c_str(), &st) == 0 && S_ISREG(st.st_mode)
+            ? Absolute(input_path)
+            : std::string();
+    po.initializer =
+        Initializer::Of(TaskRef<int(std::string, std::string)>{kOpenFilesTaskName},
+                        progress.has_value() ? progress->path() : std::string(), input_for_workers);
   }
   if (o.zygote) po.start_method = StartMethod::kZygote;
   po.sandbox = o.sandbox;
@@ -234,7 +242,7 @@ int RunPoolrun(const std::vector<std::string>& args) {
   std::vector<TaskDescription> tasks = pool->Tasks();
   if (batched) {
     std::erase_if(tasks, [](const TaskDescription& t) {
-      return t.name == kBatchTaskName || t.name == kOpenProgressTaskName;
+      return t.name == kBatchTaskName || t.name == kOpenFilesTaskName;
     });
   }
   if (o.list_tasks) {

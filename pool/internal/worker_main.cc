@@ -452,11 +452,12 @@ class Worker {
   // Runs the items of a chunk (see kChunkBit in wire.h) in order, writing
   // the chunk result to `out`. Stops early, answering only the items run,
   // when the answers fill a frame or the worker is to retire; the pool
-  // sends the rest again. The answer of a chunk of one item whose
-  // arguments came through the call region (`args_in_region`) goes on over
-  // them once large, as a single call's does: the whole chunk result is
-  // then there and `out` holds its RegionRef, with *in_region the flag for
-  // the result code (else 0). False if the chunk is malformed.
+  // sends the rest again. The answer of a chunk of one item goes on in
+  // shared memory once large: over its arguments when they came through
+  // the call region (`args_in_region`), else in the result region. The
+  // whole chunk result is then there and `out` holds its RegionRef, with
+  // *in_region the flag for the result code (else 0). False if the chunk
+  // is malformed.
   bool RunChunk(uint32_t task, std::string_view args, bool args_in_region, std::string* out,
                 uint8_t* in_region) {
     *in_region = 0;
@@ -466,11 +467,12 @@ class Worker {
       return false;
     }
     const size_t start = BeginChunkResult(out);
-    if (items->size() == 1 && args_in_region) {
+    if (items->size() == 1) {
       page_->running_item.store(0, std::memory_order_release);
       const size_t answer = BeginChunkAnswer(out);
       const auto code = static_cast<uint8_t>(
-          RunOne(task, (*items)[0], out, Sink::kOverArgs, start, in_region));
+          RunOne(task, (*items)[0], out, args_in_region ? Sink::kOverArgs : Sink::kResultRegion,
+                 start, in_region));
       TaskDone();
       if (*in_region == 0) {
         EndChunkAnswer(out, answer, code);
@@ -478,7 +480,7 @@ class Worker {
         return true;
       }
       // The chunk result's header went to the region with the answer.
-      char* result = call_region_.data();
+      char* result = *in_region == kRegionResultInCall ? call_region_.data() : result_region_.data();
       result[answer - start] = static_cast<char>(code);
       StoreU32(result + (answer - start) + 1,
                static_cast<uint32_t>(region_answer_len_ - (answer - start) - 5));

@@ -4,6 +4,7 @@
 
 #include "cli/codec.h"
 
+#include <fstream>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -15,6 +16,7 @@
 #include "cli/batch.h"
 #include "cli/flags.h"
 #include "cli/io.h"
+#include "cli/stream_hash.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/pool_fixture.h"
@@ -198,6 +200,36 @@ TEST(AdapterTest, RefusesATaskOfAnotherSignature) {
   EXPECT_THROW(RunBatch(Request("plugins/text/libtext.so", "no_such_task", "int(int)",
                                 Format::kLines, {"1"})),
                std::invalid_argument);
+}
+
+TEST(AdapterTest, ReadsARecordFromTheInputFileAndSaysWhenItCannot) {
+  const std::string path = ::testing::TempDir() + "/from_file.txt";
+  const std::string text = "10\n20\n30\n";
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << text;
+  }
+  BatchRequest req = Request("plugins/faults/libfaults.so", "check_non_negative", "int(int)",
+                             Format::kLines, {});
+  req.from_file = FileSpan{3, 2, HashBytes("20")};  // the second line
+  // No input open in this process yet: nothing runs, and poolrun is told
+  // to send the record itself.
+  ASSERT_EQ(OpenFiles("", "") & 2, 0);
+  BatchReply reply = RunBatch(req);
+  EXPECT_TRUE(reply.unread);
+  EXPECT_TRUE(reply.failures.empty());
+  EXPECT_EQ(reply.output, "");
+  // Open: read, checked and run.
+  ASSERT_EQ(OpenFiles("", path) & 2, 2);
+  reply = RunBatch(req);
+  EXPECT_FALSE(reply.unread);
+  EXPECT_EQ(reply.output, "20\n");
+  // Bytes that no longer hash as poolrun read them, or past the end.
+  req.from_file.hash = HashBytes("21");
+  EXPECT_TRUE(RunBatch(req).unread);
+  req.from_file = FileSpan{uint64_t{text.size()} - 1, 5, HashBytes("0\n???")};
+  EXPECT_TRUE(RunBatch(req).unread);
+  OpenFiles("", "");
 }
 
 TEST(AdapterTest, SaysWhichRecordItIsRunning) {

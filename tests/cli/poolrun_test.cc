@@ -1,6 +1,7 @@
 // poolrun end to end: the binary run as a subprocess on the sample data and
 // on small inputs written here. Every wait is bounded; nothing is timed.
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -876,6 +877,100 @@ TEST(PoolrunTest, MemoryStaysFlatOnAStreamLargerThanIt) {
   EXPECT_LT(self_mib, 96) << o.err;
   // With the workers it reaped (wait4 reports the largest).
   EXPECT_LT(o.max_rss_kb, 160 * 1024) << "peak RSS " << o.max_rss_kb << " KiB";
+}
+
+// ---- Huge records, read by the worker from the input file ----
+
+// Records for faults' sleep_ms: {"id": i, "ms": ms[i], "pad": pad[i]}.
+std::string PaddedInput(const std::vector<int>& ms, const std::vector<std::string>& pad) {
+  const std::string in = TempPath("padded.jsonl");
+  std::string text;
+  for (size_t i = 0; i < ms.size(); ++i) {
+    absl::StrAppend(&text, "{\"id\": ", i, ", \"ms\": ", ms[i], ", \"pad\": \"", pad[i], "\"}\n");
+  }
+  WriteFile(in, text);
+  return in;
+}
+
+TEST(PoolrunTest, AHugeRecordReadFromTheFileByItsWorkerComesOutAsFromStdin) {
+  // A record of 16 MiB or more in a regular file is not sent: the worker
+  // reads it from the file (BatchRequest::from_file). The output is the
+  // same as when poolrun sends it (the input on stdin).
+  const std::string huge(size_t{17} << 20, 'a');
+  const std::string in = PaddedInput({1, 2, 3}, {"x", huge, "y"});
+  const std::vector<std::string> args = {"--plugin", FaultsPlugin(), "--task", "sleep_ms",
+                                         "--field", "ms", "--workers", "1"};
+  std::vector<std::string> from_file = args;
+  from_file.insert(from_file.end(), {"--input", in});
+  Outcome a = RunPoolrun(from_file);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_FALSE(absl::StrContains(a.err, "poolrun sends the record itself")) << a.err;
+  const int fd = ::open(in.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  std::vector<std::string> from_stdin = args;
+  from_stdin.insert(from_stdin.end(), {"--input", "-", "--format", "jsonl"});
+  Outcome b = Child(from_stdin, fd).Wait();
+  ::close(fd);
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_TRUE(a.out == b.out) << "outputs differ: " << a.out.size() << " and " << b.out.size()
+                              << " bytes";
+  const std::vector<std::string> lines = Lines(a.out);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(Json::parse(lines[1])["pad"].get<std::string>(), huge);
+  EXPECT_EQ(Json::parse(lines[1])["sleep_ms"].get<int>(), 2);
+}
+
+// Where process `pid` has read its descriptor on `path` to (-1: none open).
+int64_t ReadOffset(int pid, const std::string& path) {
+  const std::string dir = absl::StrCat("/proc/", pid, "/fd");
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return -1;
+  int64_t pos = -1;
+  while (dirent* e = ::readdir(d)) {
+    char target[4096];
+    const ssize_t n = ::readlink((dir + "/" + e->d_name).c_str(), target, sizeof(target) - 1);
+    if (n <= 0 || std::string(target, static_cast<size_t>(n)) != path) continue;
+    std::istringstream info(ReadFile(absl::StrCat("/proc/", pid, "/fdinfo/", e->d_name)));
+    std::string key;
+    while (info >> key) {
+      if (key == "pos:") {
+        info >> pos;
+        break;
+      }
+    }
+  }
+  ::closedir(d);
+  return pos;
+}
+
+TEST(PoolrunTest, AHugeRecordChangedInTheFileBeforeItsWorkerReadsItIsSentByPoolrun) {
+  // The worker reads the huge record only after the 3 s record before it;
+  // meanwhile, once poolrun has read the whole file, its bytes change in
+  // place. The worker finds them changed and poolrun sends the record as it
+  // read it: the output holds what poolrun read, not the edit.
+  const std::string huge(size_t{17} << 20, 'a');
+  const std::string in = PaddedInput({3000, 1}, {"x", huge});
+  Child child({"--plugin", FaultsPlugin(), "--task", "sleep_ms", "--field", "ms", "--input", in,
+               "--workers", "1", "--chunksize", "1", "--no-progress"});
+  const int64_t size = static_cast<int64_t>(ReadFile(in).size());
+  ASSERT_TRUE(WaitUntil([&] { return ReadOffset(child.pid(), in) == size; }, absl::Seconds(60)))
+      << "poolrun never read the whole input";
+  {
+    const std::string text = ReadFile(in);
+    const size_t at = text.find("aaaa");
+    ASSERT_NE(at, std::string::npos);
+    const int fd = ::open(in.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    const std::string edit(4096, 'b');
+    ASSERT_EQ(::pwrite(fd, edit.data(), edit.size(), static_cast<off_t>(at)), 4096);
+    ::close(fd);
+  }
+  Outcome o = child.Wait();
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_TRUE(absl::StrContains(o.err, "changed while poolrun ran")) << o.err;
+  const std::vector<std::string> lines = Lines(o.out);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(Json::parse(lines[1])["pad"].get<std::string>(), huge);
 }
 
 }  // namespace
