@@ -373,9 +373,7 @@ BatchReply RunBatch(BatchRequest request) {
   std::string from_file;
   if (request.from_file.length > 0) {
     if (absl::Status s = ReadFromInput(request.from_file, &from_file); !s.ok()) {
-      std::fprintf(stderr, "poolrun adapter: %s; poolrun sends the record itself\n",
-                   s.ToString().c_str());
-      reply.unread = true;
+      reply.unread = s.ToString();
       return reply;
     }
     records.assign(1, from_file);

@@ -129,10 +129,10 @@ struct BatchReply {
   std::vector<RecordFailure> failures;  // by increasing index
   uint32_t empty_results = 0;  // string results that are empty
   uint64_t busy_ns = 0;        // the batch's time in the worker
-  // The record was to be read from the input file (from_file) and could
-  // not be, or no longer read as poolrun read it: nothing ran, and poolrun
-  // sends it again in the request.
-  bool unread = false;
+  // Why the record that was to be read from the input file (from_file)
+  // could not be, or no longer read as poolrun read it (empty: it was
+  // read). Then nothing ran, and poolrun sends it in the request.
+  std::string unread;
 
   template <class Archive>
   void serialize(Archive& ar) {

@@ -49,11 +49,22 @@ class Runner {
     current_.seq = next_seq_++;
     const size_t want = BatchRecords();
     size_t bytes = 0;
-    Record r;
-    while (current_.records.size() < want && bytes < kMaxBatchBytes && job_.TakeNext(&r)) {
+    while (current_.records.size() < want && bytes < kMaxBatchBytes) {
+      Record r;
+      if (held_.has_value()) {
+        r = std::move(*held_);
+        held_.reset();
+      } else if (!job_.TakeNext(&r)) {
+        break;
+      }
+      // A huge record goes alone, so that a worker may read it from the
+      // input (MakeRequest).
+      if (r.raw.size() >= kRecordFromFileMin && !current_.records.empty()) {
+        held_ = std::move(r);
+        break;
+      }
       bytes += r.raw.size();
       current_.records.push_back(std::move(r));
-      r = Record();
     }
     has_current_ = !current_.records.empty();
     return !has_current_;
@@ -69,7 +80,8 @@ class Runner {
     auto node = in_flight_.extract(map_index);
     if (node.empty()) return;
     Batch& batch = node.mapped();
-    if (reply.ok() && reply->unread) {
+    if (reply.ok() && !reply->unread.empty()) {
+      Unread(batch.records[0], reply->unread);
       RunAlone(batch, absl::OkStatus(), /*from_file_ok=*/false);
     } else if (reply.ok()) {
       Settle(batch, *reply);
@@ -92,40 +104,49 @@ class Runner {
   // record of a regular file is not sent at all (`from_file_ok`): the
   // worker reads it from the file, which it opened at its start.
   BatchRequest MakeRequest(const Batch& b, bool from_file_ok) const {
+    return MakeRequest(b.seq, b.records.data(), b.records.size(), from_file_ok);
+  }
+  BatchRequest MakeRequest(uint64_t seq, const Record* records, size_t n,
+                           bool from_file_ok) const {
     BatchRequest req;
     req.job = config_;
-    req.seq = b.seq;
-    if (from_file_ok && b.records.size() == 1 && b.records[0].file_offset >= 0 &&
-        b.records[0].raw.size() >= kRecordFromFileMin) {
-      const Record& r = b.records[0];
+    req.seq = seq;
+    // The workers have the input open only when it was named (stdin may be
+    // a regular file too, which they do not have).
+    if (from_file_ok && o_.input != "-" && n == 1 && records[0].file_offset >= 0 &&
+        records[0].raw.size() >= kRecordFromFileMin) {
+      const Record& r = records[0];
       req.from_file = FileSpan{static_cast<uint64_t>(r.file_offset), r.raw.size(),
                                HashBytes(r.raw)};
       return req;
     }
-    req.borrowed = b.records.data();
-    req.borrowed_count = b.records.size();
+    req.borrowed = records;
+    req.borrowed_count = n;
     return req;
   }
 
   void Settle(const Batch& batch, const BatchReply& reply) {
+    Settle(batch.records.data(), batch.records.size(), reply);
+  }
+  void Settle(const Record* records, size_t n, const BatchReply& reply) {
     size_t f = 0;
     size_t piece = 0;
     size_t at = 0;
     const std::string_view output = reply.output;
-    for (size_t i = 0; i < batch.records.size(); ++i) {
+    for (size_t i = 0; i < n; ++i) {
       if (f < reply.failures.size() && reply.failures[f].index == i) {
         const RecordFailure& failure = reply.failures[f++];
-        job_.Fail(batch.records[i],
+        job_.Fail(records[i],
                   absl::Status(static_cast<absl::StatusCode>(failure.code), failure.message));
         continue;
       }
       if (piece >= reply.lengths.size() || at + reply.lengths[piece] > output.size()) {
-        job_.Fail(batch.records[i], absl::DataLossError("the worker's reply is short"));
+        job_.Fail(records[i], absl::DataLossError("the worker's reply is short"));
         continue;
       }
       const std::string_view bytes = output.substr(at, reply.lengths[piece]);
       if (piece < reply.splice.size() && reply.splice[piece] != 0) {
-        const SplicePoint point = SpliceAt(batch.records[i].raw);
+        const SplicePoint point = SpliceAt(records[i].raw);
         job_.WriteOutput(point.head);
         job_.WriteOutput(point.comma ? comma_key_colon_ : key_colon_);
         job_.WriteOutput(bytes);
@@ -134,13 +155,21 @@ class Runner {
         job_.WriteOutput(bytes);
       }
       at += reply.lengths[piece++];
-      job_.Succeeded(batch.records[i], false);
+      job_.Succeeded(records[i], false);
     }
     job_.CountEmpty(reply.empty_results);
-    if (!batch.records.empty() && reply.busy_ns > 0) {
-      const double per = static_cast<double>(reply.busy_ns) / batch.records.size();
+    if (!n == 0 && reply.busy_ns > 0) {
+      const double per = static_cast<double>(reply.busy_ns) / n;
       ns_per_record_ = ns_per_record_ <= 0 ? per : 0.7 * ns_per_record_ + 0.3 * per;
     }
+  }
+
+  // A worker could not read `record` from the input (`why`): poolrun sends
+  // it, and says so.
+  void Unread(const Record& record, const std::string& why) {
+    job_.Notice(absl::StrCat("record ", record.number + 1, " (line ", record.line,
+                             "): a worker could not read it from the input (", why,
+                             "); poolrun sends it instead"));
   }
 
   // The pool's message about a one-record batch, in terms of the user's task.
@@ -196,14 +225,11 @@ class Runner {
         }
       }
       if (p.verdict.ok()) {
-        Batch one;
-        one.seq = next_seq_++;
-        one.records.push_back(batch.records[i]);
         SubmitOptions so;
         so.retries = retries;
         so.timeout = timeout;
-        p.future = pool_.Submit(so, *task_, MakeRequest(one, from_file_ok));
-        p.seq = one.seq;
+        p.seq = next_seq_++;
+        p.future = pool_.Submit(so, *task_, MakeRequest(p.seq, &batch.records[i], 1, from_file_ok));
         p.options = so;
       }
       pending.push_back(std::move(p));
@@ -215,18 +241,15 @@ class Runner {
         continue;
       }
       absl::StatusOr<BatchReply> reply = p.future->Result();
-      if (reply.ok() && reply->unread) {
-        // The worker could not read it from the input: send it.
-        Batch one;
-        one.seq = next_seq_++;
-        one.records.push_back(record);
-        p.seq = one.seq;
-        reply = pool_.Submit(p.options, *task_, MakeRequest(one, /*from_file_ok=*/false)).Result();
+      if (reply.ok() && !reply->unread.empty()) {
+        Unread(record, reply->unread);
+        p.seq = next_seq_++;
+        reply = pool_.Submit(p.options, *task_,
+                             MakeRequest(p.seq, &record, 1, /*from_file_ok=*/false))
+                    .Result();
       }
       if (reply.ok()) {
-        Batch one;
-        one.records.push_back(record);
-        Settle(one, *reply);
+        Settle(&record, 1, *reply);
         continue;
       }
       absl::Status s = reply.status();
@@ -258,6 +281,7 @@ class Runner {
 
   Batch current_;
   bool has_current_ = false;
+  std::optional<Record> held_;  // the next batch's first record, taken already
   uint64_t next_seq_ = 0;
   uint64_t next_map_index_ = 0;
   absl::flat_hash_map<uint64_t, Batch> in_flight_;

@@ -270,6 +270,11 @@ absl::Status Job::SaveCheckpointNow(bool complete) {
   return SaveCheckpoint(checkpoint_path_, c);
 }
 
+void Job::Notice(const std::string& what) {
+  ClearProgress();
+  WriteStderr(absl::StrCat("poolrun: ", what, "\n"));
+}
+
 void Job::ClearProgress() {
   if (progress_drawn_) {
     WriteStderr("\r\x1b[K");

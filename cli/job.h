@@ -88,6 +88,8 @@ class Job {
   void Succeeded(const Record& record, bool empty);
   // `record` failed: a dead letter.
   void Fail(const Record& record, const absl::Status& error);
+  // A line on stderr ("poolrun: " + what), above the progress bar.
+  void Notice(const std::string& what);
   // Empty string results among those counted by Succeeded(..., false).
   void CountEmpty(uint64_t n) { empty_ += n; }
   // Redraws the progress bar and checkpoints, now and then. Cheap: looks

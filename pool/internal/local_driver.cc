@@ -400,11 +400,9 @@ void LocalDriver::WriteSends(std::vector<SendAction>& sends) {
           // the worker gives it back unstarted, and then the region still
           // holds them: they are kept there alone.
           ChunkState* chunk = t.AsChunk();
-          fprintf(stderr, "DEBUG region call chunk=%d size=%zu retries=%d\n", chunk != nullptr, chunk ? chunk->size() : 0, t.policy().retries);
           if (t.policy().retries == 0 && (chunk == nullptr || chunk->size() == 1)) {
             auto [copy, pin] = w->PinCallArgs(args.size());
             t.ParkArgs(copy, std::move(pin));
-            fprintf(stderr, "DEBUG parked %zu\n", copy.size());
           }
         } else {
           frame->Add(t.id(), t.task(), args);
