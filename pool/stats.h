@@ -38,7 +38,7 @@ struct PoolStats {
   // rather than the socket (PoolOptions::shared_memory_min_bytes).
   uint64_t shared_memory_args = 0;
   uint64_t shared_memory_results = 0;
-  // The serial fast path (docs/ARCHITECTURE.md, "Threading rules"): single
+  // The serial fast path (docs/ARCHITECTURE.md, "LocalDriver"): single
   // tasks the submitting thread sent to an idle worker itself, and answers
   // read by the thread waiting for them, both without the I/O thread.
   // Never a map's chunks.
