@@ -290,14 +290,19 @@ std::string& InputPath() {
   return *path;
 }
 
-// The bytes of `span` read from the input file into *out, checked against
-// the hash poolrun took of them. kDataLoss when the file no longer holds
-// them (changed or cut since poolrun read it).
-absl::Status ReadFromInput(const FileSpan& span, std::string* out) {
+// The bytes of `span` read from the input file into *out and its records
+// as views of them into *records, checked against the hash poolrun took
+// of them. kDataLoss when the file no longer holds them (changed or cut
+// since poolrun read it), or the span is malformed.
+absl::Status ReadFromInput(const FileSpan& span, std::string* out,
+                           std::vector<std::string_view>* records) {
   if (input_fd < 0) {
     return absl::FailedPreconditionError(
         "the worker has no input file open to read a record from (its initializer "
         "did not open it)");
+  }
+  if (span.starts.size() != span.lengths.size()) {
+    return absl::DataLossError("a file span with unmatched record starts and lengths");
   }
   out->resize(span.length);
   uint64_t done = 0;
@@ -311,10 +316,20 @@ absl::Status ReadFromInput(const FileSpan& span, std::string* out) {
     if (n == 0) break;
     done += static_cast<uint64_t>(n);
   }
-  if (done != span.length || HashBytes(*out) != span.hash) {
+  records->clear();
+  StreamHash hash;
+  bool fits = done == span.length;
+  for (size_t k = 0; fits && k < span.starts.size(); ++k) {
+    fits = span.starts[k] <= done && span.lengths[k] <= done - span.starts[k];
+    if (!fits) break;
+    records->emplace_back(out->data() + span.starts[k], span.lengths[k]);
+    hash.Update(records->back());
+  }
+  if (!fits || hash.Value() != span.hash) {
+    records->clear();
     return absl::DataLossError(absl::StrCat(
-        "the input file ", InputPath(), " changed while poolrun ran: the record at byte ",
-        span.offset, " no longer reads as it did (", span.length, " bytes)"));
+        "the input file ", InputPath(), " changed while poolrun ran: bytes ", span.offset,
+        " to ", span.offset + span.length, " no longer read as they did"));
   }
   return absl::OkStatus();
 }
@@ -368,15 +383,14 @@ BatchReply RunBatch(BatchRequest request) {
   std::vector<std::string_view> records = std::move(request.received);
   if (records.empty()) records.assign(request.records.begin(), request.records.end());
   BatchReply reply;
-  // A huge record poolrun left this worker to read from the input: read
-  // once, and let go once its argument is made.
+  // Records poolrun left this worker to read from the input: read once; a
+  // batch of one (a huge record) lets them go once its argument is made.
   std::string from_file;
   if (request.from_file.length > 0) {
-    if (absl::Status s = ReadFromInput(request.from_file, &from_file); !s.ok()) {
+    if (absl::Status s = ReadFromInput(request.from_file, &from_file, &records); !s.ok()) {
       reply.unread = s.ToString();
       return reply;
     }
-    records.assign(1, from_file);
   }
 
   size_t input_bytes = 0;
@@ -433,7 +447,7 @@ BatchReply RunBatch(BatchRequest request) {
     const bool splice = jsonl && !job.result_only && rec.json_object && !rec.has_result_key;
     std::vector<std::string>().swap(rec.args);
     if (jsonl && !splice && !job.result_only) rec.raw.assign(raw);
-    ReleaseIfLarge(&from_file);  // `raw` is not read from here on
+    if (records.size() == 1) ReleaseIfLarge(&from_file);  // `raw` is not read from here on
     result.clear();
     // --timeout: SIGALRM's default action ends the worker if the task runs
     // past it; poolrun learns from the progress slot which record it was.

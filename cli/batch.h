@@ -52,23 +52,27 @@ struct BatchJob {
   }
 };
 
-// A record a worker reads from the input file itself (see BatchRequest).
+// Records a worker reads from the input file itself (see BatchRequest):
+// the bytes [offset, offset + length) of the input, in which record k is
+// [starts[k], starts[k] + lengths[k]); `hash` is the StreamHash of the
+// records' bytes one after the other, as poolrun read them.
 struct FileSpan {
   uint64_t offset = 0;
   uint64_t length = 0;  // 0: none
-  uint64_t hash = 0;    // HashBytes of those bytes, as poolrun read them
+  uint64_t hash = 0;
+  std::vector<uint64_t> starts;
+  std::vector<uint64_t> lengths;
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(offset, length, hash);
+    ar(offset, length, hash, starts, lengths);
   }
 };
 
-// The smallest record poolrun leaves a worker to read from the input file
-// (a regular file the worker opened in its initializer) rather than send
-// it: a copy fewer on each side of a huge record (docs/POOLRUN.md, "One
+// A record of at least this many bytes goes alone in its batch, so that
+// poolrun holds it once while a worker reads it (docs/POOLRUN.md, "One
 // huge record").
-inline constexpr uint64_t kRecordFromFileMin = uint64_t{16} << 20;
+inline constexpr uint64_t kHugeRecordBytes = uint64_t{16} << 20;
 
 struct BatchRequest {
   BatchJob job;
@@ -84,8 +88,8 @@ struct BatchRequest {
   // `records`); they must outlive the request's serialization.
   const Record* borrowed = nullptr;
   size_t borrowed_count = 0;
-  // When its length is not 0: the batch is one record, which the worker
-  // reads from the input file (OpenFiles), and `records` is empty.
+  // When its length is not 0: the batch's records, which the worker reads
+  // from the input file (OpenFiles); `records` is then empty.
   FileSpan from_file;
 
   // The same bytes as cereal's for (job, seq, records), whichever holds them.

@@ -59,7 +59,7 @@ class Runner {
       }
       // A huge record goes alone, so that a worker may read it from the
       // input (MakeRequest).
-      if (r.raw.size() >= kRecordFromFileMin && !current_.records.empty()) {
+      if (r.raw.size() >= kHugeRecordBytes && !current_.records.empty()) {
         held_ = std::move(r);
         break;
       }
@@ -81,7 +81,7 @@ class Runner {
     if (node.empty()) return;
     Batch& batch = node.mapped();
     if (reply.ok() && !reply->unread.empty()) {
-      Unread(batch.records[0], reply->unread);
+      Unread(batch.records[0], batch.records.size(), reply->unread);
       RunAlone(batch, absl::OkStatus(), /*from_file_ok=*/false);
     } else if (reply.ok()) {
       Settle(batch, *reply);
@@ -100,9 +100,9 @@ class Runner {
   }
 
   // The request reads the batch's records in place: the batch lives until
-  // its reply is in, and the pool serializes a request before that. A huge
-  // record of a regular file is not sent at all (`from_file_ok`): the
-  // worker reads it from the file, which it opened at its start.
+  // its reply is in, and the pool serializes a request before that. Records
+  // of a named regular file are not sent at all (`from_file_ok`): the
+  // worker reads them from the file, which it opened at its start.
   BatchRequest MakeRequest(const Batch& b, bool from_file_ok) const {
     return MakeRequest(b.seq, b.records.data(), b.records.size(), from_file_ok);
   }
@@ -113,12 +113,24 @@ class Runner {
     req.seq = seq;
     // The workers have the input open only when it was named (stdin may be
     // a regular file too, which they do not have).
-    if (from_file_ok && o_.input != "-" && n == 1 && records[0].file_offset >= 0 &&
-        records[0].raw.size() >= kRecordFromFileMin) {
-      const Record& r = records[0];
-      req.from_file = FileSpan{static_cast<uint64_t>(r.file_offset), r.raw.size(),
-                               HashBytes(r.raw)};
-      return req;
+    bool from_file = from_file_ok && o_.input != "-" && n > 0;
+    for (size_t i = 0; from_file && i < n; ++i) {
+      from_file = records[i].file_offset >= records[0].file_offset && records[0].file_offset >= 0;
+    }
+    if (from_file) {
+      const uint64_t first = static_cast<uint64_t>(records[0].file_offset);
+      StreamHash hash;
+      for (size_t i = 0; i < n; ++i) {
+        const uint64_t start = static_cast<uint64_t>(records[i].file_offset) - first;
+        req.from_file.starts.push_back(start);
+        req.from_file.lengths.push_back(records[i].raw.size());
+        req.from_file.length = std::max(req.from_file.length, start + records[i].raw.size());
+        hash.Update(records[i].raw);
+      }
+      req.from_file.offset = first;
+      req.from_file.hash = hash.Value();
+      if (req.from_file.length > 0) return req;
+      req.from_file = FileSpan();  // only empty records: send them
     }
     req.borrowed = records;
     req.borrowed_count = n;
@@ -164,12 +176,13 @@ class Runner {
     }
   }
 
-  // A worker could not read `record` from the input (`why`): poolrun sends
-  // it, and says so.
-  void Unread(const Record& record, const std::string& why) {
-    job_.Notice(absl::StrCat("record ", record.number + 1, " (line ", record.line,
-                             "): a worker could not read it from the input (", why,
-                             "); poolrun sends it instead"));
+  // A worker could not read the `n` records from `first` on from the input
+  // (`why`): poolrun sends them, and says so.
+  void Unread(const Record& first, size_t n, const std::string& why) {
+    job_.Notice(absl::StrCat(n == 1 ? "record " : "records from ", first.number + 1, " (line ",
+                             first.line, "): a worker could not read ",
+                             n == 1 ? "it" : "them", " from the input (", why,
+                             "); poolrun sends ", n == 1 ? "it" : "them", " instead"));
   }
 
   // The pool's message about a one-record batch, in terms of the user's task.
@@ -242,7 +255,7 @@ class Runner {
       }
       absl::StatusOr<BatchReply> reply = p.future->Result();
       if (reply.ok() && !reply->unread.empty()) {
-        Unread(record, reply->unread);
+        Unread(record, 1, reply->unread);
         p.seq = next_seq_++;
         reply = pool_.Submit(p.options, *task_,
                              MakeRequest(p.seq, &record, 1, /*from_file_ok=*/false))

@@ -202,18 +202,24 @@ TEST(AdapterTest, RefusesATaskOfAnotherSignature) {
                std::invalid_argument);
 }
 
-TEST(AdapterTest, ReadsARecordFromTheInputFileAndSaysWhenItCannot) {
+TEST(AdapterTest, ReadsRecordsFromTheInputFileAndSaysWhenItCannot) {
   const std::string path = ::testing::TempDir() + "/from_file.txt";
-  const std::string text = "10\n20\n30\n";
+  const std::string text = "10\n20\r\n\n30\n";
   {
     std::ofstream f(path, std::ios::binary);
     f << text;
   }
+  auto hash = [](std::vector<std::string> records) {
+    StreamHash h;
+    for (const std::string& r : records) h.Update(r);
+    return h.Value();
+  };
   BatchRequest req = Request("plugins/faults/libfaults.so", "check_non_negative", "int(int)",
                              Format::kLines, {});
-  req.from_file = FileSpan{3, 2, HashBytes("20")};  // the second line
+  // The second and the third line, without "\r\n" and the blank line.
+  req.from_file = FileSpan{3, 7, hash({"20", "30"}), {0, 5}, {2, 2}};
   // No input open in this process yet: nothing runs, and poolrun is told
-  // to send the record itself.
+  // to send the records itself.
   ASSERT_EQ(OpenFiles("", "") & 2, 0);
   BatchReply reply = RunBatch(req);
   EXPECT_TRUE(absl::StrContains(reply.unread, "no input file open")) << reply.unread;
@@ -223,11 +229,16 @@ TEST(AdapterTest, ReadsARecordFromTheInputFileAndSaysWhenItCannot) {
   ASSERT_EQ(OpenFiles("", path) & 2, 2);
   reply = RunBatch(req);
   EXPECT_EQ(reply.unread, "");
-  EXPECT_EQ(reply.output, "20\n");
-  // Bytes that no longer hash as poolrun read them, or past the end.
-  req.from_file.hash = HashBytes("21");
+  EXPECT_EQ(reply.output, "20\n30\n");
+  // Bytes that no longer hash as poolrun read them, a record outside the
+  // span, or a span past the end of the file.
+  FileSpan changed = req.from_file;
+  changed.hash = hash({"20", "31"});
+  req.from_file = changed;
   EXPECT_TRUE(absl::StrContains(RunBatch(req).unread, "changed while poolrun ran"));
-  req.from_file = FileSpan{uint64_t{text.size()} - 1, 5, HashBytes("0\n???")};
+  req.from_file = FileSpan{3, 7, hash({"20", "30"}), {0, 6}, {2, 2}};
+  EXPECT_TRUE(absl::StrContains(RunBatch(req).unread, "changed while poolrun ran"));
+  req.from_file = FileSpan{uint64_t{text.size()} - 1, 5, hash({"0\n???"}), {0}, {5}};
   EXPECT_TRUE(absl::StrContains(RunBatch(req).unread, "changed while poolrun ran"));
   OpenFiles("", "");
 }
