@@ -81,8 +81,15 @@ class Runner {
     if (node.empty()) return;
     Batch& batch = node.mapped();
     if (reply.ok() && !reply->unread.empty()) {
+      // The worker could not read the batch from the input: send it.
       Unread(batch.records[0], batch.records.size(), reply->unread);
-      RunAlone(batch, absl::OkStatus(), /*from_file_ok=*/false);
+      absl::StatusOr<BatchReply> again =
+          pool_.Submit(*task_, MakeRequest(batch, /*from_file_ok=*/false)).Result();
+      if (again.ok()) {
+        Settle(batch, *again);
+      } else {
+        RunAlone(batch, again.status(), /*from_file_ok=*/false);
+      }
     } else if (reply.ok()) {
       Settle(batch, *reply);
     } else {
@@ -170,7 +177,7 @@ class Runner {
       job_.Succeeded(records[i], false);
     }
     job_.CountEmpty(reply.empty_results);
-    if (!n == 0 && reply.busy_ns > 0) {
+    if (n > 0 && reply.busy_ns > 0) {
       const double per = static_cast<double>(reply.busy_ns) / n;
       ns_per_record_ = ns_per_record_ <= 0 ? per : 0.7 * ns_per_record_ + 0.3 * per;
     }
@@ -178,11 +185,15 @@ class Runner {
 
   // A worker could not read the `n` records from `first` on from the input
   // (`why`): poolrun sends them, and says so.
+  // Said once a run: the next such batches are sent without a word.
   void Unread(const Record& first, size_t n, const std::string& why) {
+    if (unread_noticed_) return;
+    unread_noticed_ = true;
     job_.Notice(absl::StrCat(n == 1 ? "record " : "records from ", first.number + 1, " (line ",
                              first.line, "): a worker could not read ",
                              n == 1 ? "it" : "them", " from the input (", why,
-                             "); poolrun sends ", n == 1 ? "it" : "them", " instead"));
+                             "); poolrun sends ", n == 1 ? "it" : "them",
+                             " instead, and any others it cannot read"));
   }
 
   // The pool's message about a one-record batch, in terms of the user's task.
@@ -295,6 +306,7 @@ class Runner {
   Batch current_;
   bool has_current_ = false;
   std::optional<Record> held_;  // the next batch's first record, taken already
+  bool unread_noticed_ = false;  // see Unread
   uint64_t next_seq_ = 0;
   uint64_t next_map_index_ = 0;
   absl::flat_hash_map<uint64_t, Batch> in_flight_;

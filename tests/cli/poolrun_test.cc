@@ -945,34 +945,44 @@ int64_t ReadOffset(int pid, const std::string& path) {
   return pos;
 }
 
-TEST(PoolrunTest, AHugeRecordChangedInTheFileBeforeItsWorkerReadsItIsSentByPoolrun) {
-  // The worker reads the huge record only after the 3 s record before it;
-  // meanwhile, once poolrun has read the whole file, its bytes change in
-  // place. The worker finds them changed and poolrun sends the record as it
-  // read it: the output holds what poolrun read, not the edit.
+TEST(PoolrunTest, RecordsChangedInTheFileBeforeTheirWorkerReadsThemAreSentByPoolrun) {
+  // The workers read the two huge records (each a batch of its own) only
+  // after the 3 s record before them; meanwhile, once poolrun has read the
+  // whole file, their bytes change in place. The workers find them
+  // changed and poolrun sends the records as it read them, saying so once:
+  // the output holds what poolrun read, not the edit.
   const std::string huge(size_t{17} << 20, 'a');
-  const std::string in = PaddedInput({3000, 1}, {"x", huge});
+  const std::string in = PaddedInput({3000, 1, 2}, {"x", huge, huge});
   Child child({"--plugin", FaultsPlugin(), "--task", "sleep_ms", "--field", "ms", "--input", in,
-               "--workers", "1", "--chunksize", "1", "--no-progress"});
+               "--workers", "1", "--no-progress"});
   const int64_t size = static_cast<int64_t>(ReadFile(in).size());
   ASSERT_TRUE(WaitUntil([&] { return ReadOffset(child.pid(), in) == size; }, absl::Seconds(60)))
       << "poolrun never read the whole input";
   {
     const std::string text = ReadFile(in);
-    const size_t at = text.find("aaaa");
-    ASSERT_NE(at, std::string::npos);
     const int fd = ::open(in.c_str(), O_WRONLY | O_CLOEXEC);
     ASSERT_GE(fd, 0);
     const std::string edit(4096, 'b');
-    ASSERT_EQ(::pwrite(fd, edit.data(), edit.size(), static_cast<off_t>(at)), 4096);
+    for (size_t at = text.find("aaaa"); at != std::string::npos;
+         at = text.find("aaaa", text.find("\n", at))) {
+      ASSERT_EQ(::pwrite(fd, edit.data(), edit.size(), static_cast<off_t>(at)), 4096);
+    }
     ::close(fd);
   }
   Outcome o = child.Wait();
   ASSERT_EQ(o.exit_code, 0) << o.err;
   EXPECT_TRUE(absl::StrContains(o.err, "changed while poolrun ran")) << o.err;
+  size_t notices = 0;
+  for (size_t at = o.err.find("could not read"); at != std::string::npos;
+       at = o.err.find("could not read", at + 1)) {
+    ++notices;
+  }
+  EXPECT_EQ(notices, 1u) << o.err;
   const std::vector<std::string> lines = Lines(o.out);
-  ASSERT_EQ(lines.size(), 2u);
+  ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(Json::parse(lines[1])["pad"].get<std::string>(), huge);
+  EXPECT_EQ(Json::parse(lines[2])["pad"].get<std::string>(), huge);
+  EXPECT_EQ(Json::parse(lines[2])["sleep_ms"].get<int>(), 2);
 }
 
 }  // namespace
