@@ -177,7 +177,6 @@ class TaskState {
     parked_ = copy;
     parked_pin_ = std::move(pin);
   }
-  bool args_parked() const { return parked_pin_ != nullptr; }
 
   // Pool-assigned id; set under the pool's mutex when queued.
   uint64_t id() const { return id_; }

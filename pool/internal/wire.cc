@@ -14,9 +14,11 @@ namespace procpool::internal {
 
 namespace {
 
-void PutU32(std::string* out, size_t offset, uint32_t v) {
-  for (int i = 0; i < 4; ++i) (*out)[offset + i] = static_cast<char>(v >> (8 * i));
+void PutU32(char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
 }
+
+void PutU32(std::string* out, size_t offset, uint32_t v) { PutU32(out->data() + offset, v); }
 
 uint32_t GetU32(const char* p) {
   uint32_t v = 0;
@@ -446,6 +448,12 @@ void EndChunkAnswer(std::string* out, size_t answer, uint8_t code) {
 
 void EndChunkResult(std::string* out, size_t result, uint32_t answered) {
   PutU32(out, result, answered);
+}
+
+void EndOneAnswerChunkResult(char* result, size_t size, size_t answer, uint8_t code) {
+  result[answer] = static_cast<char>(code);
+  PutU32(result + answer + 1, static_cast<uint32_t>(size - answer - 5));
+  PutU32(result, 1);
 }
 
 absl::StatusOr<std::vector<std::string_view>> SplitChunkItems(std::string_view args) {

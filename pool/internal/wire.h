@@ -143,6 +143,10 @@ size_t BeginChunkResult(std::string* out);
 size_t BeginChunkAnswer(std::string* out);
 void EndChunkAnswer(std::string* out, size_t answer, uint8_t code);
 void EndChunkResult(std::string* out, size_t result, uint32_t answered);
+// The same two for a chunk result of one answer written elsewhere: the
+// `size` bytes at `result` (from BeginChunkResult on), whose answer began
+// at result[answer].
+void EndOneAnswerChunkResult(char* result, size_t size, size_t answer, uint8_t code);
 
 struct ChunkAnswer {
   uint8_t code;  // ResultCode

@@ -233,8 +233,7 @@ bool WorkerConnection::AddRegionCall(CallsFrameBuilder& frame, uint64_t id, uint
                                      std::string_view args, uint64_t seq,
                                      size_t min_bytes) {
   if (min_bytes == 0 || args.size() < min_bytes || call_region_seq != 0 ||
-      !call_region_.valid() || call_region_leased_->load(std::memory_order_acquire) ||
-      call_region_pins_->load(std::memory_order_acquire) != 0) {
+      !call_region_.valid() || call_region_holds_->load(std::memory_order_acquire) != 0) {
     return false;
   }
   // On failure (no memory for the region) the socket still works.
@@ -249,13 +248,13 @@ bool WorkerConnection::AddRegionCall(CallsFrameBuilder& frame, uint64_t id, uint
 
 std::pair<std::string_view, std::shared_ptr<const void>> WorkerConnection::PinCallArgs(
     size_t length) {
-  call_region_pins_->fetch_add(1, std::memory_order_relaxed);
+  call_region_holds_->fetch_add(1, std::memory_order_relaxed);
   std::shared_ptr<RegionMapping> map = call_region_.mapping();
   const char* base = map->data();
   std::string_view bytes(base, length);
   std::shared_ptr<const void> pin(
-      base, [map = std::move(map), pins = call_region_pins_](const void*) {
-        pins->fetch_sub(1, std::memory_order_release);
+      base, [map = std::move(map), holds = call_region_holds_](const void*) {
+        holds->fetch_sub(1, std::memory_order_release);
       });
   return {bytes, std::move(pin)};
 }
@@ -265,10 +264,8 @@ absl::StatusOr<ResultBytes> WorkerConnection::RegionResult(std::string_view ref_
                                                            bool borrow) {
   std::function<void()> release;
   if (in_call_region) {
-    call_region_leased_->store(true, std::memory_order_relaxed);
-    release = [leased = call_region_leased_] {
-      leased->store(false, std::memory_order_release);
-    };
+    call_region_holds_->fetch_add(1, std::memory_order_relaxed);
+    release = [holds = call_region_holds_] { holds->fetch_sub(1, std::memory_order_release); };
   } else {
     release = [page = status] {
       static_cast<WorkerStatusPage*>(page->data())

@@ -141,12 +141,10 @@ class WorkerConnection {
   PayloadRegion call_region_{UniqueFd()};
   PayloadRegion result_region_{UniqueFd()};
   uint64_t call_region_seq = 0;  // the call whose arguments are there (0: free)
-  // An answer written over its call's arguments is still borrowed: no
-  // call goes there until the lease (dropped on any thread) clears this.
-  std::shared_ptr<std::atomic<bool>> call_region_leased_ =
-      std::make_shared<std::atomic<bool>>(false);
-  // Pins held by parked arguments there (PinCallArgs).
-  std::shared_ptr<std::atomic<int>> call_region_pins_ = std::make_shared<std::atomic<int>>(0);
+  // What still needs the call region's bytes, dropped on any thread: an
+  // answer written over its call's arguments and still borrowed, parked
+  // arguments (PinCallArgs). No call goes there while any is held.
+  std::shared_ptr<std::atomic<int>> call_region_holds_ = std::make_shared<std::atomic<int>>(0);
 };
 
 }  // namespace procpool::internal

@@ -62,11 +62,6 @@ uint64_t PeakRss() {
 // one item streams its answer over its arguments instead: RunChunk.)
 constexpr size_t kAnswerOverArgumentsMax = size_t{8} << 20;
 
-// Writes the little-endian u32 `v` at `p`.
-void StoreU32(char* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-}
-
 class Worker {
  public:
   // `statm` is /proc/self/statm, opened before the sandbox (invalid
@@ -366,8 +361,8 @@ class Worker {
   }
 
   // Moves out[start..] over the arguments at the call region's start, if
-  // they and `more` bytes fit in what the pool mapped; returns how many
-  // bytes moved.
+  // they and `more` bytes fit in what the pool mapped (the worker never
+  // grows the call region); returns how many bytes moved.
   std::optional<size_t> MoveOverArgs(std::string* out, size_t start, size_t more) {
     const size_t size = out->size() - start;
     const std::shared_ptr<RegionMapping>& map = call_region_.mapping();
@@ -393,13 +388,9 @@ class Worker {
   uint8_t MoveLargeAnswer(size_t start, bool call_region_free) {
     const size_t size = out_.size() - start;
     if (shm_min_ == 0 || size < shm_min_) return 0;
-    if (call_region_free && call_region_.valid()) {
-      // Only what the pool made: the worker never grows the call region.
-      const std::shared_ptr<RegionMapping>& map = call_region_.mapping();
-      if (map != nullptr && size <= map->size()) {
-        std::memcpy(map->data(), out_.data() + start, size);
-        out_.resize(start);
-        AppendRegionRef(&out_, RegionRef{0, size});
+    if (call_region_free) {
+      if (const std::optional<size_t> moved = MoveOverArgs(&out_, start, 0)) {
+        AppendRegionRef(&out_, RegionRef{0, *moved});
         return kRegionResultInCall;
       }
     }
@@ -448,11 +439,9 @@ class Worker {
         return true;
       }
       // The chunk result's header went to the region with the answer.
-      char* result = *in_region == kRegionResultInCall ? call_region_.data() : result_region_.data();
-      result[answer - start] = static_cast<char>(code);
-      StoreU32(result + (answer - start) + 1,
-               static_cast<uint32_t>(region_answer_len_ - (answer - start) - 5));
-      StoreU32(result, 1);
+      EndOneAnswerChunkResult(
+          *in_region == kRegionResultInCall ? call_region_.data() : result_region_.data(),
+          region_answer_len_, answer - start, code);
       AppendRegionRef(out, RegionRef{0, region_answer_len_});
       return true;
     }
