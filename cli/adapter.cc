@@ -28,6 +28,7 @@
 #include "cli/flags.h"
 #include "cli/record.h"
 #include "cli/stream_hash.h"
+#include "cli/unique_fd.h"
 #include "nlohmann/json.hpp"
 #include "tasks/abi.h"
 #include "tasks/serialize.h"
@@ -283,11 +284,15 @@ std::optional<ProgressSlots>& Progress(const std::string& path) {
   return *slots;
 }
 
-// The input file OpenFiles opened (-1: none), and its path for messages.
-int input_fd = -1;
-std::string& InputPath() {
-  static auto* path = new std::string();
-  return *path;
+// The input file OpenFiles opened (invalid: none), and its path for
+// messages.
+struct InputFile {
+  UniqueFd fd;
+  std::string path;
+};
+InputFile& Input() {
+  static auto* input = new InputFile();
+  return *input;
 }
 
 // The bytes of `span` read from the input file into *out and its records
@@ -296,7 +301,8 @@ std::string& InputPath() {
 // since poolrun read it), or the span is malformed.
 absl::Status ReadFromInput(const FileSpan& span, std::string* out,
                            std::vector<std::string_view>* records) {
-  if (input_fd < 0) {
+  const InputFile& input = Input();
+  if (input.fd.get() < 0) {
     return absl::FailedPreconditionError(
         "the worker has no input file open to read a record from (its initializer "
         "did not open it)");
@@ -307,11 +313,11 @@ absl::Status ReadFromInput(const FileSpan& span, std::string* out,
   out->resize(span.length);
   uint64_t done = 0;
   while (done < span.length) {
-    const ssize_t n = ::pread(input_fd, out->data() + done, span.length - done,
+    const ssize_t n = ::pread(input.fd.get(), out->data() + done, span.length - done,
                               static_cast<off_t>(span.offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      return absl::UnavailableError(absl::StrCat("read ", InputPath(), ": ", std::strerror(errno)));
+      return absl::UnavailableError(absl::StrCat("read ", input.path, ": ", std::strerror(errno)));
     }
     if (n == 0) break;
     done += static_cast<uint64_t>(n);
@@ -328,7 +334,7 @@ absl::Status ReadFromInput(const FileSpan& span, std::string* out,
   if (!fits || hash.Value() != span.hash) {
     records->clear();
     return absl::DataLossError(absl::StrCat(
-        "the input file ", InputPath(), " changed while poolrun ran: bytes ", span.offset,
+        "the input file ", input.path, " changed while poolrun ran: bytes ", span.offset,
         " to ", span.offset + span.length, " no longer read as they did"));
   }
   return absl::OkStatus();
@@ -361,10 +367,11 @@ class Alarm {
 
 int OpenFiles(const std::string& progress_path, const std::string& input_path) {
   int opened = Progress(progress_path).has_value() ? 1 : 0;
-  if (input_fd >= 0) ::close(input_fd);
-  input_fd = input_path.empty() ? -1 : ::open(input_path.c_str(), O_RDONLY | O_CLOEXEC);
-  InputPath() = input_path;
-  if (input_fd >= 0) opened |= 2;
+  InputFile& input = Input();
+  input.fd = input_path.empty() ? UniqueFd()
+                                : UniqueFd(::open(input_path.c_str(), O_RDONLY | O_CLOEXEC));
+  input.path = input_path;
+  if (input.fd.get() >= 0) opened |= 2;
   return opened;
 }
 

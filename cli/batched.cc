@@ -120,10 +120,8 @@ class Runner {
     req.seq = seq;
     // The workers have the input open only when it was named (stdin may be
     // a regular file too, which they do not have).
-    bool from_file = from_file_ok && o_.input != "-" && n > 0;
-    for (size_t i = 0; from_file && i < n; ++i) {
-      from_file = records[i].file_offset >= records[0].file_offset && records[0].file_offset >= 0;
-    }
+    bool from_file = from_file_ok && o_.input != "-";
+    for (size_t i = 0; from_file && i < n; ++i) from_file = records[i].file_offset >= 0;
     if (from_file) {
       const uint64_t first = static_cast<uint64_t>(records[0].file_offset);
       StreamHash hash;

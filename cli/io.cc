@@ -43,20 +43,6 @@ absl::Status ErrnoStatus(std::string_view context, int err) {
   }
 }
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = o.Release();
-  }
-  return *this;
-}
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-int UniqueFd::Release() { return std::exchange(fd_, -1); }
-
 // ---- LineReader ----
 
 LineReader::LineReader(std::string path, UniqueFd fd, bool owned, std::optional<uint64_t> size,

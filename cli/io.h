@@ -1,6 +1,6 @@
-// Files for poolrun: an owned fd, a block-buffered line reader and a
-// buffered writer that counts what it wrote (so a checkpoint can name a
-// byte offset to truncate back to).
+// Files for poolrun: a block-buffered line reader and a buffered writer
+// that counts what it wrote (so a checkpoint can name a byte offset to
+// truncate back to).
 //
 // Thread-compatible: each object is used by one thread.
 
@@ -16,29 +16,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cli/stream_hash.h"
+#include "cli/unique_fd.h"
 
 namespace procpool::cli {
 
 // errno as a Status naming `context` (e.g. "read input.jsonl").
 absl::Status ErrnoStatus(std::string_view context, int err);
-
-// Owns a file descriptor; closes it in its destructor. Move-only.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.Release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-
-  int get() const { return fd_; }
-  [[nodiscard]] int Release();
-
- private:
-  int fd_ = -1;
-};
 
 // Reads a file (or stdin) in 1 MiB blocks and splits it into lines. Memory
 // is one block plus the longest line.
