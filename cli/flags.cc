@@ -46,7 +46,8 @@ Required:
 
 Input and output:
   --input FILE|-       records to read (default: - = stdin); streamed, so
-                       files of any size use the same memory
+                       files of any size use the same memory. The workers
+                       read a named file's records from it themselves
   --output FILE|-      where results go (default: - = stdout)
   --format F           jsonl, csv or lines (default: from the input's
                        extension, .jsonl/.ndjson/.json -> jsonl, .csv -> csv,
@@ -91,11 +92,11 @@ Pool:
 Sandbox (docs/SECURITY.md): workers run the plugin over untrusted data, so
 by default each is sandboxed once the plugins are loaded: a seccomp filter
 (no programs run, no processes forked, no network sockets, no ptrace, no
-signals to other processes) and Landlock:
-it may read only the system's libraries (/usr, /lib), the plugins'
-directories and the paths below, and write nowhere. A call the sandbox
-denies fails inside the task (EPERM or EACCES), which dead-letters its
-record at worst.
+signals to other processes) and Landlock: it may read only the system's
+libraries (/usr, /lib), the plugins' directories, the paths below and the
+input file (opened before the sandbox: the workers read a named file's
+records there), and write nowhere. A call the sandbox denies fails inside
+the task (EPERM or EACCES), which dead-letters its record at worst.
   --no-sandbox         run the workers unconfined (plugins that need more
                        than the options below, e.g. the network)
   --sandbox-path PATH  a file or directory the workers may also read;
