@@ -365,8 +365,11 @@ struct MapOptions {
   // few per worker for slow tasks, up to thousands for tiny ones.
   size_t window = 0;
   // Items sent to a worker as one call (Python's chunksize; >= 0). 0:
-  // automatic, about a millisecond of work at the measured task duration
-  // (one item per call with a task_timeout, so the deadline stays per item).
+  // automatic, up to about 10 ms of work at the measured task duration:
+  // the first chunks are an eighth of that (the first results come after
+  // about a millisecond of work), and near the end of an input of known
+  // length they shrink so the workers finish together. One item per call
+  // with a task_timeout, so the deadline stays per item.
   int chunksize = 0;
   // With unequal input lengths, Map stops at the shortest. With `strict`,
   // it then reports the mismatch: iteration throws TaskError

@@ -83,9 +83,10 @@ class Backend {
   // Pool-wide defaults for a task's policy.
   virtual TaskPolicy DefaultPolicy() const = 0;
 
-  // How far ahead a lazy map should read, how many items it puts in one
-  // chunk (ChunkState), and how many bytes of arguments a chunk may hold.
-  virtual size_t SuggestedWindow() const = 0;
+  // How far ahead a lazy map should read (its chunks of `chunksize` items,
+  // 0: automatic), how many items it puts in one chunk (ChunkState) when
+  // automatic, and how many bytes of arguments a chunk may hold.
+  virtual size_t SuggestedWindow(size_t chunksize) const = 0;
   virtual size_t SuggestedChunkSize() const = 0;
   virtual size_t max_chunk_bytes() const = 0;
 

@@ -9,14 +9,6 @@ namespace procpool::internal {
 
 namespace {
 
-constexpr size_t kMaxBatch = 4096;
-constexpr uint64_t kTargetBatchNs = 1'000'000;
-
-size_t BatchFor(uint64_t avg_ns) {
-  if (avg_ns == 0) return 1;
-  return std::clamp<size_t>(kTargetBatchNs / avg_ns, 1, kMaxBatch);
-}
-
 // Set while this thread completes tasks in Execute (and so runs their
 // done-callbacks): a Submit there must not wait for a slot.
 thread_local int t_resolving = 0;
@@ -150,12 +142,13 @@ absl::Status Driver::AwaitStarted() {
   return error;
 }
 
-size_t Driver::SuggestedChunkSize() const { return BatchFor(sched_.avg_task_ns()); }
+size_t Driver::SuggestedChunkSize() const {
+  return Scheduler::MapChunkFor(sched_.avg_task_ns(), sched_.avg_result_bytes());
+}
 
-size_t Driver::SuggestedWindow() const {
-  const size_t n = std::max<size_t>(1, Processes());
-  const size_t b = BatchFor(sched_.avg_task_ns());
-  return std::clamp<size_t>(n * (2 * b + 1), 2 * n, 4 * kMaxBatch);
+size_t Driver::SuggestedWindow(size_t chunksize) const {
+  return Scheduler::MapWindowFor(sched_.avg_task_ns(), sched_.avg_result_bytes(), chunksize,
+                                 Processes());
 }
 
 size_t Driver::max_chunk_bytes() const {

@@ -62,7 +62,7 @@ class Driver : public Backend {
   TaskPolicy DefaultPolicy() const override {
     return TaskPolicy{options_.task_timeout, options_.retries};
   }
-  size_t SuggestedWindow() const override;
+  size_t SuggestedWindow(size_t chunksize) const override;
   size_t SuggestedChunkSize() const override;
   size_t max_chunk_bytes() const override;
   std::shared_ptr<Admission> admission() const override { return admission_; }

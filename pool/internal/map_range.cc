@@ -1,6 +1,6 @@
 #include "pool/internal/map_range.h"
 
-
+#include <algorithm>
 #include <exception>
 #include <string>
 
@@ -21,10 +21,17 @@ absl::Status CurrentInputError(size_t index) {
   return status;
 }
 
+size_t MapChunkSize(size_t full, uint64_t read, uint64_t total, size_t workers) {
+  const uint64_t w = std::max<size_t>(1, workers);
+  uint64_t c = std::max<uint64_t>(full / 8, read / w);
+  if (total > 0) c = std::min<uint64_t>(c, (total > read ? total - read : 0) / (2 * w));
+  return static_cast<size_t>(std::clamp<uint64_t>(c, 1, std::max<size_t>(1, full)));
+}
+
 int MapContext::num_workers() const { return backend_->num_workers(); }
 
-size_t MapContext::SuggestedWindow() const {
-  return backend_->SuggestedWindow();
+size_t MapContext::SuggestedWindow(size_t chunksize) const {
+  return backend_->SuggestedWindow(chunksize);
 }
 
 size_t MapContext::SuggestedChunkSize() const {

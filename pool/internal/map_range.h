@@ -97,7 +97,7 @@ class MapContext {
   // Backend::num_workers, SuggestedWindow, SuggestedChunkSize,
   // max_chunk_bytes and EnqueueMany. Never block on workers.
   int num_workers() const;
-  size_t SuggestedWindow() const;
+  size_t SuggestedWindow(size_t chunksize) const;
   size_t SuggestedChunkSize() const;
   size_t max_chunk_bytes() const;
   void EnqueueMany(std::vector<std::shared_ptr<TaskState>>& tasks) const;
@@ -126,6 +126,15 @@ uint64_t KnownTotal(const std::tuple<Views...>& views) {
     return 0;
   }
 }
+
+// The size of a map's next automatic chunk, from the full size `full`,
+// after `read` items of an input of `total` (0: unknown) over `workers`.
+// Chunks start at an eighth of the full size and grow with what was read
+// (to a worker's share of it), so the first results come early; near the
+// end of an input of known length they shrink with what is left to read
+// (to half a worker's share of it), so the workers finish together rather
+// than one waiting on another's last big chunk. At least 1, at most `full`.
+size_t MapChunkSize(size_t full, uint64_t read, uint64_t total, size_t workers);
 
 // The range behind Map, TryMap, MapUnordered and Istarmap.
 template <MapMode Mode, InputShape Shape, class R, class ArgsTuple,
@@ -236,17 +245,13 @@ class MapRange : public std::ranges::view_base {
 
   size_t Window() const {
     if (options_.window > 0) return options_.window;
-    size_t w = context_.SuggestedWindow();
-    if (options_.chunksize > 0) {
-      w = std::max<size_t>(w, 2 * static_cast<size_t>(options_.chunksize) *
-                                  static_cast<size_t>(context_.num_workers()));
-    }
-    return w;
+    return context_.SuggestedWindow(static_cast<size_t>(std::max(0, options_.chunksize)));
   }
 
-  // Items per chunk: MapOptions::chunksize, else about a millisecond of
-  // work as measured so far (1 until something was measured), small enough
-  // that every worker gets a share of the window and of a known input.
+  // Items per chunk: MapOptions::chunksize, else about
+  // Scheduler::kMapChunkNs of work as measured so far (1 until something
+  // was measured), small enough that every worker gets a share of the
+  // window and of a known input. NextChunkSize starts and ends smaller.
   size_t ChunkSize(size_t window) const {
     if (options_.chunksize > 0) return static_cast<size_t>(options_.chunksize);
     if (context_.policy().timeout != absl::InfiniteDuration()) {
@@ -259,6 +264,12 @@ class MapRange : public std::ranges::view_base {
     if (total_ > 0)
       c = std::min(c, std::max<size_t>(1, total_ / (4 * workers)));
     return c;
+  }
+
+  size_t NextChunkSize(size_t chunk_size) const {
+    if (options_.chunksize > 0) return chunk_size;
+    return MapChunkSize(chunk_size, next_index_, total_,
+                        static_cast<size_t>(std::max(1, context_.num_workers())));
   }
 
   // Reading the inputs may throw: comparing an iterator with its end
@@ -340,8 +351,9 @@ class MapRange : public std::ranges::view_base {
       // empty: an argument of an empty struct encodes to no bytes).
       std::optional<std::string> carry;
       bool out_of_slots = false;
-      while (chunk->size() < chunk_size && HasNext()) {
-        if (!Reserve(chunk_size - chunk->size(),
+      const size_t this_chunk = NextChunkSize(chunk_size);
+      while (chunk->size() < this_chunk && HasNext()) {
+        if (!Reserve(this_chunk - chunk->size(),
                      !may_wait || Outstanding() > 0 || chunk->size() > 0)) {
           out_of_slots = true;
           break;

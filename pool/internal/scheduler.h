@@ -274,10 +274,27 @@ class Scheduler {
 
   // Average run time of a call (a chunk: of an item) as answers report it.
   uint64_t avg_task_ns() const { return avg_ns_.load(std::memory_order_relaxed); }
-  // Calls sent at once to one worker for the current average, and how many
-  // items a map should read ahead to keep every worker busy.
+  // Calls sent at once to one worker for the current average.
   size_t BatchSize() const;
-  size_t SuggestedWindow() const;
+  // Average result size of a call (a chunk: of an item), as answers report
+  // it.
+  uint64_t avg_result_bytes() const {
+    return avg_bytes_.load(std::memory_order_relaxed);
+  }
+  // A map's automatic chunk: about kMapChunkNs of work at `avg_ns` (1 while
+  // nothing is measured), larger than a batch of calls because its items
+  // share one answer, and so one wake-up of the caller's threads; but no
+  // more than about kMapChunkBytes of results at `avg_bytes`, which the
+  // caller holds until the chunk's items are consumed.
+  static constexpr uint64_t kMapChunkNs = 10'000'000;
+  static constexpr uint64_t kMapChunkBytes = uint64_t{4} << 20;
+  static size_t MapChunkFor(uint64_t avg_ns, uint64_t avg_bytes);
+  // How many items a map reads ahead to keep `processes` workers busy: with
+  // automatic chunks (`chunksize` 0), two of them each and one more item;
+  // with chunks of `chunksize` items, two of them each, and at least two
+  // batches of calls each (BatchSize).
+  static size_t MapWindowFor(uint64_t avg_ns, uint64_t avg_bytes, size_t chunksize,
+                             size_t processes);
 
   struct Counters {
     uint64_t submitted = 0, succeeded = 0, failed = 0, pending = 0, in_flight = 0;
@@ -422,6 +439,7 @@ class Scheduler {
   bool cut_by_deadline_ = false;
 
   std::atomic<uint64_t> avg_ns_{0};
+  std::atomic<uint64_t> avg_bytes_{0};
   std::atomic<uint64_t> submitted_{0}, succeeded_{0}, failed_{0};
   std::atomic<uint64_t> queued_{0}, inflight_calls_{0};
 };

@@ -45,7 +45,7 @@ void Scheduler::OnAnswers(WorkerId worker, std::vector<Answer>& answers, absl::T
   w->last_answer = now;
   w->last_heard = now;
   std::vector<std::shared_ptr<TaskState>> requeue;
-  uint64_t total_ns = 0;
+  uint64_t total_ns = 0, total_bytes = 0;
   size_t items = 0;
   for (Answer& a : answers) {
     Call call;
@@ -73,18 +73,22 @@ void Scheduler::OnAnswers(WorkerId worker, std::vector<Answer>& answers, absl::T
     if (call.abandoned) continue;
     ChunkState* chunk = call.task->AsChunk();
     const size_t before = chunk != nullptr ? chunk->unanswered() : 1;
+    const uint64_t bytes = a.bytes.view().size();
     TakeAnswer(*w, std::move(call), a, requeue, out);
     if (a.code != static_cast<uint8_t>(ResultCode::kSkipped)) {
       total_ns += a.run_ns;
+      total_bytes += bytes;
       items += chunk != nullptr ? before - chunk->unanswered() : 1;
     }
   }
   Requeue(requeue);
   if (items > 0) {
-    const uint64_t batch_avg = std::max<uint64_t>(1, total_ns / items);
-    const uint64_t avg = avg_ns_.load(std::memory_order_relaxed);
-    avg_ns_.store(avg == 0 ? batch_avg : (avg * 7 + batch_avg) / 8,
-                  std::memory_order_relaxed);
+    const auto fold = [](std::atomic<uint64_t>& avg, uint64_t sample) {
+      const uint64_t old = avg.load(std::memory_order_relaxed);
+      avg.store(old == 0 ? sample : (old * 7 + sample) / 8, std::memory_order_relaxed);
+    };
+    fold(avg_ns_, std::max<uint64_t>(1, total_ns / items));
+    fold(avg_bytes_, std::max<uint64_t>(1, total_bytes / items));
   }
   HeapFix(w);
   Dispatch(now, out);

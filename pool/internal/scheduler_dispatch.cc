@@ -34,10 +34,12 @@ constexpr uint64_t kTargetBatchNs = 1'000'000;   // 1 ms of work per batch
 constexpr uint64_t kPipelineBelowNs = 1'000'000;
 constexpr uint64_t kLongCallMinNs = 1'000'000;
 
-size_t BatchFor(uint64_t avg_ns) {
+size_t ItemsFor(uint64_t avg_ns, uint64_t target_ns) {
   if (avg_ns == 0) return 1;  // nothing measured yet: one at a time
-  return std::clamp<size_t>(kTargetBatchNs / avg_ns, 1, kMaxBatch);
+  return std::clamp<size_t>(target_ns / avg_ns, 1, kMaxBatch);
 }
+
+size_t BatchFor(uint64_t avg_ns) { return ItemsFor(avg_ns, kTargetBatchNs); }
 
 // What a call weighs in a worker's load: 1 for a process (chunks included),
 // its unanswered items for an agent (which runs them on several workers).
@@ -51,9 +53,17 @@ size_t Units(SchedulerConfig::Kind kind, TaskState& t) {
 
 size_t Scheduler::BatchSize() const { return BatchFor(avg_task_ns()); }
 
-size_t Scheduler::SuggestedWindow() const {
-  const size_t n = std::max<size_t>(1, std::max(ready_capacity_, slots_.size()));
-  return std::clamp<size_t>(n * (2 * BatchSize() + 1), 2 * n, 4 * kMaxBatch);
+size_t Scheduler::MapChunkFor(uint64_t avg_ns, uint64_t avg_bytes) {
+  const size_t c = ItemsFor(avg_ns, kMapChunkNs);
+  return avg_bytes == 0 ? c : std::clamp<size_t>(kMapChunkBytes / avg_bytes, 1, c);
+}
+
+size_t Scheduler::MapWindowFor(uint64_t avg_ns, uint64_t avg_bytes, size_t chunksize,
+                               size_t processes) {
+  const size_t n = std::max<size_t>(1, processes);
+  const size_t per = chunksize == 0 ? MapChunkFor(avg_ns, avg_bytes) : BatchFor(avg_ns);
+  const size_t w = std::clamp<size_t>(n * (2 * per + 1), 2 * n, 4 * kMaxBatch);
+  return std::max(w, 2 * chunksize * n);
 }
 
 size_t Scheduler::Window(const Worker& w) const {
