@@ -216,24 +216,27 @@ bool Scheduler::Steal(absl::Time now) {
       ready_heap_[0]->load != 0) {
     return false;
   }
-  // An idle worker and nothing queued: look for calls waiting behind a long
-  // one. The earliest time one of them may become long is the next check.
-  // No call can be long before the time the last scan found, nor within
-  // kLongCallMinNs of that scan (a call sent since started after it): a
-  // scan of every worker then runs at most once per kLongCallMinNs, not
-  // once per answer.
+  // An idle worker and nothing queued: take back the calls waiting behind
+  // one that has run kLongCallMinNs or more, however long calls usually
+  // take: the idle worker starts them now, the busy one only once that
+  // call is done. The earliest time a call ahead of others reaches
+  // kLongCallMinNs is the next check. None can before the time the last
+  // scan found, nor within kLongCallMinNs of that scan (a call sent since
+  // started after it): a scan of every worker then runs at most once per
+  // kLongCallMinNs, not once per answer.
   if (now < steal_scan_not_before_) {
     ArmStealCheck(steal_scan_not_before_, now);
     return false;
   }
-  const uint64_t long_ns = std::max<uint64_t>(2 * avg_task_ns(), kLongCallMinNs);
+  const absl::Duration long_call = absl::Nanoseconds(kLongCallMinNs);
   absl::Time next_check = absl::InfiniteFuture();
   bool stole = false;
   for (auto& [id, wp] : workers_) {
     Worker& v = *wp;
     if (v.state == WorkerState::kGone || v.load < 2) continue;
-    if (!OnLongCall(v, now)) {
-      next_check = std::min(next_check, HeadStarted(v) + absl::Nanoseconds(long_ns));
+    const absl::Time head_started = HeadStarted(v);
+    if (now - head_started < long_call) {
+      next_check = std::min(next_check, head_started + long_call);
       continue;
     }
     bool head = true;
@@ -253,7 +256,7 @@ bool Scheduler::Steal(absl::Time now) {
     HeapFix(&v);
   }
   steal_scan_not_before_ =
-      stole ? now : std::min(next_check, now + absl::Nanoseconds(kLongCallMinNs));
+      stole ? now : std::min(next_check, now + long_call);
   if (!stole && next_check != absl::InfiniteFuture()) ArmStealCheck(next_check, now);
   return stole;
 }
