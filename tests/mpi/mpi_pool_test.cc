@@ -349,7 +349,9 @@ TEST(AgentLossTest, AnAgentKilledMidMapHasItsTasksRerunElsewhere) {
   std::vector<int> ms(60, 20);
   size_t index = 0, failures = 0;
   for (const absl::StatusOr<int>& r : pool.TryMap(sleep, ms)) {
-    if (index == 5) ASSERT_EQ(::kill(victim_pid, SIGKILL), 0);
+    if (index == 5) {
+      ASSERT_EQ(::kill(victim_pid, SIGKILL), 0);
+    }
     if (r.ok()) {
       EXPECT_EQ(*r, 20);
     } else {
@@ -386,7 +388,9 @@ TEST(AgentLossTest, WithoutRequeueTheLostAgentsTasksFailNamingTheRank) {
   std::vector<int> ms(40, 50);
   size_t index = 0, failures = 0;
   for (const absl::StatusOr<int>& r : pool.TryMap(sleep, ms)) {
-    if (index == 3) ASSERT_EQ(::kill(victim_pid, SIGKILL), 0);
+    if (index == 3) {
+      ASSERT_EQ(::kill(victim_pid, SIGKILL), 0);
+    }
     if (!r.ok()) {
       EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
       EXPECT_TRUE(absl::StrContains(r.status().message(), "remote worker rank 2 lost"))

@@ -287,7 +287,9 @@ TEST_F(SharedMemoryTest, ALargeCallItsWorkerNeverStartedIsSentAgainIntact) {
   for (const absl::StatusOr<std::string>& r :
        pool().TryMap(opts, Task(probe::kEchoUnlessExists), items)) {
     codes.push_back(r.status().code());
-    if (r.ok()) EXPECT_TRUE(Same(*r, items[i])) << "item " << i;
+    if (r.ok()) {
+      EXPECT_TRUE(Same(*r, items[i])) << "item " << i;
+    }
     ++i;
   }
   killer.join();
