@@ -1,9 +1,9 @@
 // The real Scheduler, driven by hand with a made-up clock: a call that
 // waits in a busy worker's pipeline goes to a worker that becomes idle
 // once the call ahead of it has run a millisecond, however long calls
-// usually take. (With tasks of 20 ms, a quick task queued behind one used
-// to wait up to 40 ms while the other worker sat idle; a crashed worker's
-// replacement waited as long for the task submitted while it started.)
+// usually take: a quick task does not wait for a 20 ms task ahead of it
+// while the other worker (say, a crashed worker's replacement that has
+// just started) sits idle.
 
 #include <atomic>
 #include <map>
